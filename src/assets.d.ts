@@ -1,0 +1,13 @@
+// Files Bun embeds into the compiled executable (`import x from "..." with { type: "file" | "text" }`).
+declare module "*.wasm" {
+  const path: string;
+  export default path;
+}
+declare module "*.data" {
+  const path: string;
+  export default path;
+}
+declare module "*.sql" {
+  const text: string;
+  export default text;
+}

@@ -1,0 +1,42 @@
+// Request and response shapes of the call-routing endpoints, shared by routes, tests and OpenAPI.
+import { type Static, t } from "elysia";
+
+const text = (description: string) => t.Optional(t.Nullable(t.String({ maxLength: 512, description })));
+
+export const SipInboundRequest = t.Object({
+  call_id: t.String({ minLength: 1, maxLength: 256, description: "The SIP provider's call id (idempotency key)" }),
+  trunk_id: text("SIP trunk id"),
+  trunk_phone_number: text("Number dialed, as the trunk saw it; used when to_number is absent"),
+  from_number: text("Caller; empty, 'anonymous' or absent when withheld"),
+  to_number: text("Number dialed"),
+  room_name: text("Room the call is bridged into"),
+});
+export type SipInboundRequest = Static<typeof SipInboundRequest>;
+
+export const SipInboundResponse = t.Object({
+  agent_name: t.String(),
+  /** JSON string of callMetadata(): what the agent reads as its job metadata. */
+  metadata: t.String(),
+  attributes: t.Object({
+    inbound: t.Literal("true"),
+    phone_number: t.String(),
+    caller: t.String(),
+  }),
+});
+export type SipInboundResponse = Static<typeof SipInboundResponse>;
+
+export const TestCallRequest = t.Object({
+  to_number: t.String({ minLength: 1, maxLength: 512 }),
+  from_number: t.Optional(t.String({ maxLength: 512 })),
+});
+
+export const TestCallResponse = t.Object({
+  success: t.Boolean(),
+  test_data: t.Object({
+    call_id: t.String(),
+    room_name: t.String(),
+    from_number: t.String(),
+    to_number: t.String(),
+  }),
+  response: SipInboundResponse,
+});

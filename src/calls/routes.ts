@@ -1,0 +1,59 @@
+import { Elysia } from "elysia";
+import { BadRequestError } from "../errors";
+import { type SipInboundResponse as SipInboundResponseBody, SipInboundRequest, SipInboundResponse, TestCallRequest, TestCallResponse } from "./model";
+import { type CallRouting, callMetadata, type RoutingDeps, routeInboundCall } from "./service";
+
+export interface CallRoutesOptions {
+  testEndpointEnabled: boolean;
+}
+
+/** The decision endpoint answers in the shape LiveKit-side glue expects: agent, metadata, attributes. */
+export function toSipInboundResponse(routing: CallRouting): SipInboundResponseBody {
+  return {
+    agent_name: routing.agentName,
+    metadata: JSON.stringify(callMetadata(routing)),
+    attributes: { inbound: "true", phone_number: routing.toNumber ?? "", caller: routing.fromNumber ?? "" },
+  };
+}
+
+export function callRoutes(deps: RoutingDeps, options: CallRoutesOptions) {
+  const app = new Elysia({ name: "calls", prefix: "/api/v1/webhooks" }).post(
+    "/livekit/sip-inbound",
+    async ({ body }) => {
+      const to = body.to_number || body.trunk_phone_number;
+      if (!to) throw new BadRequestError("to_number: required (or trunk_phone_number)", "to_number");
+      const routing = await routeInboundCall(deps, {
+        callId: body.call_id,
+        from: body.from_number,
+        to,
+        trunkId: body.trunk_id,
+        roomName: body.room_name,
+        source: "sip-inbound",
+      });
+      return toSipInboundResponse(routing);
+    },
+    { body: SipInboundRequest, response: SipInboundResponse, detail: { summary: "Decide the agent for an inbound call" } },
+  );
+  if (!options.testEndpointEnabled) return app;
+  return app.post(
+    "/test",
+    async ({ body }) => {
+      const suffix = crypto.randomUUID();
+      const testData = {
+        call_id: `test-${suffix}`,
+        room_name: `test-room-${suffix}`,
+        from_number: body.from_number ?? "+15555550123",
+        to_number: body.to_number,
+      };
+      const routing = await routeInboundCall(deps, {
+        callId: testData.call_id,
+        from: testData.from_number,
+        to: testData.to_number,
+        roomName: testData.room_name,
+        source: "test",
+      });
+      return { success: routing.recorded, test_data: testData, response: toSipInboundResponse(routing) };
+    },
+    { body: TestCallRequest, response: TestCallResponse, detail: { summary: "Route a made-up call through the same flow" } },
+  );
+}

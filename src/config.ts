@@ -1,0 +1,146 @@
+// Configuration comes from environment variables, validated once at start.
+// This is the only module that reads process.env; everything else receives a Config.
+import { type Static, Type as t } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import { isSupportedCountry } from "libphonenumber-js";
+
+const bool = (d: boolean) => t.Boolean({ default: d });
+const int = (d: number, minimum: number, maximum: number) => t.Integer({ default: d, minimum, maximum });
+
+/** Every variable Switchboard understands, with its default. The README's table mirrors this. */
+export const EnvSchema = t.Object({
+  NODE_ENV: t.String({ default: "development" }),
+  HOST: t.String({ default: "0.0.0.0", minLength: 1 }),
+  PORT: int(3000, 0, 65535),
+  DATABASE_URL: t.Optional(t.String({ pattern: "^postgres(ql)?://" })),
+  DATA_DIR: t.String({ default: "./data", minLength: 1 }),
+  DB_POOL_MAX: int(10, 1, 200),
+  DB_STATEMENT_TIMEOUT_MS: int(1000, 10, 600_000),
+  MIGRATE_ON_START: bool(true),
+  SYSTEM_DEFAULT_AGENT: t.String({ default: "telephony-agent", minLength: 1 }),
+  DEFAULT_REGION: t.String({ default: "US", pattern: "^[A-Z]{2}$" }),
+  LOG_LEVEL: t.Union(
+    ["fatal", "error", "warn", "info", "debug", "trace", "silent"].map((l) => t.Literal(l)),
+    { default: "info" },
+  ),
+  ENABLE_TEST_ENDPOINT: t.Optional(t.Boolean()),
+  MAX_BODY_BYTES: int(64 * 1024, 1024, 16 * 1024 * 1024),
+  SHUTDOWN_TIMEOUT_MS: int(10_000, 0, 600_000),
+  LIVEKIT_URL: t.Optional(t.String({ pattern: "^(https?|wss?)://" })),
+  LIVEKIT_API_KEY: t.Optional(t.String({ minLength: 1 })),
+  LIVEKIT_API_SECRET: t.Optional(t.String({ minLength: 1 })),
+  LIVEKIT_WEBHOOK_VERIFY: bool(true),
+  LIVEKIT_WEBHOOK_CLOCK_TOLERANCE_S: int(10, 0, 300),
+  LIVEKIT_DISPATCH: bool(true),
+  LIVEKIT_DISPATCH_RETRIES: int(3, 0, 10),
+  LIVEKIT_DISPATCH_RETRY_BASE_MS: int(250, 1, 60_000),
+  LIVEKIT_ROOM_PREFIX: t.String({ default: "call-", minLength: 1 }),
+  LIVEKIT_TRUNK_NAME: t.String({ default: "switchboard-inbound", minLength: 1 }),
+  LIVEKIT_DISPATCH_RULE_NAME: t.String({ default: "switchboard-inbound", minLength: 1 }),
+});
+type Env = Static<typeof EnvSchema>;
+
+export interface Config {
+  production: boolean;
+  host: string;
+  port: number;
+  /** Unset: the embedded PGlite database in dataDir. */
+  databaseUrl?: string;
+  dataDir: string;
+  dbPoolMax: number;
+  /** Upper bound on any database work done while a caller waits. */
+  statementTimeoutMs: number;
+  migrateOnStart: boolean;
+  systemDefaultAgent: string;
+  defaultRegion: string;
+  logLevel: string;
+  testEndpointEnabled: boolean;
+  maxBodyBytes: number;
+  shutdownTimeoutMs: number;
+  livekit: {
+    url?: string;
+    apiKey?: string;
+    apiSecret?: string;
+    verifyWebhooks: boolean;
+    clockToleranceSeconds: number;
+    dispatch: boolean;
+    dispatchRetries: number;
+    dispatchRetryBaseMs: number;
+    roomPrefix: string;
+    trunkName: string;
+    dispatchRuleName: string;
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Reads and validates the environment; throws ConfigError naming the first bad variable. */
+export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const value = source[key];
+    if (value !== undefined && value !== "") raw[key] = value;
+  }
+  const env = Value.Convert(EnvSchema, Value.Default(EnvSchema, raw)) as Env;
+  const error = Value.Errors(EnvSchema, env).First();
+  if (error) {
+    const variable = error.path.replace(/^\//, "") || "environment";
+    const given = source[variable];
+    throw new ConfigError(variable, `${error.message}${given === undefined ? "" : ` (got "${given}")`}`);
+  }
+  if (!isSupportedCountry(env.DEFAULT_REGION)) {
+    throw new ConfigError("DEFAULT_REGION", `unknown region "${env.DEFAULT_REGION}"`);
+  }
+  if (Boolean(env.LIVEKIT_API_KEY) !== Boolean(env.LIVEKIT_API_SECRET)) {
+    throw new ConfigError("LIVEKIT_API_SECRET", "LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be set together");
+  }
+  const production = env.NODE_ENV === "production";
+  return {
+    production,
+    host: env.HOST,
+    port: env.PORT,
+    databaseUrl: env.DATABASE_URL,
+    dataDir: env.DATA_DIR,
+    dbPoolMax: env.DB_POOL_MAX,
+    statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS,
+    migrateOnStart: env.MIGRATE_ON_START,
+    systemDefaultAgent: env.SYSTEM_DEFAULT_AGENT,
+    defaultRegion: env.DEFAULT_REGION,
+    logLevel: env.LOG_LEVEL,
+    testEndpointEnabled: env.ENABLE_TEST_ENDPOINT ?? !production,
+    maxBodyBytes: env.MAX_BODY_BYTES,
+    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    livekit: {
+      url: env.LIVEKIT_URL,
+      apiKey: env.LIVEKIT_API_KEY,
+      apiSecret: env.LIVEKIT_API_SECRET,
+      verifyWebhooks: env.LIVEKIT_WEBHOOK_VERIFY,
+      clockToleranceSeconds: env.LIVEKIT_WEBHOOK_CLOCK_TOLERANCE_S,
+      dispatch: env.LIVEKIT_DISPATCH,
+      dispatchRetries: env.LIVEKIT_DISPATCH_RETRIES,
+      dispatchRetryBaseMs: env.LIVEKIT_DISPATCH_RETRY_BASE_MS,
+      roomPrefix: env.LIVEKIT_ROOM_PREFIX,
+      trunkName: env.LIVEKIT_TRUNK_NAME,
+      dispatchRuleName: env.LIVEKIT_DISPATCH_RULE_NAME,
+    },
+  };
+}
+
+/** Checks that only make sense for the long-running server, not for migrate or seed. */
+export function assertServable(config: Config): void {
+  const { apiKey, verifyWebhooks } = config.livekit;
+  if (config.production && verifyWebhooks && !apiKey) {
+    throw new ConfigError(
+      "LIVEKIT_API_KEY",
+      "required in production to verify webhook signatures (set LIVEKIT_WEBHOOK_VERIFY=false to accept unsigned webhooks)",
+    );
+  }
+}

@@ -1,0 +1,47 @@
+// Applies the SQL migrations drizzle-kit generated under drizzle/. The files are imported
+// as text so the compiled binary carries them; a new migration adds one line to MIGRATION_SQL.
+import { sql } from "drizzle-orm";
+import journal from "../../drizzle/meta/_journal.json";
+import m0000 from "../../drizzle/0000_init.sql" with { type: "text" };
+import { type Database, rowsOf } from "./client";
+
+const MIGRATION_SQL: Record<string, string> = {
+  "0000_init": m0000,
+};
+
+/** Any constant works; it only has to be the same for every Switchboard process. */
+const MIGRATION_LOCK_KEY = 7_310_442_019;
+
+export interface MigrationResult {
+  applied: string[];
+}
+
+export async function migrate(database: Database): Promise<MigrationResult> {
+  const pending = journal.entries.map((entry) => {
+    const text = MIGRATION_SQL[entry.tag];
+    if (text === undefined) throw new Error(`migration ${entry.tag} is in the journal but not in MIGRATION_SQL`);
+    return { tag: entry.tag, statements: text.split("--> statement-breakpoint") };
+  });
+  const applied: string[] = [];
+  await database.db.transaction(async (tx) => {
+    // Migrations are not on a caller's path: lift the per-statement bound for them.
+    await tx.execute(sql`set local statement_timeout = 0`);
+    // Several instances may start at once: one migrates, the others wait and find nothing to do.
+    await tx.execute(sql`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+    await tx.execute(
+      sql`create table if not exists switchboard_migrations (tag text primary key, applied_at timestamptz not null default now())`,
+    );
+    const done = new Set(
+      rowsOf<{ tag: string }>(await tx.execute(sql`select tag from switchboard_migrations`)).map((r) => r.tag),
+    );
+    for (const migration of pending) {
+      if (done.has(migration.tag)) continue;
+      for (const statement of migration.statements) {
+        if (statement.trim()) await tx.execute(sql.raw(statement));
+      }
+      await tx.execute(sql`insert into switchboard_migrations (tag) values (${migration.tag})`);
+      applied.push(migration.tag);
+    }
+  });
+  return { applied };
+}

@@ -1,0 +1,203 @@
+// The Drizzle schema: the single source of the tables and of the invariants the
+// database enforces. `drizzle-kit generate` turns it into the SQL under drizzle/.
+// This module imports no feature: features import it.
+import { sql } from "drizzle-orm";
+import {
+  boolean,
+  check,
+  foreignKey,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  unique,
+  uniqueIndex,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
+
+export const AGENT_SOURCES = ["campaign", "tenant_default", "system_default"] as const;
+export type AgentSource = (typeof AGENT_SOURCES)[number];
+
+export const CAMPAIGN_STATUSES = ["active", "paused", "completed", "archived"] as const;
+export type CampaignStatus = (typeof CAMPAIGN_STATUSES)[number];
+
+export const NUMBER_TYPES = ["LOCAL", "TOLL_FREE", "MOBILE"] as const;
+export type NumberType = (typeof NUMBER_TYPES)[number];
+
+/** Call statuses in the only order they may move: a call never goes back to an earlier rank. */
+export const CALL_STATUS_RANK = {
+  ringing: 0,
+  in_progress: 1,
+  completed: 2,
+  failed: 2,
+  abandoned: 2,
+} as const;
+export type CallStatus = keyof typeof CALL_STATUS_RANK;
+export const CALL_STATUSES = Object.keys(CALL_STATUS_RANK) as CallStatus[];
+
+const inList = (column: string, values: readonly string[]) =>
+  sql.raw(`${column} in (${values.map((v) => `'${v}'`).join(", ")})`);
+
+export const tenants = pgTable("tenants", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  name: text("name").notNull().unique(),
+  active: boolean("active").notNull().default(true),
+  createdAt: createdAt(),
+});
+
+export const agents = pgTable(
+  "agents",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    /** null: a system-wide agent any tenant's campaign may use. */
+    tenantId: uuid("tenant_id").references(() => tenants.id),
+    /** The agent name LiveKit dispatches; the worker registers with the same `agentName`. */
+    name: text("name").notNull(),
+    isDefault: boolean("is_default").notNull().default(false),
+    active: boolean("active").notNull().default(true),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    unique("agents_tenant_name_key").on(t.tenantId, t.name).nullsNotDistinct(),
+    // At most one default agent per tenant.
+    uniqueIndex("agents_one_default_per_tenant").on(t.tenantId).where(sql`${t.isDefault}`),
+    // The system-wide fallback is configuration (SYSTEM_DEFAULT_AGENT), not a row.
+    check("agents_default_has_tenant", sql`not ${t.isDefault} or ${t.tenantId} is not null`),
+  ],
+);
+
+export const campaigns = pgTable(
+  "campaigns",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    tenantId: uuid("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
+    name: text("name").notNull(),
+    agentId: uuid("agent_id").references(() => agents.id),
+    status: text("status").$type<CampaignStatus>().notNull().default("active"),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    unique("campaigns_tenant_name_key").on(t.tenantId, t.name),
+    // Target of the composite foreign keys that keep rows inside one tenant.
+    unique("campaigns_id_tenant_key").on(t.id, t.tenantId),
+    check("campaigns_status_check", inList("status", CAMPAIGN_STATUSES)),
+  ],
+);
+
+export const phoneNumbers = pgTable(
+  "phone_numbers",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    /** E.164, the key every inbound call is looked up by. */
+    e164: text("e164").notNull().unique(),
+    tenantId: uuid("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
+    campaignId: uuid("campaign_id"),
+    numberType: text("number_type").$type<NumberType>().notNull().default("LOCAL"),
+    active: boolean("active").notNull().default(true),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    // A number can only point at a campaign of its own tenant.
+    foreignKey({
+      name: "phone_numbers_campaign_same_tenant_fk",
+      columns: [t.campaignId, t.tenantId],
+      foreignColumns: [campaigns.id, campaigns.tenantId],
+    }),
+    check("phone_numbers_type_check", inList("number_type", NUMBER_TYPES)),
+  ],
+);
+
+export const leads = pgTable(
+  "leads",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    tenantId: uuid("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
+    campaignId: uuid("campaign_id"),
+    phoneNumber: text("phone_number").notNull(),
+    name: text("name").notNull(),
+    status: text("status").notNull().default("new"),
+    lastCallAt: timestamp("last_call_at", { withTimezone: true }),
+    createdAt: createdAt(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    // One lead per caller per campaign (or per tenant when the number has no campaign);
+    // concurrent calls from one caller meet here and become one row.
+    unique("leads_caller_key").on(t.tenantId, t.campaignId, t.phoneNumber).nullsNotDistinct(),
+    unique("leads_id_tenant_key").on(t.id, t.tenantId),
+    foreignKey({
+      name: "leads_campaign_same_tenant_fk",
+      columns: [t.campaignId, t.tenantId],
+      foreignColumns: [campaigns.id, campaigns.tenantId],
+    }),
+  ],
+);
+
+export const callLogs = pgTable(
+  "call_logs",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    /** The SIP provider's call id: the idempotency key of every webhook about this call. */
+    providerCallId: text("provider_call_id").notNull().unique(),
+    roomName: text("room_name"),
+    trunkId: text("trunk_id"),
+    /** Caller in E.164; null when withheld or unparsable (the raw value is kept in from_raw). */
+    fromNumber: text("from_number"),
+    fromRaw: text("from_raw"),
+    toNumber: text("to_number"),
+    toRaw: text("to_raw"),
+    tenantId: uuid("tenant_id").references(() => tenants.id),
+    campaignId: uuid("campaign_id"),
+    leadId: uuid("lead_id"),
+    phoneNumberId: uuid("phone_number_id").references(() => phoneNumbers.id),
+    agentName: text("agent_name").notNull(),
+    agentSource: text("agent_source").$type<AgentSource>().notNull(),
+    status: text("status").$type<CallStatus>().notNull().default("ringing"),
+    createdAt: createdAt(),
+    /** When the SIP caller joined the room: the start of the billed duration. */
+    callerJoinedAt: timestamp("caller_joined_at", { withTimezone: true }),
+    answeredAt: timestamp("answered_at", { withTimezone: true }),
+    endedAt: timestamp("ended_at", { withTimezone: true }),
+    durationMs: integer("duration_ms"),
+    disconnectReason: text("disconnect_reason"),
+    dispatchId: text("dispatch_id"),
+    dispatchAttempts: integer("dispatch_attempts").notNull().default(0),
+    dispatchError: text("dispatch_error"),
+    metadata: jsonb("metadata").$type<Record<string, unknown>>().notNull().default({}),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    foreignKey({
+      name: "call_logs_campaign_same_tenant_fk",
+      columns: [t.campaignId, t.tenantId],
+      foreignColumns: [campaigns.id, campaigns.tenantId],
+    }),
+    foreignKey({
+      name: "call_logs_lead_same_tenant_fk",
+      columns: [t.leadId, t.tenantId],
+      foreignColumns: [leads.id, leads.tenantId],
+    }),
+    check("call_logs_status_check", inList("status", CALL_STATUSES)),
+    check("call_logs_agent_source_check", inList("agent_source", AGENT_SOURCES)),
+    index("call_logs_room_name_idx").on(t.roomName),
+    index("call_logs_tenant_created_idx").on(t.tenantId, t.createdAt),
+  ],
+);
+
+/** LiveKit webhook deliveries already acted on, keyed by the event id (`EV_...`). */
+export const webhookEvents = pgTable("webhook_events", {
+  id: text("id").primaryKey(),
+  event: text("event").notNull(),
+  roomName: text("room_name"),
+  receivedAt: timestamp("received_at", { withTimezone: true }).notNull().defaultNow(),
+});

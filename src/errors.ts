@@ -1,0 +1,65 @@
+// Typed errors every feature throws; app.ts maps them to HTTP in one place.
+
+export class AppError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    /** The request field the problem is about, when there is one. */
+    readonly field?: string,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class BadRequestError extends AppError {
+  constructor(message: string, field?: string) {
+    super(400, "invalid_request", message, field);
+  }
+}
+
+export class PayloadTooLargeError extends AppError {
+  constructor(limit: number) {
+    super(413, "payload_too_large", `body: larger than ${limit} bytes`, "body");
+  }
+}
+
+export class UnauthorizedError extends AppError {
+  constructor(message: string) {
+    super(401, "unauthorized", message, "authorization");
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(message: string) {
+    super(404, "not_found", message);
+  }
+}
+
+/** Something a retry may fix (the database is down): LiveKit retries 5xx deliveries. */
+export class UnavailableError extends AppError {
+  constructor(message: string) {
+    super(503, "unavailable", message);
+  }
+}
+
+export class TimeoutError extends Error {
+  constructor(what: string, ms: number) {
+    super(`${what} timed out after ${ms} ms`);
+    this.name = "TimeoutError";
+  }
+}
+
+/** Resolves or rejects with the promise, or rejects with TimeoutError after `ms`. */
+export async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(what, ms)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

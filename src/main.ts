@@ -1,0 +1,150 @@
+#!/usr/bin/env bun
+// The switchboard command: serve (default), migrate, seed FILE, livekit provision|status.
+import { applyDirectory, DirectoryError } from "./admin/service";
+import { createApp } from "./app";
+import { assertServable, type Config, ConfigError, loadConfig } from "./config";
+import { type Database, openDatabase } from "./db/client";
+import { migrate } from "./db/migrate";
+import { createLogger, type Logger } from "./logger";
+import { VERSION } from "./version";
+
+const HELP = `switchboard ${VERSION}: inbound call router for AI voice agents on LiveKit
+
+Usage:
+  switchboard [serve]            start the HTTP server (migrates first unless MIGRATE_ON_START=false)
+  switchboard migrate            apply database migrations and exit
+  switchboard seed FILE          load tenants, agents, campaigns and numbers from a JSON directory file
+  switchboard --help | --version
+
+Configuration is read from environment variables; see README.md. Without DATABASE_URL the
+embedded PostgreSQL in DATA_DIR (default ./data) is used.`;
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const [command = "serve", ...args] = argv;
+  if (command === "--help" || command === "-h" || command === "help") {
+    console.log(HELP);
+    return 0;
+  }
+  if (command === "--version" || command === "-v" || command === "version") {
+    console.log(VERSION);
+    return 0;
+  }
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel);
+  switch (command) {
+    case "serve":
+      assertServable(config);
+      return serve(config, logger);
+    case "migrate":
+      return withDatabase(config, async (database) => {
+        const { applied } = await migrate(database);
+        console.log(applied.length ? `applied: ${applied.join(", ")}` : "database is up to date");
+        return 0;
+      });
+    case "seed": {
+      const file = args[0];
+      if (!file) throw new UsageError("seed needs a FILE: switchboard seed examples/directory.json");
+      return withDatabase(config, async (database) => {
+        if (config.migrateOnStart) await migrate(database);
+        const summary = await applyDirectory(database.db, await readJson(file), config.defaultRegion);
+        console.log(
+          `seeded ${file}: ${summary.tenants} tenants, ${summary.agents} agents, ` +
+            `${summary.campaigns} campaigns, ${summary.phoneNumbers} phone numbers`,
+        );
+        return 0;
+      });
+    }
+    default:
+      throw new UsageError(`unknown command "${command}" (try --help)`);
+  }
+}
+
+async function readJson(path: string): Promise<unknown> {
+  const file = Bun.file(path);
+  if (!(await file.exists())) throw new UsageError(`${path}: no such file`);
+  try {
+    return JSON.parse(await file.text());
+  } catch (error) {
+    throw new UsageError(`${path}: not valid JSON (${(error as Error).message})`);
+  }
+}
+
+async function withDatabase(config: Config, work: (database: Database) => Promise<number>): Promise<number> {
+  const database = await openDatabase(databaseOptions(config));
+  try {
+    return await work(database);
+  } finally {
+    await database.close();
+  }
+}
+
+function databaseOptions(config: Config) {
+  return {
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolMax: config.dbPoolMax,
+    statementTimeoutMs: config.statementTimeoutMs,
+  };
+}
+
+async function serve(config: Config, logger: Logger): Promise<number> {
+  const database = await openDatabase(databaseOptions(config));
+  if (config.migrateOnStart) {
+    const { applied } = await migrate(database);
+    if (applied.length) logger.info({ applied }, "migrations applied");
+  }
+  const app = createApp({ database, config, logger }).listen({
+    hostname: config.host,
+    port: config.port,
+    maxRequestBodySize: config.maxBodyBytes,
+  });
+  const server = app.server!;
+  logger.info(
+    { host: config.host, port: server.port, database: database.kind, version: VERSION },
+    "switchboard listening",
+  );
+
+  const stopped = Promise.withResolvers<number>();
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down: no new connections, finishing in-flight requests");
+    // stop() resolves once in-flight requests are answered; past the timeout, connections are cut.
+    const graceful = server.stop(false);
+    const timer = setTimeout(() => {
+      logger.warn({ timeout_ms: config.shutdownTimeoutMs }, "shutdown timeout: closing open connections");
+      void server.stop(true);
+    }, config.shutdownTimeoutMs);
+    await graceful;
+    clearTimeout(timer);
+    await database.close();
+    logger.info("stopped");
+    stopped.resolve(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  return stopped.promise;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof ConfigError) {
+      console.error(`switchboard: configuration error: ${error.message}`);
+      process.exit(2);
+    }
+    if (error instanceof UsageError) {
+      console.error(`switchboard: ${error.message}`);
+      process.exit(2);
+    }
+    if (error instanceof DirectoryError) {
+      console.error(`switchboard: the directory file has problems, nothing was changed:\n${error.message}`);
+      process.exit(1);
+    }
+    console.error(`switchboard: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    process.exit(1);
+  },
+);
