@@ -32,6 +32,7 @@ CREATE TABLE "call_logs" (
 	"duration_ms" integer,
 	"disconnect_reason" text,
 	"dispatch_id" text,
+	"dispatch_claimed_at" timestamp with time zone,
 	"dispatch_attempts" integer DEFAULT 0 NOT NULL,
 	"dispatch_error" text,
 	"metadata" jsonb DEFAULT '{}'::jsonb NOT NULL,
@@ -107,4 +108,5 @@ ALTER TABLE "phone_numbers" ADD CONSTRAINT "phone_numbers_tenant_id_tenants_id_f
 ALTER TABLE "phone_numbers" ADD CONSTRAINT "phone_numbers_campaign_same_tenant_fk" FOREIGN KEY ("campaign_id","tenant_id") REFERENCES "public"."campaigns"("id","tenant_id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 CREATE UNIQUE INDEX "agents_one_default_per_tenant" ON "agents" USING btree ("tenant_id") WHERE "agents"."is_default";--> statement-breakpoint
 CREATE INDEX "call_logs_room_name_idx" ON "call_logs" USING btree ("room_name");--> statement-breakpoint
-CREATE INDEX "call_logs_tenant_created_idx" ON "call_logs" USING btree ("tenant_id","created_at");
+CREATE INDEX "call_logs_tenant_created_idx" ON "call_logs" USING btree ("tenant_id","created_at");--> statement-breakpoint
+CREATE INDEX "webhook_events_room_idx" ON "webhook_events" USING btree ("room_name","event");

@@ -6,6 +6,9 @@ import type { Config } from "./config";
 import type { Database } from "./db/client";
 import { AppError, BadRequestError, PayloadTooLargeError } from "./errors";
 import { healthRoutes } from "./health/routes";
+import { createLiveKitClients, type LiveKitClients } from "./livekit/clients";
+import { liveKitRoutes } from "./livekit/routes";
+import { createWebhookAuth } from "./livekit/webhook";
 import type { Logger } from "./logger";
 
 export interface AppDeps {
@@ -14,12 +17,19 @@ export interface AppDeps {
   logger: Logger;
   /** Injectable so tests can control time-dependent behaviour. */
   clock?: () => Date;
+  /** LiveKit's server API clients; built from config when not given, absent when LiveKit is not configured. */
+  livekit?: LiveKitClients;
 }
 
 export type App = ReturnType<typeof createApp>;
 
 export function createApp(deps: AppDeps) {
   const { database, config, logger } = deps;
+  const livekit = "livekit" in deps ? deps.livekit : createLiveKitClients(config.livekit);
+  const webhookAuth = createWebhookAuth(config.livekit);
+  // Signatures cover the exact bytes received, so the parser keeps them for the verifiers.
+  const rawBodies = new WeakMap<Request, string>();
+  const rawBody = (request: Request) => rawBodies.get(request) ?? "";
   const routing = {
     database,
     logger,
@@ -31,7 +41,11 @@ export function createApp(deps: AppDeps) {
   };
   let routes: { method: string; path: string }[] = [];
   const app = new Elysia()
-    .onParse(async ({ request, contentType }) => readBody(request, contentType, config.maxBodyBytes))
+    .onParse(async ({ request, contentType }) => {
+      const text = await readBody(request, config.maxBodyBytes);
+      rawBodies.set(request, text);
+      return parseBody(text, contentType);
+    })
     .onError(({ code, error, set, request }) => {
       // Elysia wraps whatever a parser throws in a ParseError; ours carry the real answer.
       const cause = code === "PARSE" ? (error as Error).cause : undefined;
@@ -63,20 +77,41 @@ export function createApp(deps: AppDeps) {
         endpoints: () => routes.map((r) => `${r.method} ${r.path}`),
       }),
     )
-    .use(callRoutes(routing, { testEndpointEnabled: config.testEndpointEnabled }));
+    .use(
+      callRoutes(routing, {
+        testEndpointEnabled: config.testEndpointEnabled,
+        // With LiveKit keys configured, sip-inbound must be signed like LiveKit's webhooks.
+        authorize: (request) => webhookAuth.verifyBody(rawBody(request), request.headers.get("authorization")),
+      }),
+    )
+    .use(
+      liveKitRoutes({
+        auth: webhookAuth,
+        rawBody,
+        events: {
+          ...routing,
+          dispatcher: config.livekit.dispatch ? livekit?.dispatch : undefined,
+          dispatchRetries: config.livekit.dispatchRetries,
+          dispatchRetryBaseMs: config.livekit.dispatchRetryBaseMs,
+          clock: deps.clock ?? (() => new Date()),
+        },
+      }),
+    );
   routes = app.routes;
   return app;
 }
 
-/**
- * Reads every request body ourselves: bounded in size, JSON errors reported as 400, and
- * LiveKit's application/webhook+json kept as the exact text its signature covers.
- */
-async function readBody(request: Request, contentType: string, limit: number): Promise<unknown> {
+/** Every request body is read here, bounded in size whether or not Content-Length is honest. */
+async function readBody(request: Request, limit: number): Promise<string> {
   const declared = Number(request.headers.get("content-length") ?? 0);
   if (declared > limit) throw new PayloadTooLargeError(limit);
   const text = await request.text();
   if (Buffer.byteLength(text) > limit) throw new PayloadTooLargeError(limit);
+  return text;
+}
+
+/** JSON errors become a 400 naming the body; LiveKit's application/webhook+json stays text. */
+function parseBody(text: string, contentType: string): unknown {
   const type = contentType.split(";", 1)[0]?.trim().toLowerCase() ?? "";
   if (type === "application/webhook+json") return text;
   if (type === "application/json" || type.endsWith("+json")) {

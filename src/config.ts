@@ -85,9 +85,14 @@ export class ConfigError extends Error {
 /** Reads and validates the environment; throws ConfigError naming the first bad variable. */
 export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
   const raw: Record<string, unknown> = {};
-  for (const key of Object.keys(EnvSchema.properties)) {
-    const value = source[key];
-    if (value !== undefined && value !== "") raw[key] = value;
+  for (const [key, schema] of Object.entries(EnvSchema.properties)) {
+    const value = source[key]?.trim();
+    if (value === undefined || value === "") continue;
+    // TypeBox's conversion is lenient ("3000.5" -> 3000, "true" -> 1); a port or a timeout is digits only.
+    if (schema.type === "integer" && !/^-?\d+$/.test(value)) {
+      throw new ConfigError(key, `expected a whole number (got "${value}")`);
+    }
+    raw[key] = value;
   }
   const env = Value.Convert(EnvSchema, Value.Default(EnvSchema, raw)) as Env;
   const error = Value.Errors(EnvSchema, env).First();

@@ -5,6 +5,8 @@ import { createApp } from "./app";
 import { assertServable, type Config, ConfigError, loadConfig } from "./config";
 import { type Database, openDatabase } from "./db/client";
 import { migrate } from "./db/migrate";
+import { createLiveKitClients } from "./livekit/clients";
+import { applyProvisioning, describePlan, liveKitStatus, planProvisioning } from "./livekit/provision";
 import { createLogger, type Logger } from "./logger";
 import { VERSION } from "./version";
 
@@ -14,6 +16,9 @@ Usage:
   switchboard [serve]            start the HTTP server (migrates first unless MIGRATE_ON_START=false)
   switchboard migrate            apply database migrations and exit
   switchboard seed FILE          load tenants, agents, campaigns and numbers from a JSON directory file
+  switchboard livekit provision [--dry-run]
+                                 create or update the LiveKit SIP inbound trunk and dispatch rule
+  switchboard livekit status     list LiveKit trunks and rules, and numbers missing from LiveKit
   switchboard --help | --version
 
 Configuration is read from environment variables; see README.md. Without DATABASE_URL the
@@ -56,9 +61,39 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       });
     }
+    case "livekit":
+      return liveKitCommand(config, args);
     default:
       throw new UsageError(`unknown command "${command}" (try --help)`);
   }
+}
+
+async function liveKitCommand(config: Config, args: string[]): Promise<number> {
+  const [sub, ...flags] = args;
+  if (sub !== "provision" && sub !== "status") throw new UsageError("usage: switchboard livekit provision [--dry-run] | status");
+  const clients = createLiveKitClients(config.livekit);
+  if (!clients) throw new UsageError("LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be set");
+  const settings = {
+    trunkName: config.livekit.trunkName,
+    dispatchRuleName: config.livekit.dispatchRuleName,
+    roomPrefix: config.livekit.roomPrefix,
+  };
+  return withDatabase(config, async (database) => {
+    if (config.migrateOnStart) await migrate(database);
+    if (sub === "status") {
+      for (const line of await liveKitStatus(database, clients.sip)) console.log(line);
+      return 0;
+    }
+    const plan = await planProvisioning(database, clients.sip, settings);
+    for (const line of describePlan(plan, settings)) console.log(line);
+    if (flags.includes("--dry-run")) {
+      console.log("dry run: nothing changed");
+      return 0;
+    }
+    const { trunkId, ruleId } = await applyProvisioning(clients.sip, plan, settings);
+    console.log(`provisioned: trunk ${trunkId}, dispatch rule ${ruleId}`);
+    return 0;
+  });
 }
 
 async function readJson(path: string): Promise<unknown> {
@@ -95,7 +130,18 @@ async function serve(config: Config, logger: Logger): Promise<number> {
     const { applied } = await migrate(database);
     if (applied.length) logger.info({ applied }, "migrations applied");
   }
-  const app = createApp({ database, config, logger }).listen({
+  const livekit = createLiveKitClients(config.livekit);
+  logger.info(
+    {
+      webhook_signatures: Boolean(config.livekit.apiKey && config.livekit.verifyWebhooks),
+      dispatch: config.livekit.dispatch && Boolean(livekit),
+      livekit_url: config.livekit.url ?? null,
+    },
+    config.livekit.dispatch && !livekit
+      ? "LiveKit API not configured (LIVEKIT_URL and keys): calls are routed and logged, agents are not dispatched"
+      : "LiveKit mode",
+  );
+  const app = createApp({ database, config, logger, livekit }).listen({
     hostname: config.host,
     port: config.port,
     maxRequestBodySize: config.maxBodyBytes,

@@ -5,6 +5,8 @@ import { type CallRouting, callMetadata, type RoutingDeps, routeInboundCall } fr
 
 export interface CallRoutesOptions {
   testEndpointEnabled: boolean;
+  /** Checks the caller of the decision endpoint (throws to refuse); see app.ts. */
+  authorize?: (request: Request) => Promise<void>;
 }
 
 /** The decision endpoint answers in the shape LiveKit-side glue expects: agent, metadata, attributes. */
@@ -19,7 +21,8 @@ export function toSipInboundResponse(routing: CallRouting): SipInboundResponseBo
 export function callRoutes(deps: RoutingDeps, options: CallRoutesOptions) {
   const app = new Elysia({ name: "calls", prefix: "/api/v1/webhooks" }).post(
     "/livekit/sip-inbound",
-    async ({ body }) => {
+    async ({ body, request }) => {
+      await options.authorize?.(request);
       const to = body.to_number || body.trunk_phone_number;
       if (!to) throw new BadRequestError("to_number: required (or trunk_phone_number)", "to_number");
       const routing = await routeInboundCall(deps, {

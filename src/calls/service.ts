@@ -299,3 +299,82 @@ export function errorSummary(error: unknown) {
 function elapsed(started: number) {
   return Math.round((performance.now() - started) * 10) / 10;
 }
+
+/**
+ * The caller is in the call's room: remember when (the start of its duration) and where.
+ * First values win, so a repeated or late event changes nothing.
+ */
+export async function recordCallerJoined(
+  database: Database,
+  call: { callId: string; roomName: string; joinedAt: Date },
+): Promise<void> {
+  await database.rows(sql`
+    update call_logs
+    set caller_joined_at = coalesce(caller_joined_at, ${call.joinedAt.toISOString()}::timestamptz),
+        room_name = coalesce(room_name, ${call.roomName}),
+        updated_at = now()
+    where provider_call_id = ${call.callId}
+    returning id`);
+}
+
+/** An agent is in the room: the ringing call there is answered. Status only moves forward. */
+export async function recordCallAnswered(
+  database: Database,
+  answer: { roomName: string; answeredAt: Date; agentIdentity?: string },
+): Promise<number> {
+  const rows = await database.rows<{ id: string }>(sql`
+    update call_logs
+    set status = 'in_progress',
+        answered_at = coalesce(answered_at, ${answer.answeredAt.toISOString()}::timestamptz),
+        metadata = metadata || jsonb_build_object('answered_by', ${answer.agentIdentity ?? null}::text),
+        updated_at = now()
+    where room_name = ${answer.roomName} and status = 'ringing'
+    returning id`);
+  return rows.length;
+}
+
+export interface CallEnd {
+  /** End the call with this provider id, or every unfinished call in roomName. */
+  callId?: string;
+  roomName?: string;
+  endedAt: Date;
+  /** When the caller joined, if the ending event knows it better than the record does. */
+  joinedAt?: Date | null;
+  disconnectReason: string;
+  /** Final status when no agent ever answered: abandoned (caller hung up) or failed. */
+  unansweredStatus: "abandoned" | "failed";
+}
+
+/**
+ * Closes calls: ended time, duration from the caller's join, reason and final status
+ * (completed when an agent answered), and moves the caller's lead on, in one statement.
+ * Calls already ended are left alone, so repeated and late events change nothing.
+ */
+export async function recordCallEnded(database: Database, end: CallEnd): Promise<{ id: string; status: string }[]> {
+  if (!end.callId && !end.roomName) throw new Error("recordCallEnded needs a callId or a roomName");
+  const endedAt = end.endedAt.toISOString();
+  const joinedAt = end.joinedAt ? end.joinedAt.toISOString() : null;
+  const which = end.callId ? sql`provider_call_id = ${end.callId}` : sql`room_name = ${end.roomName!}`;
+  return database.rows<{ id: string; status: string }>(sql`
+    with ended as (
+      update call_logs
+      set ended_at = ${endedAt}::timestamptz,
+          caller_joined_at = coalesce(caller_joined_at, ${joinedAt}::timestamptz),
+          duration_ms = greatest(0, round(extract(epoch from
+                          (${endedAt}::timestamptz - coalesce(caller_joined_at, ${joinedAt}::timestamptz))) * 1000))::int,
+          disconnect_reason = ${end.disconnectReason},
+          status = case when answered_at is not null then 'completed' else ${end.unansweredStatus} end,
+          updated_at = now()
+      where ${which} and ended_at is null
+      returning id, lead_id, status, ended_at
+    ), lead_moved as (
+      update leads
+      set status = case when ended.status = 'completed' then 'contacted' else 'missed' end,
+          last_call_at = greatest(leads.last_call_at, ended.ended_at),
+          updated_at = now()
+      from ended
+      where leads.id = ended.lead_id
+      returning leads.id
+    )
+    select id, status from ended`);
+}

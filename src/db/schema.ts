@@ -171,6 +171,8 @@ export const callLogs = pgTable(
     durationMs: integer("duration_ms"),
     disconnectReason: text("disconnect_reason"),
     dispatchId: text("dispatch_id"),
+    /** Set by the one webhook delivery allowed to create the dispatch; see claimDispatch. */
+    dispatchClaimedAt: timestamp("dispatch_claimed_at", { withTimezone: true }),
     dispatchAttempts: integer("dispatch_attempts").notNull().default(0),
     dispatchError: text("dispatch_error"),
     metadata: jsonb("metadata").$type<Record<string, unknown>>().notNull().default({}),
@@ -195,9 +197,14 @@ export const callLogs = pgTable(
 );
 
 /** LiveKit webhook deliveries already acted on, keyed by the event id (`EV_...`). */
-export const webhookEvents = pgTable("webhook_events", {
-  id: text("id").primaryKey(),
-  event: text("event").notNull(),
-  roomName: text("room_name"),
-  receivedAt: timestamp("received_at", { withTimezone: true }).notNull().defaultNow(),
-});
+export const webhookEvents = pgTable(
+  "webhook_events",
+  {
+    id: text("id").primaryKey(),
+    event: text("event").notNull(),
+    roomName: text("room_name"),
+    receivedAt: timestamp("received_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  // A join that arrives after its room finished is recognised through this index.
+  (t) => [index("webhook_events_room_idx").on(t.roomName, t.event)],
+);

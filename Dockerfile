@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# Switchboard as one self-contained executable on a distroless base.
+#
+#   docker build -t switchboard .
+#   docker run -p 3000:3000 -v switchboard-data:/data \
+#     -e LIVEKIT_API_KEY=... -e LIVEKIT_API_SECRET=... switchboard
+#   docker run -v switchboard-data:/data -v "$PWD/examples:/seed:ro" switchboard seed /seed/directory.json
+#
+# Without DATABASE_URL the embedded PostgreSQL (PGlite) keeps its data in the /data volume.
+
+# --- build: npm ci installs the pinned bun from package-lock.json, which compiles the binary.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json bunfig.toml ./
+COPY scripts ./scripts
+COPY drizzle ./drizzle
+COPY src ./src
+RUN npm run build && ./dist/switchboard --version
+# The data directory, owned by the distroless "nonroot" user (65532), for the final stage's volume.
+RUN mkdir -p /out/data && cp dist/switchboard /out/switchboard && chown 65532:65532 /out/data
+
+# --- run: glibc and CA certificates only; no shell, no package manager, no node_modules.
+FROM gcr.io/distroless/base-debian12:nonroot
+COPY --from=build /out/switchboard /switchboard
+COPY --from=build --chown=65532:65532 /out/data /data
+USER 65532:65532
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=3000 \
+    DATA_DIR=/data
+VOLUME ["/data"]
+EXPOSE 3000
+ENTRYPOINT ["/switchboard"]
+CMD ["serve"]

@@ -1,0 +1,28 @@
+import { Elysia, t } from "elysia";
+import { type LiveKitEventDeps, handleLiveKitEvent } from "./service";
+import type { WebhookAuth } from "./webhook";
+
+export interface LiveKitRoutesDeps {
+  events: LiveKitEventDeps;
+  auth: WebhookAuth;
+  /** The request body exactly as received; signatures cover these bytes. */
+  rawBody: (request: Request) => string;
+}
+
+export function liveKitRoutes(deps: LiveKitRoutesDeps) {
+  return new Elysia({ name: "livekit", prefix: "/api/v1/webhooks/livekit" }).post(
+    "/events",
+    async ({ request }) => {
+      const event = await deps.auth.receiveEvent(deps.rawBody(request), request.headers.get("authorization"));
+      const outcome = await handleLiveKitEvent(deps.events, event);
+      return { ok: true, event: event.event, id: event.id, ...outcome };
+    },
+    {
+      response: t.Object(
+        { ok: t.Boolean(), event: t.String(), id: t.String(), result: t.String() },
+        { additionalProperties: true },
+      ),
+      detail: { summary: "LiveKit's signed webhooks (application/webhook+json)" },
+    },
+  );
+}

@@ -1,0 +1,62 @@
+// Verifies LiveKit's signed webhooks: a JWT signed with the API secret whose sha256 claim
+// covers the exact body bytes. The body must be the raw text as received.
+import type { WebhookEvent } from "@livekit/protocol";
+import { TokenVerifier, WebhookReceiver } from "livekit-server-sdk";
+import type { Config } from "../config";
+import { BadRequestError, UnauthorizedError } from "../errors";
+
+export interface WebhookAuth {
+  /** True when signatures are checked (keys configured and verification not switched off). */
+  readonly verifying: boolean;
+  /** Verifies (when on) and parses a LiveKit webhook event. */
+  receiveEvent(body: string, authorization: string | null): Promise<WebhookEvent>;
+  /** Verifies (when on) any signed JSON body, e.g. a sip-inbound request. */
+  verifyBody(body: string, authorization: string | null): Promise<void>;
+}
+
+export function createWebhookAuth(settings: Config["livekit"]): WebhookAuth {
+  const { apiKey, apiSecret, clockToleranceSeconds } = settings;
+  const verifying = Boolean(apiKey && apiSecret && settings.verifyWebhooks);
+  const receiver = new WebhookReceiver(apiKey ?? "", apiSecret ?? "");
+  const verifier = new TokenVerifier(apiKey ?? "", apiSecret ?? "");
+
+  const token = (authorization: string | null) => {
+    const value = authorization?.replace(/^Bearer\s+/i, "").trim();
+    if (!value) throw new UnauthorizedError("authorization: missing signed token");
+    return value;
+  };
+
+  return {
+    verifying,
+    async receiveEvent(body, authorization) {
+      const jwt = verifying ? token(authorization) : undefined;
+      assertJson(body);
+      try {
+        return await receiver.receive(body, jwt, !verifying, clockToleranceSeconds);
+      } catch (error) {
+        if (!verifying) throw new BadRequestError(`body: not a LiveKit webhook event (${(error as Error).message})`, "body");
+        throw new UnauthorizedError(`authorization: ${(error as Error).message}`);
+      }
+    },
+    async verifyBody(body, authorization) {
+      if (!verifying) return;
+      const jwt = token(authorization);
+      let claims: { sha256?: string };
+      try {
+        claims = await verifier.verify(jwt, clockToleranceSeconds);
+      } catch (error) {
+        throw new UnauthorizedError(`authorization: ${(error as Error).message}`);
+      }
+      const digest = new Bun.CryptoHasher("sha256").update(body).digest("base64");
+      if (claims.sha256 !== digest) throw new UnauthorizedError("authorization: sha256 of the body does not match");
+    },
+  };
+}
+
+function assertJson(body: string) {
+  try {
+    JSON.parse(body);
+  } catch (error) {
+    throw new BadRequestError(`body: malformed JSON (${(error as Error).message})`, "body");
+  }
+}
