@@ -1,6 +1,8 @@
 // Opens the database: real PostgreSQL through postgres.js when DATABASE_URL is set,
 // otherwise an embedded PostgreSQL (PGlite) persisted in DATA_DIR. Both speak the same
 // SQL and get the same schema and migrations.
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import pgliteData from "@electric-sql/pglite/pglite.data" with { type: "file" };
 import initdbWasm from "@electric-sql/pglite/initdb.wasm" with { type: "file" };
@@ -66,19 +68,59 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
   return wrap(db, "postgres", () => client.end({ timeout: 5 }));
 }
 
+/**
+ * PGlite is one process's database: a second process on the same directory would corrupt it.
+ * A pid file refuses that with a clear message; a stale one (its process gone) is taken over.
+ */
+function lockDataDir(dataDir: string): () => void {
+  mkdirSync(dataDir, { recursive: true });
+  const lock = join(dataDir, "switchboard.pid");
+  try {
+    writeFileSync(lock, String(process.pid), { flag: "wx" });
+  } catch {
+    const owner = Number(readFileSync(lock, "utf8").trim());
+    if (owner && owner !== process.pid && processAlive(owner)) {
+      throw new Error(
+        `DATA_DIR ${dataDir} is in use by another switchboard process (pid ${owner}); stop it first, or use DATABASE_URL to share a PostgreSQL`,
+      );
+    }
+    writeFileSync(lock, String(process.pid));
+  }
+  return () => rmSync(lock, { force: true });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 async function openPglite(dataDir: string): Promise<Database> {
+  const inMemory = dataDir === "memory://";
+  const unlock = inMemory ? () => {} : lockDataDir(dataDir);
   // The WebAssembly modules and the file-system bundle are read from files Bun embeds
   // in the compiled binary, so the executable needs nothing next to it.
   const [pgliteWasmModule, initdbWasmModule] = await Promise.all([
     Bun.file(pgliteWasm).arrayBuffer().then((b) => WebAssembly.compile(b)),
     Bun.file(initdbWasm).arrayBuffer().then((b) => WebAssembly.compile(b)),
   ]);
-  const client = await PGlite.create({
-    dataDir: dataDir === "memory://" ? undefined : dataDir,
-    pgliteWasmModule,
-    initdbWasmModule,
-    fsBundle: Bun.file(pgliteData),
-  });
-  const db = drizzlePglite(client, { schema }) as unknown as Db;
-  return wrap(db, "pglite", () => client.close());
+  try {
+    const client = await PGlite.create({
+      dataDir: inMemory ? undefined : dataDir,
+      pgliteWasmModule,
+      initdbWasmModule,
+      fsBundle: Bun.file(pgliteData),
+    });
+    const db = drizzlePglite(client, { schema }) as unknown as Db;
+    return wrap(db, "pglite", async () => {
+      await client.close();
+      unlock();
+    });
+  } catch (error) {
+    unlock();
+    throw error;
+  }
 }
