@@ -107,11 +107,14 @@ export async function routeInboundCall(deps: RoutingDeps, call: InboundCall): Pr
     settings.systemDefaultAgent,
   );
   const started = performance.now();
+  let expired = false;
   try {
     const routing = await withDeadline(
       (async () => {
         const row = await lookUpCall(deps.database, call.callId, toNumber);
         if (row.call_log_id) return fromStored(call.callId, row as StoredCall, true);
+        // Past the deadline the caller already got the fallback agent; a record naming another would lie.
+        if (expired) throw new Error("directory read finished after the deadline");
         const entry = directoryEntry(row);
         decided = { ...chooseAgent(entry, settings.systemDefaultAgent), ...ids(entry) };
         const stored = await recordNewCall(deps.database, call, { fromNumber, toNumber, entry, decided });
@@ -126,6 +129,7 @@ export async function routeInboundCall(deps: RoutingDeps, call: InboundCall): Pr
     );
     return routing;
   } catch (error) {
+    expired = true;
     // The caller is answered with what we know: the decided agent if the directory was
     // read, else the system default. The log line keeps everything needed to rebuild the record.
     const routing: CallRouting = {
