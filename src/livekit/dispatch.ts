@@ -44,14 +44,19 @@ export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, ro
   let lastError: unknown;
   for (let attempt = 1; attempt <= deps.retries + 1; attempt++) {
     try {
-      const existing = (await deps.dispatcher.listDispatch(roomName)).find((d) => d.agentName === routing.agentName);
+      // A room holds one caller, so any agent already dispatched there is this call's agent,
+      // even one sent while the database was down (the system default) or by a dispatch rule.
+      const existing = (await deps.dispatcher.listDispatch(roomName))[0];
       const dispatch =
         existing ??
         (await deps.dispatcher.createDispatch(roomName, routing.agentName, {
           metadata: JSON.stringify(callMetadata(routing)),
         }));
-      if (routing.callLogId) await recordDispatch(deps.database, routing.callLogId, dispatch.id);
-      logger.info({ ...fields, dispatch_id: dispatch.id, reused: Boolean(existing), attempt }, "agent dispatched");
+      if (routing.callLogId) await recordDispatch(deps.database, routing.callLogId, dispatch);
+      logger.info(
+        { ...fields, dispatch_id: dispatch.id, dispatched_agent: dispatch.agentName, reused: Boolean(existing), attempt },
+        "agent dispatched",
+      );
       return { kind: "dispatched", dispatchId: dispatch.id, reused: Boolean(existing) };
     } catch (error) {
       lastError = error;
@@ -84,9 +89,14 @@ async function claimDispatch(database: Database, callLogId: string): Promise<boo
   return rows.length > 0;
 }
 
-async function recordDispatch(database: Database, callLogId: string, dispatchId: string): Promise<void> {
+/** Stores the dispatch; the agent actually sent is the one the record names. */
+async function recordDispatch(database: Database, callLogId: string, dispatch: AgentDispatch): Promise<void> {
   await database.rows(sql`
-    update call_logs set dispatch_id = ${dispatchId}, dispatch_error = null, updated_at = now()
+    update call_logs
+    set dispatch_id = ${dispatch.id}, dispatch_error = null, updated_at = now(),
+        metadata = case when agent_name = ${dispatch.agentName} then metadata
+                        else metadata || jsonb_build_object('routed_agent', agent_name) end,
+        agent_name = ${dispatch.agentName}
     where id = ${callLogId} returning id`);
 }
 

@@ -26,29 +26,33 @@ export function createWebhookAuth(settings: Config["livekit"]): WebhookAuth {
     return value;
   };
 
+  const verifyBody = async (body: string, authorization: string | null) => {
+    if (!verifying) return;
+    let claims: { sha256?: string };
+    try {
+      claims = await verifier.verify(token(authorization), clockToleranceSeconds);
+    } catch (error) {
+      if (error instanceof UnauthorizedError) throw error;
+      throw new UnauthorizedError(`authorization: ${(error as Error).message}`);
+    }
+    const digest = new Bun.CryptoHasher("sha256").update(body).digest("base64");
+    if (claims.sha256 !== digest) throw new UnauthorizedError("authorization: sha256 of the body does not match");
+  };
+
   return {
     verifying,
+    verifyBody,
     async receiveEvent(body, authorization) {
       const jwt = verifying ? token(authorization) : undefined;
       assertJson(body);
       try {
         return await receiver.receive(body, jwt, !verifying, clockToleranceSeconds);
       } catch (error) {
-        if (!verifying) throw new BadRequestError(`body: not a LiveKit webhook event (${(error as Error).message})`, "body");
-        throw new UnauthorizedError(`authorization: ${(error as Error).message}`);
+        // The receiver verifies, then decodes: tell a bad signature (401) from a signed body
+        // that is not a webhook event (400).
+        await verifyBody(body, authorization);
+        throw new BadRequestError(`body: not a LiveKit webhook event (${(error as Error).message})`, "body");
       }
-    },
-    async verifyBody(body, authorization) {
-      if (!verifying) return;
-      const jwt = token(authorization);
-      let claims: { sha256?: string };
-      try {
-        claims = await verifier.verify(jwt, clockToleranceSeconds);
-      } catch (error) {
-        throw new UnauthorizedError(`authorization: ${(error as Error).message}`);
-      }
-      const digest = new Bun.CryptoHasher("sha256").update(body).digest("base64");
-      if (claims.sha256 !== digest) throw new UnauthorizedError("authorization: sha256 of the body does not match");
     },
   };
 }

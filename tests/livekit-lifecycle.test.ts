@@ -1,0 +1,380 @@
+// A SIP call's life as LiveKit reports it through webhooks: the caller joins, an agent joins,
+// someone leaves, the room finishes; and the same events out of order or repeated. Times come
+// from the events (createdAt, joinedAtMs), so durations are exact.
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { eq } from "drizzle-orm";
+import { callLogs, leads } from "../src/db/schema";
+import { openTestContext, type TestContext } from "./support/context";
+import { type FakeLiveKit, startFakeLiveKit } from "./support/fake-livekit";
+import {
+  agentJoined,
+  randomId,
+  roomFinished,
+  signDelivery,
+  sipConnectionAborted,
+  sipParticipantJoined,
+  sipParticipantLeft,
+  type WebhookEvent,
+} from "./support/livekit-events";
+
+const EVENTS = "/api/v1/webhooks/livekit/events";
+const apiKey = "APItestkey";
+const apiSecret = "test-secret-that-is-long-enough-for-hs256-0123456789";
+const keys = { apiKey, apiSecret };
+
+const CAMPAIGN_NUMBER = "+14155550100";
+const CALLER = "+12125550142";
+const CAMPAIGN_AGENT = "acme-sales";
+const directory = {
+  tenants: [
+    {
+      name: "Acme",
+      agents: [{ name: "acme-default", default: true }, { name: CAMPAIGN_AGENT }],
+      campaigns: [{ name: "Live", agent: CAMPAIGN_AGENT }],
+      phone_numbers: [{ number: CAMPAIGN_NUMBER, campaign: "Live" }],
+    },
+  ],
+};
+
+type Json = Record<string, any>;
+
+let fake: FakeLiveKit;
+let ctx: TestContext;
+
+beforeAll(async () => {
+  fake = await startFakeLiveKit(keys);
+  ctx = await openTestContext({
+    LIVEKIT_URL: fake.url,
+    LIVEKIT_API_KEY: apiKey,
+    LIVEKIT_API_SECRET: apiSecret,
+    LIVEKIT_DISPATCH_RETRY_BASE_MS: "5",
+  });
+});
+afterAll(async () => {
+  await ctx?.close();
+  await fake?.close();
+});
+beforeEach(async () => {
+  await ctx.reset();
+  fake.reset();
+  await ctx.seed(directory);
+});
+
+/** Whole seconds (createdAt has second precision) near now, so the lead's last_call_at follows the call. */
+function baseTime() {
+  return new Date(Math.floor(Date.now() / 1000) * 1000);
+}
+const plus = (t: Date, ms: number) => new Date(t.getTime() + ms);
+
+function newCall(at = baseTime()) {
+  const callId = randomId("SCL_");
+  return { callId, room: `call-_${CALLER}_${randomId("")}`, from: CALLER, to: CAMPAIGN_NUMBER, trunkId: "ST_trunk", at };
+}
+
+async function deliver(event: WebhookEvent, context: TestContext = ctx): Promise<Json> {
+  const delivery = await signDelivery(event, keys);
+  const res = await context.post(EVENTS, delivery.body, delivery.headers);
+  const body = (await res.json()) as Json;
+  expect({ status: res.status, body }).toMatchObject({ status: 200, body: { ok: true } });
+  return body;
+}
+
+async function callLog(callId: string, context: TestContext = ctx) {
+  const rows = await context.database.db.select().from(callLogs).where(eq(callLogs.providerCallId, callId));
+  expect(rows).toHaveLength(1);
+  return rows[0]!;
+}
+
+async function leadOf(leadId: string | null) {
+  expect(leadId).not.toBeNull();
+  const [lead] = await ctx.database.db.select().from(leads).where(eq(leads.id, leadId!));
+  return lead!;
+}
+
+/** Event time as the service reads it: createdAt, in whole seconds. */
+const eventMs = (event: WebhookEvent) => Number(event.createdAt) * 1000;
+
+describe("a call that is answered and hung up", () => {
+  test("join, agent joins 2 s later, caller leaves at 62 s: completed, answered, exact duration, lead contacted", async () => {
+    const call = newCall();
+    const join = sipParticipantJoined(call);
+    const agent = agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 2_000) });
+    const left = sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 62_000), reason: "CLIENT_INITIATED" });
+
+    const joined = await deliver(join);
+    expect(joined.dispatch).toMatchObject({ kind: "dispatched" });
+    expect((await callLog(call.callId)).status).toBe("ringing");
+
+    expect((await deliver(agent)).action).toBe("call answered");
+    const answered = await callLog(call.callId);
+    expect(answered.status).toBe("in_progress");
+    expect(answered.answeredAt?.getTime()).toBe(Number(agent.participant!.joinedAtMs));
+    expect(answered.metadata).toMatchObject({ answered_by: agent.participant!.identity });
+
+    expect((await deliver(left)).action).toBe("call ended (completed)");
+    const log = await callLog(call.callId);
+    const expectedDuration = eventMs(left) - Number(join.participant!.joinedAtMs);
+    expect(expectedDuration).toBe(62_000);
+    expect(log).toMatchObject({
+      status: "completed",
+      durationMs: expectedDuration,
+      disconnectReason: "CLIENT_INITIATED",
+      agentName: CAMPAIGN_AGENT,
+    });
+    expect(log.callerJoinedAt?.getTime()).toBe(call.at.getTime());
+    expect(log.answeredAt?.getTime()).toBe(plus(call.at, 2_000).getTime());
+    expect(log.endedAt?.getTime()).toBe(eventMs(left));
+
+    const lead = await leadOf(log.leadId);
+    expect(lead.status).toBe("contacted");
+    expect(lead.lastCallAt?.getTime()).toBe(eventMs(left));
+  });
+
+  test("a repeated caller left (new event id) changes nothing", async () => {
+    const call = newCall();
+    await deliver(sipParticipantJoined(call));
+    await deliver(agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 2_000) }));
+    await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 62_000) }));
+    const before = await callLog(call.callId);
+    const again = await deliver(
+      sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 70_000), reason: "USER_REJECTED" }),
+    );
+    expect(again.action).toBe("call already ended");
+    const after = await callLog(call.callId);
+    expect(after).toMatchObject({
+      status: before.status,
+      endedAt: before.endedAt,
+      durationMs: before.durationMs,
+      disconnectReason: "CLIENT_INITIATED",
+    });
+  });
+});
+
+describe("calls no agent answered", () => {
+  test("the caller hangs up before an agent joins: abandoned, lead missed", async () => {
+    const call = newCall();
+    const join = sipParticipantJoined(call);
+    await deliver(join);
+    const left = sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 30_000) });
+    expect((await deliver(left)).action).toBe("call ended (abandoned)");
+    const log = await callLog(call.callId);
+    expect(log).toMatchObject({
+      status: "abandoned",
+      answeredAt: null,
+      disconnectReason: "CLIENT_INITIATED",
+      durationMs: eventMs(left) - Number(join.participant!.joinedAtMs),
+    });
+    expect(log.endedAt?.getTime()).toBe(eventMs(left));
+    expect((await leadOf(log.leadId)).status).toBe("missed");
+  });
+
+  for (const reason of ["USER_REJECTED", "SIP_TRUNK_FAILURE", "USER_UNAVAILABLE"] as const) {
+    test(`the call ends with ${reason}: failed`, async () => {
+      const call = newCall();
+      await deliver(sipParticipantJoined(call));
+      await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 5_000), reason }));
+      const log = await callLog(call.callId);
+      expect(log).toMatchObject({ status: "failed", disconnectReason: reason, answeredAt: null, durationMs: 5_000 });
+      expect((await leadOf(log.leadId)).status).toBe("missed");
+    });
+  }
+
+  test("participant_connection_aborted of the SIP participant ends the call", async () => {
+    const call = newCall();
+    await deliver(sipParticipantJoined(call));
+    const aborted = sipConnectionAborted({ room: call.room, callId: call.callId, at: plus(call.at, 3_000) });
+    expect(aborted.event).toBe("participant_connection_aborted");
+    expect((await deliver(aborted)).result).toBe("handled");
+    const log = await callLog(call.callId);
+    expect(log.status).not.toBe("ringing");
+    expect(log.status).toBe("abandoned");
+    expect(log.endedAt?.getTime()).toBe(eventMs(aborted));
+    expect(log.disconnectReason).toBe("UNKNOWN_REASON");
+    expect(log.durationMs).toBe(3_000);
+  });
+});
+
+describe("events out of order", () => {
+  test("caller left delivered before its join: one call log, stays ended, the late join dispatches nothing", async () => {
+    const call = newCall();
+    const join = sipParticipantJoined(call); // built first so the left matches it; delivered last
+    const left = sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 8_000) });
+
+    expect((await deliver(left)).action).toBe("call ended (abandoned)");
+    const afterLeft = await callLog(call.callId);
+    expect(afterLeft.status).toBe("abandoned");
+
+    const late = await deliver(join);
+    expect(late.dispatch).toMatchObject({ kind: "skipped" });
+    expect(fake.calls("CreateDispatch")).toHaveLength(0);
+    expect(fake.calls()).toHaveLength(0);
+    expect(fake.dispatches(call.room)).toHaveLength(0);
+
+    const rows = await ctx.database.db.select().from(callLogs);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      id: afterLeft.id,
+      status: "abandoned",
+      endedAt: afterLeft.endedAt,
+      durationMs: 8_000,
+      dispatchId: null,
+    });
+    expect(rows[0]!.callerJoinedAt?.getTime()).toBe(call.at.getTime());
+    expect((await leadOf(rows[0]!.leadId)).status).toBe("missed");
+  });
+
+  test("room_finished before the join: the late join dispatches nothing and the call does not ring forever", async () => {
+    const call = newCall();
+    const join = sipParticipantJoined(call);
+    const finished = await deliver(roomFinished({ room: call.room, at: plus(call.at, 1_000) }));
+    expect(finished.action).toBe("room finished, 0 call(s) ended");
+
+    const late = await deliver(join);
+    expect(late.action).toContain("finished room");
+    expect(fake.calls("CreateDispatch")).toHaveLength(0);
+    expect(fake.dispatches()).toHaveLength(0);
+
+    const log = await callLog(call.callId);
+    expect(log.status).toBe("abandoned");
+    expect(log.endedAt).not.toBeNull();
+    expect(log.disconnectReason).toBe("ROOM_FINISHED");
+    expect(log.dispatchId).toBeNull();
+  });
+
+  test("room_finished after a completed call changes nothing", async () => {
+    const call = newCall();
+    await deliver(sipParticipantJoined(call));
+    await deliver(agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 2_000) }));
+    await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 62_000) }));
+    const before = await callLog(call.callId);
+    expect(before.status).toBe("completed");
+
+    const finished = await deliver(roomFinished({ room: call.room, at: plus(call.at, 90_000) }));
+    expect(finished.action).toBe("room finished, 0 call(s) ended");
+    const after = await callLog(call.callId);
+    expect(after).toMatchObject({
+      status: "completed",
+      endedAt: before.endedAt,
+      durationMs: before.durationMs,
+      disconnectReason: before.disconnectReason,
+      answeredAt: before.answeredAt,
+    });
+    expect((await leadOf(after.leadId)).status).toBe("contacted");
+  });
+
+  test("room_finished ends a call still ringing in the room", async () => {
+    const call = newCall();
+    await deliver(sipParticipantJoined(call));
+    const finished = await deliver(roomFinished({ room: call.room, at: plus(call.at, 40_000) }));
+    expect(finished.action).toBe("room finished, 1 call(s) ended");
+    const log = await callLog(call.callId);
+    expect(log).toMatchObject({ status: "abandoned", disconnectReason: "ROOM_FINISHED", durationMs: 40_000 });
+  });
+
+  test("an agent joining after the caller left does not move the call back", async () => {
+    const call = newCall();
+    await deliver(sipParticipantJoined(call));
+    await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 4_000) }));
+    const late = await deliver(agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 5_000) }));
+    expect(late.action).toBe("agent joined (no ringing call)");
+    const log = await callLog(call.callId);
+    expect(log).toMatchObject({ status: "abandoned", answeredAt: null });
+  });
+
+  test("a repeated agent join after a completed call does not move the call back", async () => {
+    const call = newCall();
+    await deliver(sipParticipantJoined(call));
+    const agent = { room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 2_000) };
+    await deliver(agentJoined(agent));
+    await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 62_000) }));
+    const before = await callLog(call.callId);
+    // LiveKit resends the agent's join with a new event id, and a second agent joins later.
+    await deliver(agentJoined(agent));
+    await deliver(agentJoined({ ...agent, at: plus(call.at, 63_000) }));
+    const after = await callLog(call.callId);
+    expect(after).toMatchObject({
+      status: "completed",
+      answeredAt: before.answeredAt,
+      endedAt: before.endedAt,
+      durationMs: 62_000,
+    });
+  });
+});
+
+describe("callers whose number is hidden", () => {
+  test("a hidePhoneNumber join is routed to the system default, logged, and creates no lead", async () => {
+    const call = newCall();
+    const join = sipParticipantJoined({ ...call, hidePhoneNumber: true });
+    expect(join.participant!.attributes["sip.phoneNumber"]).toBeUndefined();
+    expect(join.participant!.attributes["sip.trunkPhoneNumber"]).toBeUndefined();
+    const body = await deliver(join);
+    expect(body.dispatch).toMatchObject({ kind: "dispatched" });
+    const log = await callLog(call.callId);
+    expect(log).toMatchObject({
+      agentName: "telephony-agent",
+      agentSource: "system_default",
+      fromNumber: null,
+      toNumber: null,
+      leadId: null,
+      tenantId: null,
+      trunkId: call.trunkId,
+      roomName: call.room,
+      status: "ringing",
+    });
+    expect(await ctx.database.db.select().from(leads)).toHaveLength(0);
+    expect(fake.calls("CreateDispatch").map((c) => [c.request.agentName, c.request.room])).toEqual([
+      ["telephony-agent", call.room],
+    ]);
+
+    await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 10_000) }));
+    expect((await callLog(call.callId)).status).toBe("abandoned");
+    expect(await ctx.database.db.select().from(leads)).toHaveLength(0);
+  });
+});
+
+describe("dispatch switched off", () => {
+  const cases: Array<[string, Record<string, string>]> = [
+    ["LIVEKIT_DISPATCH=false", { LIVEKIT_DISPATCH: "false" }],
+    ["no LIVEKIT_URL", {}],
+  ];
+  for (const [name, env] of cases) {
+    describe(name, () => {
+      let other: TestContext;
+      beforeAll(async () => {
+        other = await openTestContext({
+          ...(name === "no LIVEKIT_URL" ? {} : { LIVEKIT_URL: fake.url }),
+          LIVEKIT_API_KEY: apiKey,
+          LIVEKIT_API_SECRET: apiSecret,
+          ...env,
+        });
+      });
+      afterAll(() => other?.close());
+
+      test("the join is logged and no agent is dispatched; the call still ends normally", async () => {
+        await other.reset();
+        await other.seed(directory);
+        fake.reset();
+        const call = newCall();
+        const body = await deliver(sipParticipantJoined(call), other);
+        expect(body.result).toBe("handled");
+        expect(body.dispatch).toBeUndefined();
+        const log = await callLog(call.callId, other);
+        expect(log).toMatchObject({
+          agentName: CAMPAIGN_AGENT,
+          agentSource: "campaign",
+          status: "ringing",
+          dispatchId: null,
+          dispatchAttempts: 0,
+        });
+        expect(log.callerJoinedAt?.getTime()).toBe(call.at.getTime());
+        expect(fake.calls("CreateDispatch")).toHaveLength(0);
+        expect(fake.calls()).toHaveLength(0);
+
+        // LiveKit's own dispatch rule sent the agent: the call is still tracked to its end.
+        await deliver(agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 1_000) }), other);
+        await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 20_000) }), other);
+        expect(await callLog(call.callId, other)).toMatchObject({ status: "completed", durationMs: 20_000 });
+      });
+    });
+  }
+});
