@@ -10,9 +10,33 @@ export function createLogger(level: string, destination?: pino.DestinationStream
       base: { service: "switchboard" },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      serializers: { err: describeError },
       // Never let a credential reach the log even if someone logs a whole object.
       redact: ["authorization", "*.authorization", "apiSecret", "*.apiSecret", "databaseUrl", "*.databaseUrl"],
     },
     destination,
   );
+}
+
+export interface ErrorDescription {
+  type: string;
+  message: string;
+  code?: string;
+  cause?: ErrorDescription;
+}
+
+/**
+ * How errors appear in the log (`logger.error({ err })`): type, message, driver code and the
+ * cause chain, which is where "connection refused" hides under a query wrapper. No stack: these
+ * are operational errors, and one line per event stays one readable line.
+ */
+export function describeError(error: unknown): ErrorDescription {
+  if (!(error instanceof Error)) return { type: typeof error, message: String(error) };
+  const code = (error as { code?: unknown }).code;
+  return {
+    type: error.name,
+    message: error.message.length > 500 ? `${error.message.slice(0, 500)}...` : error.message,
+    ...(code ? { code: String(code) } : {}),
+    ...(error.cause !== undefined ? { cause: describeError(error.cause) } : {}),
+  };
 }

@@ -151,7 +151,7 @@ export async function routeInboundCall(deps: RoutingDeps, call: InboundCall): Pr
         source: call.source,
         room: call.roomName ?? null,
         trunk: call.trunkId ?? null,
-        err: errorSummary(error),
+        err: error,
         ms: elapsed(started),
       },
       "call routed without a record: database unavailable",
@@ -290,14 +290,6 @@ function logFields(routing: CallRouting) {
     call_log_id: routing.callLogId,
     lead_id: routing.leadId,
   };
-}
-
-export function errorSummary(error: unknown) {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return { type: error.name, message: error.message, ...(code ? { code: String(code) } : {}) };
-  }
-  return { type: typeof error, message: String(error) };
 }
 
 function elapsed(started: number) {

@@ -4,7 +4,7 @@
 // and LiveKit's own list of the room's dispatches is checked before creating one.
 import type { AgentDispatch } from "@livekit/protocol";
 import { sql } from "drizzle-orm";
-import { type CallRouting, callMetadata, errorSummary } from "../calls/service";
+import { type CallRouting, callMetadata } from "../calls/service";
 import type { Database } from "../db/client";
 import type { Logger } from "../logger";
 
@@ -61,7 +61,7 @@ export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, ro
     } catch (error) {
       lastError = error;
       const retryable = isRetryable(error);
-      logger.warn({ ...fields, attempt, retryable, err: errorSummary(error) }, "agent dispatch attempt failed");
+      logger.warn({ ...fields, attempt, retryable, err: error }, "agent dispatch attempt failed");
       if (!retryable || attempt > deps.retries) break;
       await sleep(deps.retryBaseMs * 2 ** (attempt - 1));
     }
@@ -69,7 +69,7 @@ export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, ro
   const message = lastError instanceof Error ? lastError.message : String(lastError);
   const retryable = isRetryable(lastError);
   if (routing.callLogId) await releaseDispatch(deps.database, routing.callLogId, message);
-  logger.error({ ...fields, retryable, err: errorSummary(lastError) }, "agent dispatch failed");
+  logger.error({ ...fields, retryable, err: lastError }, "agent dispatch failed");
   return { kind: "failed", retryable, error: message };
 }
 

@@ -1,0 +1,154 @@
+// Configuration is the environment, checked once at start: a mistake must stop the process with
+// a message naming the variable, never start it with a value the operator did not mean.
+import { describe, expect, test } from "bun:test";
+import { ConfigError, loadConfig } from "../src/config";
+import { VERSION } from "../src/version";
+
+/** The ConfigError loadConfig throws for `env`, or a failed expectation when it does not throw. */
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe("defaults", () => {
+  test("an empty environment gives a development server on port 3000 with the embedded database", () => {
+    const config = loadConfig({});
+    expect(config.production).toBe(false);
+    expect(config.host).toBe("0.0.0.0");
+    expect(config.port).toBe(3000);
+    expect(config.databaseUrl).toBeUndefined();
+    expect(config.dataDir).toBe("./data");
+    expect(config.dbPoolMax).toBe(10);
+    expect(config.statementTimeoutMs).toBe(1000);
+    expect(config.migrateOnStart).toBe(true);
+    expect(config.systemDefaultAgent).toBe("telephony-agent");
+    expect(config.defaultRegion).toBe("US");
+    expect(config.logLevel).toBe("info");
+    expect(config.testEndpointEnabled).toBe(true);
+    expect(config.maxBodyBytes).toBe(64 * 1024);
+    expect(config.shutdownTimeoutMs).toBe(10_000);
+    expect(config.livekit.verifyWebhooks).toBe(true);
+    expect(config.livekit.dispatch).toBe(true);
+  });
+
+  test("an empty string counts as unset", () => {
+    expect(loadConfig({ PORT: "", LOG_LEVEL: "", SYSTEM_DEFAULT_AGENT: "" }).port).toBe(3000);
+    expect(loadConfig({ LOG_LEVEL: "" }).logLevel).toBe("info");
+    expect(loadConfig({ SYSTEM_DEFAULT_AGENT: "" }).systemDefaultAgent).toBe("telephony-agent");
+  });
+
+  test("values given are used, converted to their types", () => {
+    const config = loadConfig({
+      PORT: "8080",
+      DATABASE_URL: "postgresql://user@db.internal:5432/switchboard",
+      DB_STATEMENT_TIMEOUT_MS: "250",
+      LOG_LEVEL: "warn",
+      DEFAULT_REGION: "GB",
+      SYSTEM_DEFAULT_AGENT: "front-desk",
+      MIGRATE_ON_START: "false",
+      MAX_BODY_BYTES: "2048",
+    });
+    expect(config.port).toBe(8080);
+    expect(config.databaseUrl).toBe("postgresql://user@db.internal:5432/switchboard");
+    expect(config.statementTimeoutMs).toBe(250);
+    expect(config.logLevel).toBe("warn");
+    expect(config.defaultRegion).toBe("GB");
+    expect(config.systemDefaultAgent).toBe("front-desk");
+    expect(config.migrateOnStart).toBe(false);
+    expect(config.maxBodyBytes).toBe(2048);
+  });
+
+  test("the test endpoint is off in production unless ENABLE_TEST_ENDPOINT turns it on", () => {
+    expect(loadConfig({ NODE_ENV: "production" }).testEndpointEnabled).toBe(false);
+    expect(loadConfig({ NODE_ENV: "production", ENABLE_TEST_ENDPOINT: "true" }).testEndpointEnabled).toBe(true);
+    expect(loadConfig({ ENABLE_TEST_ENDPOINT: "false" }).testEndpointEnabled).toBe(false);
+  });
+});
+
+describe("bad values name the variable", () => {
+  const bad: [string, string][] = [
+    ["PORT", "abc"],
+    ["PORT", "3000abc"],
+    ["PORT", "70000"],
+    ["PORT", "-1"],
+    ["DB_STATEMENT_TIMEOUT_MS", "abc"],
+    ["DB_STATEMENT_TIMEOUT_MS", "1000ms"],
+    ["DB_STATEMENT_TIMEOUT_MS", "5"],
+    ["LOG_LEVEL", "verbose"],
+    ["LOG_LEVEL", "INFO"],
+    ["DEFAULT_REGION", "us"],
+    ["DEFAULT_REGION", "USA"],
+    ["DEFAULT_REGION", "XX"],
+    ["DATABASE_URL", "mysql://root@localhost/db"],
+    ["DATABASE_URL", "localhost:5432"],
+    ["MAX_BODY_BYTES", "10"],
+    ["ENABLE_TEST_ENDPOINT", "yes"],
+    ["MIGRATE_ON_START", "nope"],
+  ];
+  test.each(bad)("%s=%p", (variable, value) => {
+    const error = configError({ [variable]: value });
+    expect(error.variable).toBe(variable);
+    expect(error.message).toStartWith(`${variable}:`);
+  });
+
+  // Not integers: these must be refused, not silently turned into a different port.
+  test.each(["3000.5", "1e3", "true", "false"])("PORT=%p is refused", (value) => {
+    const error = configError({ PORT: value });
+    expect(error.variable).toBe("PORT");
+  });
+
+  test("a LiveKit key without its secret names the secret", () => {
+    expect(configError({ LIVEKIT_API_KEY: "key" }).message).toContain("LIVEKIT_API_SECRET");
+  });
+});
+
+describe("the switchboard command", () => {
+  const bun = process.execPath;
+  // Each test starts a process: allow for a slow machine.
+  const CLI_TIMEOUT = 30_000;
+
+  /** Runs `bun src/main.ts ...args` with a clean environment plus `env`. */
+  function run(args: string[], env: Record<string, string> = {}) {
+    const result = Bun.spawnSync([bun, "src/main.ts", ...args], {
+      cwd: `${import.meta.dir}/..`,
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    return { code: result.exitCode, stdout: result.stdout.toString(), stderr: result.stderr.toString() };
+  }
+
+  test("a bad PORT stops it with one line naming PORT", () => {
+    const { code, stdout, stderr } = run([], { PORT: "abc" });
+    expect(code).not.toBe(0);
+    const lines = stderr.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain("PORT");
+    expect(lines[0]).toContain("abc");
+    expect(stdout).toBe("");
+  }, CLI_TIMEOUT);
+
+  test("--version prints the version", () => {
+    const { code, stdout } = run(["--version"]);
+    expect(code).toBe(0);
+    expect(stdout.trim()).toBe(VERSION);
+  }, CLI_TIMEOUT);
+
+  test("--help prints usage with every command", () => {
+    const { code, stdout } = run(["--help"]);
+    expect(code).toBe(0);
+    expect(stdout).toContain("Usage:");
+    for (const command of ["serve", "migrate", "seed FILE"]) expect(stdout).toContain(command);
+  }, CLI_TIMEOUT);
+
+  test("an unknown command fails and says so", () => {
+    const { code, stderr } = run(["frobnicate"], { DATA_DIR: "memory://" });
+    expect(code).not.toBe(0);
+    expect(stderr).toContain("frobnicate");
+  }, CLI_TIMEOUT);
+});

@@ -1,0 +1,251 @@
+// The database is down, hung or gone: callers must still be answered (by the system default
+// agent), the failure must be logged, and the health endpoints must tell the truth.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { eq, sql } from "drizzle-orm";
+import { createApp } from "../src/app";
+import { loadConfig } from "../src/config";
+import { type Database, openDatabase } from "../src/db/client";
+import { callLogs } from "../src/db/schema";
+import { createLogger } from "../src/logger";
+import { type LogLine, openTestContext, testEnv } from "./support/context";
+
+/** A response's JSON body; each test checks the fields it cares about. */
+const json = (res: Response): Promise<any> => res.json();
+
+const SIP_INBOUND = "/api/v1/webhooks/livekit/sip-inbound";
+const SYSTEM_DEFAULT = "telephony-agent";
+const CAMPAIGN_NUMBER = "+14155550100";
+const CALLER = "+12125550142";
+
+const directory = {
+  tenants: [
+    {
+      name: "Acme",
+      agents: [{ name: "acme-default", default: true }, { name: "acme-sales" }],
+      campaigns: [{ name: "Live", agent: "acme-sales" }],
+      phone_numbers: [{ number: CAMPAIGN_NUMBER, campaign: "Live" }],
+    },
+  ],
+};
+
+/** An app on `database` with its log lines captured, configured as the CLI would configure it. */
+function appOn(database: Database, env: Record<string, string>) {
+  const config = loadConfig({ LOG_LEVEL: "debug", ...env });
+  const logs: LogLine[] = [];
+  const logger = createLogger(config.logLevel, { write: (line: string) => void logs.push(JSON.parse(line)) });
+  const app = createApp({ database, config, logger });
+  const request = (method: string, path: string, body?: unknown) =>
+    app.handle(
+      new Request(`http://localhost${path}`, {
+        method,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      }),
+    );
+  return { app, config, logs, request };
+}
+
+/** A PostgreSQL database at `url` opened the way the CLI opens it (statement timeout from the config). */
+function openUnreachable(url: string, statementTimeoutMs: number) {
+  return openDatabase({ databaseUrl: url, dataDir: "memory://", poolMax: 2, statementTimeoutMs });
+}
+
+type Client = ReturnType<typeof appOn>;
+
+async function sipInbound(client: Client, callId: string) {
+  const res = await client.request("POST", SIP_INBOUND, { call_id: callId, to_number: "(415) 555-0100", from_number: CALLER });
+  expect(res.status).toBe(200);
+  const answer = await json(res);
+  return { answer, meta: JSON.parse(answer.metadata) };
+}
+
+/** The shared expectations: answered by the system default, nothing recorded, an error logged. */
+async function expectAnsweredWithoutDatabase(client: Client, callId: string) {
+  const { answer, meta } = await sipInbound(client, callId);
+  expect(answer.agent_name).toBe(SYSTEM_DEFAULT);
+  expect(meta).toMatchObject({
+    call_type: "inbound",
+    agent_source: "system_default",
+    call_log_id: null,
+    lead_id: null,
+    from_number: CALLER,
+    to_number: CAMPAIGN_NUMBER,
+  });
+  expect(answer.attributes).toEqual({ inbound: "true", phone_number: CAMPAIGN_NUMBER, caller: CALLER });
+  const errors = client.logs.filter((l) => l.level === "error" && l.call_id === callId);
+  expect(errors.length).toBeGreaterThanOrEqual(1);
+  expect(errors[0]!.msg).toContain("database unavailable");
+  // Enough in the line to rebuild the record later.
+  expect(errors[0]).toMatchObject({ from: CALLER, to: CAMPAIGN_NUMBER, agent: SYSTEM_DEFAULT });
+}
+
+async function expectHealthReportsDown(client: Client) {
+  const ready = await client.request("GET", "/readyz");
+  expect(ready.status).toBe(503);
+  expect(await json(ready)).toMatchObject({ status: "unavailable", database: { reachable: false } });
+
+  const health = await client.request("GET", "/api/v1/webhooks/health");
+  const body = await json(health);
+  expect(body.database.reachable).toBe(false);
+  expect(body.database.error).toEqual(expect.any(String));
+  expect(body.status).toBe("degraded");
+
+  const alive = await client.request("GET", "/healthz");
+  expect(alive.status).toBe(200);
+}
+
+describe("connection refused", () => {
+  const url = "postgresql://root@127.0.0.1:1/none";
+  let database: Database;
+  let client: Client;
+  beforeAll(async () => {
+    database = await openUnreachable(url, 300);
+    client = appOn(database, { DATABASE_URL: url, DB_STATEMENT_TIMEOUT_MS: "300" });
+  });
+  // postgres.js may wait out its 5 s end timeout while it is still retrying the connection.
+  afterAll(() => database.close(), 15_000);
+
+  test("the caller gets the system default and the failure is logged", async () => {
+    await expectAnsweredWithoutDatabase(client, "refused-1");
+  });
+
+  test("the error line says why: the connection was refused", async () => {
+    await sipInbound(client, "refused-why");
+    const line = client.logs.find((l) => l.level === "error" && l.call_id === "refused-why");
+    // The operator reading this line needs the cause, not only the SQL that failed.
+    expect(JSON.stringify(line!.err)).toContain("ECONNREFUSED");
+  });
+
+  test("a configured system default is the one used", async () => {
+    const custom = appOn(database, { DATABASE_URL: url, DB_STATEMENT_TIMEOUT_MS: "300", SYSTEM_DEFAULT_AGENT: "front-desk" });
+    const { answer } = await sipInbound(custom, "refused-2");
+    expect(answer.agent_name).toBe("front-desk");
+  });
+
+  test("the health endpoints say the database is down", async () => {
+    await expectHealthReportsDown(client);
+  });
+
+  test("the test endpoint answers but reports it could not record", async () => {
+    const res = await client.request("POST", "/api/v1/webhooks/test", { to_number: CAMPAIGN_NUMBER });
+    expect(res.status).toBe(200);
+    const body = await json(res);
+    expect(body.success).toBe(false);
+    expect(body.response.agent_name).toBe(SYSTEM_DEFAULT);
+  });
+});
+
+describe("a database that accepts connections and never answers", () => {
+  let server: Bun.TCPSocketListener<undefined>;
+  const connections = new Set<{ terminate(): void }>();
+  let database: Database;
+  let client: Client;
+  beforeAll(async () => {
+    server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open: (socket) => void connections.add(socket),
+        close: (socket) => void connections.delete(socket),
+        data() {},
+      },
+    });
+    const url = `postgresql://root@127.0.0.1:${server.port}/hung`;
+    database = await openUnreachable(url, 300);
+    client = appOn(database, { DATABASE_URL: url, DB_STATEMENT_TIMEOUT_MS: "300" });
+  });
+  afterAll(async () => {
+    for (const socket of connections) socket.terminate();
+    server.stop(true);
+    // postgres.js may wait out its 5 s end timeout for a connection that never completed.
+    await database.close();
+  }, 15_000);
+
+  test("the caller is still answered, by the system default, and the failure is logged", async () => {
+    await expectAnsweredWithoutDatabase(client, "hung-1");
+  });
+
+  test("the error line says why: a timeout", async () => {
+    await sipInbound(client, "hung-why");
+    const line = client.logs.find((l) => l.level === "error" && l.call_id === "hung-why");
+    expect(line!.err).toMatchObject({ message: expect.stringContaining("timed out") });
+    // describeError (the logger's err serializer) names the error's type; the logged line must keep it.
+    expect(line!.err).toMatchObject({ type: "TimeoutError" });
+  });
+
+  test("the health endpoints say the database is down", async () => {
+    await expectHealthReportsDown(client);
+  });
+});
+
+describe("a database that goes away while the service runs", () => {
+  test("calls are answered before and after, by the system default after", async () => {
+    const ctx = await openTestContext();
+    const client: Client = {
+      app: ctx.app,
+      config: ctx.config,
+      logs: ctx.logs,
+      request: (method, path, body) => (method === "GET" ? ctx.get(path) : ctx.post(path, body)),
+    };
+    await ctx.seed(directory);
+    const before = await sipInbound(client, "away-1");
+    expect(before.answer.agent_name).toBe("acme-sales");
+    expect(before.meta.call_log_id).not.toBeNull();
+
+    await ctx.database.close();
+
+    await expectAnsweredWithoutDatabase(client, "away-2");
+    await expectHealthReportsDown(client);
+  }, 30_000);
+});
+
+describe("a database too busy to answer within the statement timeout", () => {
+  // The database is opened the way the CLI opens it: its statement timeout is the configured one.
+  const POOL = 2;
+  const env = testEnv({ DB_STATEMENT_TIMEOUT_MS: "300" });
+  let database: Database;
+  beforeAll(async () => {
+    database = await openDatabase({ databaseUrl: env.DATABASE_URL, dataDir: "memory://", poolMax: POOL, statementTimeoutMs: 300 });
+  }, 30_000);
+  afterAll(() => database.close());
+
+  test("a call answered without a record is not recorded later with another agent", async () => {
+    const ctx = await openTestContext({ DB_STATEMENT_TIMEOUT_MS: "300" }, { database });
+    await ctx.seed(directory);
+
+    // Every connection is taken by slow work (PGlite has one connection; PostgreSQL a pool).
+    const release = Promise.withResolvers<void>();
+    const started: Promise<void>[] = [];
+    const holders: Promise<void>[] = [];
+    for (let i = 0; i < (database.kind === "postgres" ? POOL : 1); i++) {
+      const begun = Promise.withResolvers<void>();
+      started.push(begun.promise);
+      holders.push(
+        database.db.transaction(async (tx) => {
+          await tx.execute(sql`select 1`);
+          begun.resolve();
+          await release.promise;
+        }),
+      );
+    }
+    await Promise.all(started);
+    const res = await ctx.post(SIP_INBOUND, { call_id: "busy-1", to_number: CAMPAIGN_NUMBER, from_number: CALLER });
+    release.resolve();
+    await Promise.all(holders);
+    expect(res.status).toBe(200);
+    const answer = await json(res);
+    expect(answer.agent_name).toBe(SYSTEM_DEFAULT);
+    expect(JSON.parse(answer.metadata).call_log_id).toBeNull();
+    expect(ctx.logs.some((l) => l.level === "error" && l.call_id === "busy-1")).toBe(true);
+
+    // Give the work that was queued for the busy database time to run.
+    for (let i = 0; i < 5; i++) {
+      await Bun.sleep(100);
+      await database.ping();
+    }
+    // The caller was told "system default, not recorded". A record naming the campaign's agent
+    // appearing afterwards contradicts it, and a redelivery of this call id would get that agent.
+    const rows = await database.db.select().from(callLogs).where(eq(callLogs.providerCallId, "busy-1"));
+    expect(rows.map((r) => r.agentName)).not.toContain("acme-sales");
+  }, 30_000);
+});

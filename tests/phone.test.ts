@@ -1,0 +1,102 @@
+// Phone numbers arrive from SIP trunks in many shapes; routing and leads only work if every
+// shape of the same number comes out as the same E.164 string.
+import { describe, expect, test } from "bun:test";
+import { normalizePhoneNumber, numberTypeOf } from "../src/calls/phone";
+
+describe("normalizePhoneNumber", () => {
+  const sameNumber = [
+    "+14155550100",
+    "(415) 555-0100",
+    "415-555-0100",
+    "4155550100",
+    "14155550100",
+    "+1 (415) 555-0100",
+    "+1-415-555-0100",
+    "  +1 415 555 0100  ",
+    "tel:+14155550100",
+    "tel:+1-415-555-0100",
+    "tel:+14155550100;ext=1",
+    "TEL:+14155550100",
+    "sip:+14155550100@host",
+    "sip:+14155550100@sip.example.com;user=phone",
+    "sip:+14155550100@host:5060",
+    "sips:+14155550100@host",
+    "SIP:+14155550100@host",
+    "sip:14155550100@host",
+    "sip:4155550100@host",
+  ];
+  test.each(sameNumber)("%p is +14155550100 in the US", (raw) => {
+    expect(normalizePhoneNumber(raw, "US")).toBe("+14155550100");
+  });
+
+  const withheld = [
+    "anonymous",
+    "Anonymous",
+    "ANONYMOUS",
+    "unknown",
+    "restricted",
+    "private",
+    "unavailable",
+    "withheld",
+    "",
+    "   ",
+    "sip:anonymous@anonymous.invalid",
+    "sip:unknown@host",
+  ];
+  test.each(withheld)("withheld caller %p has no number", (raw) => {
+    expect(normalizePhoneNumber(raw, "US")).toBeNull();
+  });
+
+  test("null and undefined have no number", () => {
+    expect(normalizePhoneNumber(null, "US")).toBeNull();
+    expect(normalizePhoneNumber(undefined, "US")).toBeNull();
+  });
+
+  test.each(["garbage", "12", "not-a-number", "sip:garbage@host", "+1"])("unparsable %p has no number", (raw) => {
+    expect(normalizePhoneNumber(raw, "US")).toBeNull();
+  });
+
+  test("national numbers are read in the given region", () => {
+    expect(normalizePhoneNumber("020 7183 8750", "GB")).toBe("+442071838750");
+    expect(normalizePhoneNumber("07911 123456", "GB")).toBe("+447911123456");
+    expect(normalizePhoneNumber("030 123456", "DE")).toBe("+4930123456");
+    // International prefixes are the region's own: 00 in the UK, 011 from the US.
+    expect(normalizePhoneNumber("00442071838750", "GB")).toBe("+442071838750");
+    expect(normalizePhoneNumber("011442071838750", "US")).toBe("+442071838750");
+  });
+
+  test("a UK national number is not a US number", () => {
+    expect(normalizePhoneNumber("020 7183 8750", "US")).toBeNull();
+  });
+
+  test("E.164 input does not depend on the region", () => {
+    for (const region of ["US", "GB", "DE", "FR"]) {
+      expect(normalizePhoneNumber("+14155550100", region)).toBe("+14155550100");
+      expect(normalizePhoneNumber("+44 20 7183 8750", region)).toBe("+442071838750");
+      expect(normalizePhoneNumber("sip:+442071838750@host", region)).toBe("+442071838750");
+    }
+  });
+});
+
+describe("numberTypeOf", () => {
+  test("toll-free numbers", () => {
+    expect(numberTypeOf("+18005550199")).toBe("TOLL_FREE");
+    expect(numberTypeOf("+18885550100")).toBe("TOLL_FREE");
+    expect(numberTypeOf("+448001234567")).toBe("TOLL_FREE");
+  });
+
+  test("mobile numbers", () => {
+    expect(numberTypeOf("+447911123456")).toBe("MOBILE");
+  });
+
+  test("geographic numbers are local", () => {
+    expect(numberTypeOf("+442071838750")).toBe("LOCAL");
+    expect(numberTypeOf("+14155550100")).toBe("LOCAL");
+    // US numbers cannot be told apart from mobiles; they count as local.
+    expect(numberTypeOf("+12125550142")).toBe("LOCAL");
+  });
+
+  test("anything unrecognisable is local", () => {
+    expect(numberTypeOf("garbage")).toBe("LOCAL");
+  });
+});
