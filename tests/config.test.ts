@@ -146,6 +146,42 @@ describe("the switchboard command", () => {
     for (const command of ["serve", "migrate", "seed FILE"]) expect(stdout).toContain(command);
   }, CLI_TIMEOUT);
 
+  test("in production, serve refuses to start without webhook keys, naming LIVEKIT_API_KEY", () => {
+    const { code, stderr } = run(["serve"], { NODE_ENV: "production", DATA_DIR: "memory://" });
+    expect(code).not.toBe(0);
+    expect(stderr).toContain("LIVEKIT_API_KEY");
+    expect(stderr).toContain("LIVEKIT_WEBHOOK_VERIFY=false");
+  }, CLI_TIMEOUT);
+
+  test("in production, serve starts without keys when verification is switched off explicitly", async () => {
+    const child = Bun.spawn([bun, "src/main.ts", "serve"], {
+      cwd: `${import.meta.dir}/..`,
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOME: process.env.HOME ?? "/tmp",
+        NODE_ENV: "production",
+        LIVEKIT_WEBHOOK_VERIFY: "false",
+        DATA_DIR: "memory://",
+        HOST: "127.0.0.1",
+        PORT: "0",
+      },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    try {
+      let output = "";
+      const decoder = new TextDecoder();
+      for await (const chunk of child.stdout) {
+        output += decoder.decode(chunk);
+        if (output.includes("switchboard listening")) break;
+      }
+      expect(output).toContain("switchboard listening");
+    } finally {
+      child.kill("SIGTERM");
+      await child.exited;
+    }
+  }, CLI_TIMEOUT);
+
   test("an unknown command fails and says so", () => {
     const { code, stderr } = run(["frobnicate"], { DATA_DIR: "memory://" });
     expect(code).not.toBe(0);
