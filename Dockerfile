@@ -2,10 +2,11 @@
 # Switchboard as one self-contained executable on a distroless base.
 #
 #   docker build -t switchboard .
-#   docker run -p 3000:3000 -v switchboard-data:/data \
-#     -e LIVEKIT_API_KEY=... -e LIVEKIT_API_SECRET=... switchboard
 #   docker run -v switchboard-data:/data -v "$PWD/examples:/seed:ro" switchboard seed /seed/directory.json
+#   docker run -p 3000:3000 -v switchboard-data:/data \
+#     -e LIVEKIT_URL=https://... -e LIVEKIT_API_KEY=... -e LIVEKIT_API_SECRET=... switchboard
 #
+# Seed before serving (or stop the server): the embedded database takes one process at a time.
 # Without DATABASE_URL the embedded PostgreSQL (PGlite) keeps its data in the /data volume.
 
 # --- build: npm ci installs the pinned bun from package-lock.json, which compiles the binary.

@@ -4,7 +4,7 @@ import { Elysia, type ValidationError } from "elysia";
 import { callRoutes } from "./calls/routes";
 import type { Config } from "./config";
 import type { Database } from "./db/client";
-import { AppError, BadRequestError, PayloadTooLargeError } from "./errors";
+import { AppError, BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError } from "./errors";
 import { healthRoutes } from "./health/routes";
 import { createLiveKitClients, type LiveKitClients } from "./livekit/clients";
 import { liveKitRoutes } from "./livekit/routes";
@@ -90,9 +90,15 @@ export function createApp(deps: AppDeps) {
         rawBody,
         events: {
           ...routing,
-          dispatcher: config.livekit.dispatch ? livekit?.dispatch : undefined,
-          dispatchRetries: config.livekit.dispatchRetries,
-          dispatchRetryBaseMs: config.livekit.dispatchRetryBaseMs,
+          dispatch:
+            config.livekit.dispatch && livekit
+              ? {
+                  dispatcher: livekit.dispatch,
+                  retries: config.livekit.dispatchRetries,
+                  retryBaseMs: config.livekit.dispatchRetryBaseMs,
+                  budgetMs: config.livekit.dispatchBudgetMs,
+                }
+              : undefined,
           clock: deps.clock ?? (() => new Date()),
         },
       }),
@@ -122,7 +128,9 @@ function parseBody(text: string, contentType: string): unknown {
       throw new BadRequestError(`body: malformed JSON (${(error as Error).message})`, "body");
     }
   }
-  return text;
+  // Every endpoint takes JSON; `curl -d` without a content type deserves a clear answer.
+  if (text.trim() !== "") throw new UnsupportedMediaTypeError(contentType);
+  return undefined;
 }
 
 function validationProblem(error: ValidationError) {

@@ -34,11 +34,15 @@ export const EnvSchema = t.Object({
   LIVEKIT_DISPATCH: bool(true),
   LIVEKIT_DISPATCH_RETRIES: int(3, 0, 10),
   LIVEKIT_DISPATCH_RETRY_BASE_MS: int(250, 1, 60_000),
+  LIVEKIT_DISPATCH_BUDGET_MS: int(4000, 100, 60_000),
   LIVEKIT_ROOM_PREFIX: t.String({ default: "call-", minLength: 1 }),
   LIVEKIT_TRUNK_NAME: t.String({ default: "switchboard-inbound", minLength: 1 }),
   LIVEKIT_DISPATCH_RULE_NAME: t.String({ default: "switchboard-inbound", minLength: 1 }),
 });
 type Env = Static<typeof EnvSchema>;
+
+/** Never echoed back in an error message: they hold credentials. */
+const SECRET_VARIABLES = new Set(["DATABASE_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"]);
 
 export interface Config {
   production: boolean;
@@ -66,6 +70,8 @@ export interface Config {
     dispatch: boolean;
     dispatchRetries: number;
     dispatchRetryBaseMs: number;
+    /** Bound on all dispatch attempts for one webhook delivery. */
+    dispatchBudgetMs: number;
     roomPrefix: string;
     trunkName: string;
     dispatchRuleName: string;
@@ -98,7 +104,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   const error = Value.Errors(EnvSchema, env).First();
   if (error) {
     const variable = error.path.replace(/^\//, "") || "environment";
-    const given = source[variable];
+    const given = SECRET_VARIABLES.has(variable) ? undefined : source[variable];
     throw new ConfigError(variable, `${error.message}${given === undefined ? "" : ` (got "${given}")`}`);
   }
   if (!isSupportedCountry(env.DEFAULT_REGION)) {
@@ -132,6 +138,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       dispatch: env.LIVEKIT_DISPATCH,
       dispatchRetries: env.LIVEKIT_DISPATCH_RETRIES,
       dispatchRetryBaseMs: env.LIVEKIT_DISPATCH_RETRY_BASE_MS,
+      dispatchBudgetMs: env.LIVEKIT_DISPATCH_BUDGET_MS,
       roomPrefix: env.LIVEKIT_ROOM_PREFIX,
       trunkName: env.LIVEKIT_TRUNK_NAME,
       dispatchRuleName: env.LIVEKIT_DISPATCH_RULE_NAME,
@@ -141,11 +148,19 @@ export function loadConfig(source: Record<string, string | undefined> = process.
 
 /** Checks that only make sense for the long-running server, not for migrate or seed. */
 export function assertServable(config: Config): void {
-  const { apiKey, verifyWebhooks } = config.livekit;
-  if (config.production && verifyWebhooks && !apiKey) {
+  if (!config.production) return;
+  const { url, apiKey, verifyWebhooks, dispatch } = config.livekit;
+  if (verifyWebhooks && !apiKey) {
     throw new ConfigError(
       "LIVEKIT_API_KEY",
       "required in production to verify webhook signatures (set LIVEKIT_WEBHOOK_VERIFY=false to accept unsigned webhooks)",
+    );
+  }
+  // Otherwise every LiveKit caller would wait for an agent that is never sent.
+  if (dispatch && !(url && apiKey)) {
+    throw new ConfigError(
+      url ? "LIVEKIT_API_KEY" : "LIVEKIT_URL",
+      "required in production to dispatch agents (set LIVEKIT_DISPATCH=false if LiveKit's own dispatch rules place agents)",
     );
   }
 }

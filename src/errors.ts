@@ -25,6 +25,12 @@ export class PayloadTooLargeError extends AppError {
   }
 }
 
+export class UnsupportedMediaTypeError extends AppError {
+  constructor(contentType: string) {
+    super(415, "unsupported_media_type", `content-type: expected application/json, got "${contentType || "none"}"`, "content-type");
+  }
+}
+
 export class UnauthorizedError extends AppError {
   constructor(message: string) {
     super(401, "unauthorized", message, "authorization");

@@ -7,6 +7,7 @@ import { type Database, openDatabase } from "./db/client";
 import { migrate } from "./db/migrate";
 import { createLiveKitClients } from "./livekit/clients";
 import { applyProvisioning, describePlan, liveKitStatus, planProvisioning } from "./livekit/provision";
+import { pruneWebhookEvents } from "./livekit/service";
 import { createLogger, type Logger } from "./logger";
 import { VERSION } from "./version";
 
@@ -152,11 +153,20 @@ async function serve(config: Config, logger: Logger): Promise<number> {
     "switchboard listening",
   );
 
+  const prune = () =>
+    pruneWebhookEvents({ database }).then(
+      (removed) => removed && logger.info({ removed }, "old webhook event ids pruned"),
+      (error: unknown) => logger.warn({ err: error }, "pruning webhook event ids failed"),
+    );
+  void prune();
+  const pruning = setInterval(prune, 60 * 60 * 1000);
+
   const stopped = Promise.withResolvers<number>();
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    clearInterval(pruning);
     logger.info({ signal }, "shutting down: no new connections, finishing in-flight requests");
     // stop() resolves once in-flight requests are answered; past the timeout, connections are cut.
     const graceful = server.stop(false);

@@ -153,7 +153,26 @@ describe("the switchboard command", () => {
     expect(stderr).toContain("LIVEKIT_WEBHOOK_VERIFY=false");
   }, CLI_TIMEOUT);
 
-  test("in production, serve starts without keys when verification is switched off explicitly", async () => {
+  test("in production, serve refuses to start with dispatch on but no LiveKit URL, naming LIVEKIT_URL", () => {
+    const { code, stderr } = run(["serve"], {
+      NODE_ENV: "production",
+      LIVEKIT_API_KEY: "key",
+      LIVEKIT_API_SECRET: "secret",
+      DATA_DIR: "memory://",
+    });
+    expect(code).not.toBe(0);
+    expect(stderr).toContain("LIVEKIT_URL");
+    expect(stderr).toContain("LIVEKIT_DISPATCH=false");
+  }, CLI_TIMEOUT);
+
+  test("a bad DATABASE_URL is named without echoing its credentials", () => {
+    const { code, stderr } = run(["migrate"], { DATABASE_URL: "postgress://app:S3cretPassw0rd@db/x" });
+    expect(code).not.toBe(0);
+    expect(stderr).toContain("DATABASE_URL");
+    expect(stderr).not.toContain("S3cretPassw0rd");
+  }, CLI_TIMEOUT);
+
+  test("in production, serve starts without keys when verification and dispatch are switched off explicitly", async () => {
     const child = Bun.spawn([bun, "src/main.ts", "serve"], {
       cwd: `${import.meta.dir}/..`,
       env: {
@@ -161,6 +180,7 @@ describe("the switchboard command", () => {
         HOME: process.env.HOME ?? "/tmp",
         NODE_ENV: "production",
         LIVEKIT_WEBHOOK_VERIFY: "false",
+        LIVEKIT_DISPATCH: "false",
         DATA_DIR: "memory://",
         HOST: "127.0.0.1",
         PORT: "0",

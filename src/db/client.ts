@@ -1,7 +1,8 @@
 // Opens the database: real PostgreSQL through postgres.js when DATABASE_URL is set,
 // otherwise an embedded PostgreSQL (PGlite) persisted in DATA_DIR. Both speak the same
 // SQL and get the same schema and migrations.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
+import { connect, createServer } from "node:net";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import pgliteData from "@electric-sql/pglite/pglite.data" with { type: "file" };
@@ -12,6 +13,7 @@ import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
+import { withDeadline } from "../errors";
 import * as schema from "./schema";
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -19,7 +21,7 @@ export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 export interface Database {
   db: Db;
   kind: "postgres" | "pglite";
-  /** Runs raw SQL and returns its rows, whichever driver is underneath. */
+  /** Runs raw SQL and returns its rows, whichever driver is underneath, within the statement timeout. */
   rows<T extends Record<string, unknown>>(query: SQL): Promise<T[]>;
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -34,7 +36,7 @@ export interface DatabaseOptions {
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  return options.databaseUrl ? openPostgres(options.databaseUrl, options) : openPglite(options.dataDir);
+  return options.databaseUrl ? openPostgres(options.databaseUrl, options) : openPglite(options);
 }
 
 /** The rows of a `db.execute` result: postgres.js answers an array, PGlite an object holding one. */
@@ -42,8 +44,10 @@ export function rowsOf<T>(result: unknown): T[] {
   return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
 }
 
-function wrap(db: Db, kind: Database["kind"], close: () => Promise<void>): Database {
-  const rows = async <T extends Record<string, unknown>>(query: SQL) => rowsOf<T>(await db.execute(query));
+function wrap(db: Db, kind: Database["kind"], timeoutMs: number, close: () => Promise<void>): Database {
+  // statement_timeout cannot help when the server stops answering altogether; this bound can.
+  const rows = async <T extends Record<string, unknown>>(query: SQL) =>
+    rowsOf<T>(await withDeadline(Promise.resolve(db.execute(query)), timeoutMs, "database query"));
   return {
     db,
     kind,
@@ -65,42 +69,64 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
     onnotice: () => {},
   });
   const db = drizzlePostgres(client, { schema }) as unknown as Db;
-  return wrap(db, "postgres", () => client.end({ timeout: 5 }));
+  return wrap(db, "postgres", options.statementTimeoutMs, () => client.end({ timeout: 5 }));
 }
 
 /**
  * PGlite is one process's database: a second process on the same directory would corrupt it.
- * A pid file refuses that with a clear message; a stale one (its process gone) is taken over.
+ * The holder listens on a Unix socket in the directory. A newcomer that can connect to it
+ * is refused; a socket nobody answers is left over from a crash and is taken over. Unlike a
+ * pid file this also works across containers sharing a volume (where everyone is pid 1).
  */
-function lockDataDir(dataDir: string): () => void {
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
   mkdirSync(dataDir, { recursive: true });
-  const lock = join(dataDir, "switchboard.pid");
+  const path = join(dataDir, "switchboard.lock");
+  const server = createServer((socket) => socket.end());
+  const listen = () =>
+    new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(path, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
   try {
-    writeFileSync(lock, String(process.pid), { flag: "wx" });
-  } catch {
-    const owner = Number(readFileSync(lock, "utf8").trim());
-    if (owner && owner !== process.pid && processAlive(owner)) {
+    await listen();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE") {
+      throw new Error(`cannot lock DATA_DIR ${dataDir}: ${(error as Error).message}`);
+    }
+    if (await answers(path)) {
       throw new Error(
-        `DATA_DIR ${dataDir} is in use by another switchboard process (pid ${owner}); stop it first, or use DATABASE_URL to share a PostgreSQL`,
+        `DATA_DIR ${dataDir} is in use by another switchboard process; stop it first, or use DATABASE_URL to share a PostgreSQL`,
       );
     }
-    writeFileSync(lock, String(process.pid));
+    rmSync(path, { force: true });
+    await listen();
   }
-  return () => rmSync(lock, { force: true });
+  return () =>
+    new Promise<void>((resolve) =>
+      server.close(() => {
+        rmSync(path, { force: true });
+        resolve();
+      }),
+    );
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(path);
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
 }
 
-async function openPglite(dataDir: string): Promise<Database> {
+async function openPglite({ dataDir, statementTimeoutMs }: DatabaseOptions): Promise<Database> {
   const inMemory = dataDir === "memory://";
-  const unlock = inMemory ? () => {} : lockDataDir(dataDir);
+  const unlock = inMemory ? async () => {} : await lockDataDir(dataDir);
   // The WebAssembly modules and the file-system bundle are read from files Bun embeds
   // in the compiled binary, so the executable needs nothing next to it.
   const [pgliteWasmModule, initdbWasmModule] = await Promise.all([
@@ -115,12 +141,12 @@ async function openPglite(dataDir: string): Promise<Database> {
       fsBundle: Bun.file(pgliteData),
     });
     const db = drizzlePglite(client, { schema }) as unknown as Db;
-    return wrap(db, "pglite", async () => {
+    return wrap(db, "pglite", statementTimeoutMs, async () => {
       await client.close();
-      unlock();
+      await unlock();
     });
   } catch (error) {
-    unlock();
+    await unlock();
     throw error;
   }
 }

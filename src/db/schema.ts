@@ -105,6 +105,7 @@ export const phoneNumbers = pgTable(
     createdAt: createdAt(),
   },
   (t) => [
+    unique("phone_numbers_id_tenant_key").on(t.id, t.tenantId),
     // A number can only point at a campaign of its own tenant.
     foreignKey({
       name: "phone_numbers_campaign_same_tenant_fk",
@@ -159,7 +160,7 @@ export const callLogs = pgTable(
     tenantId: uuid("tenant_id").references(() => tenants.id),
     campaignId: uuid("campaign_id"),
     leadId: uuid("lead_id"),
-    phoneNumberId: uuid("phone_number_id").references(() => phoneNumbers.id),
+    phoneNumberId: uuid("phone_number_id"),
     agentName: text("agent_name").notNull(),
     agentSource: text("agent_source").$type<AgentSource>().notNull(),
     status: text("status").$type<CallStatus>().notNull().default("ringing"),
@@ -189,6 +190,17 @@ export const callLogs = pgTable(
       columns: [t.leadId, t.tenantId],
       foreignColumns: [leads.id, leads.tenantId],
     }),
+    foreignKey({
+      name: "call_logs_phone_number_same_tenant_fk",
+      columns: [t.phoneNumberId, t.tenantId],
+      foreignColumns: [phoneNumbers.id, phoneNumbers.tenantId],
+    }),
+    // Composite keys are not checked when tenant_id is null, so a call without a tenant may
+    // reference nothing that belongs to one.
+    check(
+      "call_logs_tenant_owned_refs",
+      sql`${t.tenantId} is not null or (${t.campaignId} is null and ${t.leadId} is null and ${t.phoneNumberId} is null)`,
+    ),
     check("call_logs_status_check", inList("status", CALL_STATUSES)),
     check("call_logs_agent_source_check", inList("agent_source", AGENT_SOURCES)),
     index("call_logs_room_name_idx").on(t.roomName),
@@ -203,8 +215,17 @@ export const webhookEvents = pgTable(
     id: text("id").primaryKey(),
     event: text("event").notNull(),
     roomName: text("room_name"),
+    /** The room's sid (RM_...): room names can be reused, sids cannot. */
+    roomSid: text("room_sid"),
     receivedAt: timestamp("received_at", { withTimezone: true }).notNull().defaultNow(),
+    /** A delivery working on this event holds it until then; a stale hold is taken over. */
+    claimedAt: timestamp("claimed_at", { withTimezone: true }).notNull().defaultNow(),
+    /** Set once the event has been acted on; later deliveries are acknowledged and skipped. */
+    processedAt: timestamp("processed_at", { withTimezone: true }),
   },
-  // A join that arrives after its room finished is recognised through this index.
-  (t) => [index("webhook_events_room_idx").on(t.roomName, t.event)],
+  (t) => [
+    // A join that arrives after its room finished is recognised through this index.
+    index("webhook_events_room_sid_idx").on(t.roomSid, t.event),
+    index("webhook_events_received_idx").on(t.receivedAt),
+  ],
 );

@@ -6,6 +6,7 @@ import type { AgentDispatch } from "@livekit/protocol";
 import { sql } from "drizzle-orm";
 import { type CallRouting, callMetadata } from "../calls/service";
 import type { Database } from "../db/client";
+import { withDeadline } from "../errors";
 import type { Logger } from "../logger";
 
 /** The part of livekit-server-sdk's AgentDispatchClient Switchboard uses. */
@@ -20,57 +21,102 @@ export interface DispatchDeps {
   dispatcher: AgentDispatcher;
   retries: number;
   retryBaseMs: number;
+  /** All attempts and back-off together stay within this; LiveKit's redelivery does the rest. */
+  budgetMs: number;
   sleep?: (ms: number) => Promise<void>;
 }
 
-export type DispatchOutcome =
+export type DispatchOutcome = (
   | { kind: "dispatched"; dispatchId: string; reused: boolean }
   | { kind: "skipped"; reason: "already_dispatched_or_ended" }
-  | { kind: "failed"; retryable: boolean; error: string };
+  | { kind: "failed"; retryable: boolean; error: string }
+) & {
+  /** False when the database could not hold the claim or the result; the webhook should be redelivered. */
+  bookkept: boolean;
+};
 
 /** A claim older than this is presumed abandoned (its process died) and may be taken over. */
-const CLAIM_EXPIRY = sql`interval '60 seconds'`;
+const CLAIM_EXPIRY = sql`interval '30 seconds'`;
 
 export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, roomName: string): Promise<DispatchOutcome> {
   const { logger } = deps;
   const fields = { call_id: routing.callId, room: roomName, agent: routing.agentName, call_log_id: routing.callLogId };
-  // Without a call log (database down) there is nothing to claim; LiveKit's list still
-  // keeps a repeated delivery from dispatching twice.
-  if (routing.callLogId && !(await claimDispatch(deps.database, routing.callLogId))) {
-    logger.info(fields, "dispatch skipped: already dispatched, being dispatched, or the call has ended");
-    return { kind: "skipped", reason: "already_dispatched_or_ended" };
+  const callLogId = routing.callLogId;
+  let bookkept = callLogId !== null;
+  // The database's word on whether to dispatch. Without it (no call log, or the claim itself
+  // failed) the caller still gets an agent: LiveKit's list of the room's dispatches is the guard.
+  if (callLogId) {
+    try {
+      if (!(await claimDispatch(deps.database, callLogId))) {
+        logger.info(fields, "dispatch skipped: already dispatched, being dispatched, or the call has ended");
+        return { kind: "skipped", reason: "already_dispatched_or_ended", bookkept };
+      }
+    } catch (error) {
+      logger.warn({ ...fields, err: error }, "dispatch claim failed: dispatching on LiveKit's list alone");
+      bookkept = false;
+    }
   }
+
+  const attempt = await findOrCreateDispatch(deps, routing, roomName, fields);
+  const note = async (write: () => Promise<void>) => {
+    if (!callLogId || !bookkept) return;
+    try {
+      await write();
+    } catch (error) {
+      bookkept = false;
+      logger.warn({ ...fields, err: error }, "could not record the dispatch on the call log");
+    }
+  };
+  if (attempt.ok) {
+    await note(() => recordDispatch(deps.database, callLogId!, attempt.dispatch));
+    return { kind: "dispatched", dispatchId: attempt.dispatch.id, reused: attempt.reused, bookkept };
+  }
+  const message = attempt.error instanceof Error ? attempt.error.message : String(attempt.error);
+  const retryable = isRetryable(attempt.error);
+  await note(() => releaseDispatch(deps.database, callLogId!, message));
+  logger.error({ ...fields, retryable, err: attempt.error }, "agent dispatch failed");
+  return { kind: "failed", retryable, error: message, bookkept };
+}
+
+/** Finds the room's dispatch or creates one, retrying with back-off within the budget. */
+async function findOrCreateDispatch(
+  deps: DispatchDeps,
+  routing: CallRouting,
+  roomName: string,
+  fields: Record<string, unknown>,
+): Promise<{ ok: true; dispatch: AgentDispatch; reused: boolean } | { ok: false; error: unknown }> {
   const sleep = deps.sleep ?? ((ms: number) => Bun.sleep(ms));
-  let lastError: unknown;
+  const deadline = Date.now() + deps.budgetMs;
+  let lastError: unknown = new Error("no dispatch attempt fit in the budget");
   for (let attempt = 1; attempt <= deps.retries + 1; attempt++) {
     try {
-      // A room holds one caller, so any agent already dispatched there is this call's agent,
-      // even one sent while the database was down (the system default) or by a dispatch rule.
-      const existing = (await deps.dispatcher.listDispatch(roomName))[0];
-      const dispatch =
-        existing ??
-        (await deps.dispatcher.createDispatch(roomName, routing.agentName, {
-          metadata: JSON.stringify(callMetadata(routing)),
-        }));
-      if (routing.callLogId) await recordDispatch(deps.database, routing.callLogId, dispatch);
-      logger.info(
-        { ...fields, dispatch_id: dispatch.id, dispatched_agent: dispatch.agentName, reused: Boolean(existing), attempt },
+      const result = await withDeadline(
+        (async () => {
+          // A room holds one caller, so any agent already dispatched there is this call's agent,
+          // even one sent while the database was down (the system default) or by a dispatch rule.
+          const existing = (await deps.dispatcher.listDispatch(roomName))[0];
+          if (existing) return { dispatch: existing, reused: true };
+          const metadata = JSON.stringify(callMetadata(routing));
+          return { dispatch: await deps.dispatcher.createDispatch(roomName, routing.agentName, { metadata }), reused: false };
+        })(),
+        Math.max(1, deadline - Date.now()),
+        "agent dispatch",
+      );
+      deps.logger.info(
+        { ...fields, dispatch_id: result.dispatch.id, dispatched_agent: result.dispatch.agentName, reused: result.reused, attempt },
         "agent dispatched",
       );
-      return { kind: "dispatched", dispatchId: dispatch.id, reused: Boolean(existing) };
+      return { ok: true, ...result };
     } catch (error) {
       lastError = error;
       const retryable = isRetryable(error);
-      logger.warn({ ...fields, attempt, retryable, err: error }, "agent dispatch attempt failed");
-      if (!retryable || attempt > deps.retries) break;
-      await sleep(deps.retryBaseMs * 2 ** (attempt - 1));
+      deps.logger.warn({ ...fields, attempt, retryable, err: error }, "agent dispatch attempt failed");
+      const wait = deps.retryBaseMs * 2 ** (attempt - 1);
+      if (!retryable || attempt > deps.retries || Date.now() + wait >= deadline) break;
+      await sleep(wait);
     }
   }
-  const message = lastError instanceof Error ? lastError.message : String(lastError);
-  const retryable = isRetryable(lastError);
-  if (routing.callLogId) await releaseDispatch(deps.database, routing.callLogId, message);
-  logger.error({ ...fields, retryable, err: lastError }, "agent dispatch failed");
-  return { kind: "failed", retryable, error: message };
+  return { ok: false, error: lastError };
 }
 
 /** Transport errors, 5xx and 429 may pass on a later try; other 4xx will not. */

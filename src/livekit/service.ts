@@ -12,13 +12,11 @@ import {
   routeInboundCall,
 } from "../calls/service";
 import { UnavailableError } from "../errors";
-import { type AgentDispatcher, type DispatchOutcome, dispatchAgent } from "./dispatch";
+import { type DispatchDeps, type DispatchOutcome, dispatchAgent } from "./dispatch";
 
 export interface LiveKitEventDeps extends RoutingDeps {
   /** Absent when dispatch is switched off (LIVEKIT_DISPATCH=false) or LiveKit is not configured. */
-  dispatcher?: AgentDispatcher;
-  dispatchRetries: number;
-  dispatchRetryBaseMs: number;
+  dispatch?: Omit<DispatchDeps, "database" | "logger">;
   clock: () => Date;
 }
 
@@ -38,34 +36,46 @@ const FAILED_REASONS = new Set([
   DisconnectReason.SERVER_SHUTDOWN,
 ]);
 
+/**
+ * How long a delivery may hold an event before another delivery may take it over. Longer than
+ * handling can take (each database step and the dispatch are bounded), shorter than LiveKit's
+ * retry window (1+2+4+8 s), so the redelivery of a crashed attempt still acts.
+ */
+const EVENT_LEASE = sql`interval '10 seconds'`;
+
 export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookEvent): Promise<EventOutcome> {
   const action = actionFor(event);
-  if (!action) return { result: "ignored", reason: `${event.event || "unnamed"} event is not about a SIP call` };
+  if (!action) return { result: "ignored", reason: `${event.event || "unnamed"} is not about an inbound SIP call` };
   const log = deps.logger.child({ event: event.event, event_id: event.id, room: event.room?.name });
 
-  let claimed: boolean | "unknown" = true;
-  let roomFinished = false;
+  let claim: EventClaim = { state: "owned", roomFinished: false };
   if (event.id) {
     try {
-      ({ claimed, roomFinished } = await claimEvent(deps, event));
+      claim = await claimEvent(deps, event);
     } catch (error) {
       // A caller joining still gets an agent with the database down; everything else waits for a retry.
       if (action !== "caller_joined") throw new UnavailableError(`database unavailable: ${(error as Error).message}`);
-      claimed = "unknown";
+      log.warn({ err: error }, "event claim failed: handling the join without the database");
+      claim = { state: "unknown", roomFinished: false };
     }
   }
-  if (claimed === false) {
+  if (claim.state === "done") {
     log.info("repeated delivery ignored");
     return { result: "duplicate" };
   }
+  if (claim.state === "busy") {
+    // Another delivery is working on it; if that one fails, this redelivery must still act.
+    throw new UnavailableError("this event is being handled by another delivery; retry later");
+  }
 
   try {
-    const outcome = await perform(deps, event, action, roomFinished);
-    if (claimed === "unknown") throw new UnavailableError("event handled without the database; asking LiveKit to redeliver");
+    const outcome = await perform(deps, event, action, claim.roomFinished);
+    if (claim.state === "unknown") throw new UnavailableError("event handled without the database; asking LiveKit to redeliver");
+    if (event.id) await markProcessed(deps, event.id);
     return outcome;
   } catch (error) {
-    // Let LiveKit's retry act on this event again.
-    if (event.id && claimed === true) await releaseEvent(deps, event.id).catch(() => {});
+    // Give the event back so LiveKit's redelivery acts on it (or the lease runs out if this fails too).
+    if (event.id && claim.state === "owned") await releaseEvent(deps, event.id).catch(() => {});
     throw error;
   }
 }
@@ -73,15 +83,18 @@ export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookE
 type Action = "caller_joined" | "agent_joined" | "caller_left" | "room_finished";
 
 function actionFor(event: WebhookEvent): Action | null {
-  const kind = event.participant?.kind;
+  const participant = event.participant;
+  // sip.ruleID is set only on callers who came in through a dispatch rule: outbound SIP
+  // participants (calls an agent places) are not inbound calls and are left alone.
+  const inboundCaller = participant?.kind === ParticipantInfo_Kind.SIP && Boolean(participant.attributes["sip.ruleID"]);
   switch (event.event) {
     case "participant_joined":
-      if (kind === ParticipantInfo_Kind.SIP) return "caller_joined";
-      if (kind === ParticipantInfo_Kind.AGENT) return "agent_joined";
+      if (inboundCaller) return "caller_joined";
+      if (participant?.kind === ParticipantInfo_Kind.AGENT) return "agent_joined";
       return null;
     case "participant_left":
     case "participant_connection_aborted":
-      return kind === ParticipantInfo_Kind.SIP ? "caller_left" : null;
+      return inboundCaller ? "caller_left" : null;
     case "room_finished":
       return event.room?.name ? "room_finished" : null;
     default:
@@ -101,15 +114,18 @@ async function perform(
     case "caller_joined": {
       const participant = event.participant!;
       const routing = await routeSipParticipant(deps, participant, roomName);
-      if (routing.recorded) {
-        await recordCallerJoined(deps.database, {
-          callId: routing.callId,
-          roomName,
-          joinedAt: joinedAt(participant) ?? at,
-        });
+      let recorded = routing.recorded;
+      if (recorded) {
+        try {
+          await recordCallerJoined(deps.database, { callId: routing.callId, roomName, joinedAt: joinedAt(participant) ?? at });
+        } catch (error) {
+          deps.logger.warn({ call_id: routing.callId, err: error }, "could not record the caller's join time");
+          recorded = false;
+        }
       }
-      if (roomFinished && routing.recorded) {
-        // room_finished overtook this join: the call is over before it rang; no agent to send.
+      if (roomFinished) {
+        // room_finished overtook this join: the call was over before it rang; no agent to send.
+        if (!recorded) throw new UnavailableError("database unavailable");
         await recordCallEnded(deps.database, {
           callId: routing.callId,
           endedAt: at,
@@ -118,17 +134,16 @@ async function perform(
         });
         return { result: "handled", action: "caller joined a finished room; call ended" };
       }
-      if (!deps.dispatcher) return { result: "handled", action: "caller_joined (dispatch off)" };
-      const dispatch = await dispatchAgent(
-        { ...deps, dispatcher: deps.dispatcher, retries: deps.dispatchRetries, retryBaseMs: deps.dispatchRetryBaseMs },
-        routing,
-        roomName,
-      );
-      if (dispatch.kind === "failed" && dispatch.retryable) {
-        throw new UnavailableError(`agent dispatch failed: ${dispatch.error}`);
+      let dispatch: DispatchOutcome | undefined;
+      if (deps.dispatch) {
+        dispatch = await dispatchAgent({ ...deps.dispatch, database: deps.database, logger: deps.logger }, routing, roomName);
+        if (dispatch.kind === "failed" && dispatch.retryable) {
+          throw new UnavailableError(`agent dispatch failed: ${dispatch.error}`);
+        }
+        recorded &&= dispatch.bookkept;
       }
-      if (!routing.recorded) throw new UnavailableError("call dispatched but not recorded: database unavailable");
-      return { result: "handled", action, dispatch };
+      if (!recorded) throw new UnavailableError("call handled but not fully recorded: database unavailable");
+      return { result: "handled", action: deps.dispatch ? action : "caller_joined (dispatch off)", dispatch };
     }
     case "agent_joined": {
       const answered = await recordCallAnswered(deps.database, {
@@ -182,29 +197,54 @@ function routeSipParticipant(deps: LiveKitEventDeps, participant: ParticipantInf
 }
 
 function eventTime(event: WebhookEvent, clock: () => Date): Date {
-  return event.createdAt > 0n ? new Date(Number(event.createdAt) * 1000) : clock();
+  return validDate(Number(event.createdAt) * 1000) ?? clock();
 }
 
 function joinedAt(participant: ParticipantInfo): Date | null {
-  if (participant.joinedAtMs > 0n) return new Date(Number(participant.joinedAtMs));
-  if (participant.joinedAt > 0n) return new Date(Number(participant.joinedAt) * 1000);
-  return null;
+  return validDate(Number(participant.joinedAtMs)) ?? validDate(Number(participant.joinedAt) * 1000);
 }
 
-/** Records the event id (false: already acted on) and tells whether the room has already finished. */
-async function claimEvent(deps: LiveKitEventDeps, event: WebhookEvent) {
-  const room = event.room?.name ?? null;
-  const [row] = await deps.database.rows<{ claimed: boolean; room_finished: boolean }>(sql`
+/** int64 times arrive as bigint; zero means unset, and a nonsense value must not become a 500. */
+function validDate(ms: number): Date | null {
+  if (!(ms > 0)) return null;
+  const date = new Date(ms);
+  return Number.isFinite(date.getTime()) && date.getUTCFullYear() < 10_000 ? date : null;
+}
+
+type EventClaim = { state: "owned" | "done" | "busy" | "unknown"; roomFinished: boolean };
+
+/**
+ * Takes the event for this delivery: new, or held by a delivery whose lease ran out. Tells
+ * whether it was already acted on, and whether the room has already finished.
+ */
+async function claimEvent(deps: LiveKitEventDeps, event: WebhookEvent): Promise<EventClaim> {
+  const sid = event.room?.sid || null;
+  const [row] = await deps.database.rows<{ owned: boolean; done: boolean; room_finished: boolean }>(sql`
     with claimed as (
-      insert into webhook_events (id, event, room_name) values (${event.id}, ${event.event}, ${room})
-      on conflict (id) do nothing
+      insert into webhook_events (id, event, room_name, room_sid)
+      values (${event.id}, ${event.event}, ${event.room?.name ?? null}, ${sid})
+      on conflict (id) do update set claimed_at = now()
+        where webhook_events.processed_at is null and webhook_events.claimed_at < now() - ${EVENT_LEASE}
       returning id
     )
-    select exists (select 1 from claimed) as claimed,
-           exists (select 1 from webhook_events where room_name = ${room} and event = 'room_finished') as room_finished`);
-  return { claimed: row!.claimed, roomFinished: row!.room_finished };
+    select exists (select 1 from claimed) as owned,
+           exists (select 1 from webhook_events where id = ${event.id} and processed_at is not null) as done,
+           exists (select 1 from webhook_events where room_sid = ${sid}::text and event = 'room_finished') as room_finished`);
+  const state = row!.owned ? "owned" : row!.done ? "done" : "busy";
+  return { state, roomFinished: row!.room_finished };
+}
+
+async function markProcessed(deps: LiveKitEventDeps, id: string): Promise<void> {
+  await deps.database.rows(sql`update webhook_events set processed_at = now() where id = ${id} returning id`);
 }
 
 async function releaseEvent(deps: LiveKitEventDeps, id: string): Promise<void> {
-  await deps.database.rows(sql`delete from webhook_events where id = ${id} returning id`);
+  await deps.database.rows(sql`delete from webhook_events where id = ${id} and processed_at is null returning id`);
+}
+
+/** webhook_events only has to outlive LiveKit's redeliveries and a room's lifetime. */
+export async function pruneWebhookEvents(deps: Pick<LiveKitEventDeps, "database">, olderThanDays = 7): Promise<number> {
+  const rows = await deps.database.rows(sql`
+    delete from webhook_events where received_at < now() - make_interval(days => ${olderThanDays}) returning id`);
+  return rows.length;
 }

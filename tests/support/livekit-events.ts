@@ -177,8 +177,13 @@ export interface SipCallerOptions extends RoomOptions {
   to?: string;
   /** sip.trunkID ("ST_..."). */
   trunkId?: string;
-  /** sip.ruleID ("SDR_..."). */
+  /**
+   * sip.ruleID ("SDR_..."): LiveKit sets it on every inbound caller (the dispatch rule that
+   * placed them); default "SDR_inbound". `outbound: true` leaves it out, as for calls an agent places.
+   */
   ruleId?: string;
+  /** An outbound SIP participant (created by CreateSIPParticipant): no sip.ruleID. */
+  outbound?: boolean;
   /** sip.twilio.callSid; omitted unless given. */
   twilioCallSid?: string;
   /** sip.hostname; omitted unless given. */
@@ -213,7 +218,7 @@ function sipParticipant(
   const attributes: Record<string, string> = {};
   attributes["sip.callID"] = o.callId;
   if (o.trunkId) attributes["sip.trunkID"] = o.trunkId;
-  if (o.ruleId) attributes["sip.ruleID"] = o.ruleId;
+  if (!o.outbound) attributes["sip.ruleID"] = o.ruleId ?? "SDR_inbound";
   if (o.hidePhoneNumber) {
     // livekit/sip EvaluateDispatchRule: sha256 of the number, first 8 bytes in hex; last 4 digits shown.
     identity = `sip_${createHash("sha256").update(from).digest("hex").slice(0, 16)}`;
