@@ -197,7 +197,12 @@ function routeSipParticipant(deps: LiveKitEventDeps, participant: ParticipantInf
 }
 
 function eventTime(event: WebhookEvent, clock: () => Date): Date {
-  return validDate(Number(event.createdAt) * 1000) ?? clock();
+  const created = validDate(Number(event.createdAt) * 1000);
+  const now = clock();
+  if (!created) return now;
+  // createdAt has whole seconds only; a delivery received within that second is timed to the millisecond.
+  const lag = now.getTime() - created.getTime();
+  return lag >= 0 && lag < 1000 ? now : created;
 }
 
 function joinedAt(participant: ParticipantInfo): Date | null {
