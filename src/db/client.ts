@@ -1,8 +1,8 @@
 // Opens the database: real PostgreSQL through postgres.js when DATABASE_URL is set,
 // otherwise an embedded PostgreSQL (PGlite) persisted in DATA_DIR. Both speak the same
 // SQL and get the same schema and migrations.
-import { mkdirSync, rmSync } from "node:fs";
-import { connect, createServer } from "node:net";
+import { closeSync, mkdirSync, openSync } from "node:fs";
+import { dlopen, FFIType } from "bun:ffi";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import pgliteData from "@electric-sql/pglite/pglite.data" with { type: "file" };
@@ -74,59 +74,40 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
 
 /**
  * PGlite is one process's database: a second process on the same directory would corrupt it.
- * The holder listens on a Unix socket in the directory. A newcomer that can connect to it
- * is refused; a socket nobody answers is left over from a crash and is taken over. Unlike a
- * pid file this also works across containers sharing a volume (where everyone is pid 1).
+ * The holder keeps an exclusive flock(2) on DATA_DIR/switchboard.lock. The kernel drops it when
+ * the holder exits however it exits, it is atomic (two openers cannot both win), and it works
+ * across containers sharing a volume, where a pid would not (everyone is pid 1).
  */
-async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+function lockDataDir(dataDir: string): () => void {
   mkdirSync(dataDir, { recursive: true });
-  const path = join(dataDir, "switchboard.lock");
-  const server = createServer((socket) => socket.end());
-  const listen = () =>
-    new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(path, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-  try {
-    await listen();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE") {
-      throw new Error(`cannot lock DATA_DIR ${dataDir}: ${(error as Error).message}`);
-    }
-    if (await answers(path)) {
-      throw new Error(
-        `DATA_DIR ${dataDir} is in use by another switchboard process; stop it first, or use DATABASE_URL to share a PostgreSQL`,
-      );
-    }
-    rmSync(path, { force: true });
-    await listen();
-  }
-  return () =>
-    new Promise<void>((resolve) =>
-      server.close(() => {
-        rmSync(path, { force: true });
-        resolve();
-      }),
+  const fd = openSync(join(dataDir, "switchboard.lock"), "a");
+  if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {
+    closeSync(fd);
+    throw new Error(
+      `DATA_DIR ${dataDir} is in use by another switchboard process; stop it first, or use DATABASE_URL to share a PostgreSQL`,
     );
+  }
+  return () => closeSync(fd); // closing the descriptor releases the lock
 }
 
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(path);
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+
+/** libc's flock(2); loaded only when an embedded database is opened. */
+function flock(fd: number, operation: number): number {
+  const libc = dlopen(process.platform === "darwin" ? "libSystem.B.dylib" : "libc.so.6", {
+    flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   });
+  try {
+    return libc.symbols.flock(fd, operation);
+  } finally {
+    libc.close();
+  }
 }
 
 async function openPglite({ dataDir, statementTimeoutMs }: DatabaseOptions): Promise<Database> {
   const inMemory = dataDir === "memory://";
-  const unlock = inMemory ? async () => {} : await lockDataDir(dataDir);
+  const unlock = inMemory ? () => {} : lockDataDir(dataDir);
   // The WebAssembly modules and the file-system bundle are read from files Bun embeds
   // in the compiled binary, so the executable needs nothing next to it.
   const [pgliteWasmModule, initdbWasmModule] = await Promise.all([
@@ -143,10 +124,10 @@ async function openPglite({ dataDir, statementTimeoutMs }: DatabaseOptions): Pro
     const db = drizzlePglite(client, { schema }) as unknown as Db;
     return wrap(db, "pglite", statementTimeoutMs, async () => {
       await client.close();
-      await unlock();
+      unlock();
     });
   } catch (error) {
-    await unlock();
+    unlock();
     throw error;
   }
 }

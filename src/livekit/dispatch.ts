@@ -28,15 +28,19 @@ export interface DispatchDeps {
 
 export type DispatchOutcome = (
   | { kind: "dispatched"; dispatchId: string; reused: boolean }
-  | { kind: "skipped"; reason: "already_dispatched_or_ended" }
+  /** in_progress: another delivery holds the claim; if it dies, a redelivery must try again. */
+  | { kind: "skipped"; reason: "already_dispatched" | "call_ended" | "in_progress" }
   | { kind: "failed"; retryable: boolean; error: string }
 ) & {
   /** False when the database could not hold the claim or the result; the webhook should be redelivered. */
   bookkept: boolean;
 };
 
-/** A claim older than this is presumed abandoned (its process died) and may be taken over. */
-const CLAIM_EXPIRY = sql`interval '30 seconds'`;
+/**
+ * A claim older than this is presumed abandoned (its process died) and may be taken over. As
+ * long as the event hold in service.ts, so LiveKit's last redelivery finds both lapsed.
+ */
+const CLAIM_EXPIRY = sql`interval '10 seconds'`;
 
 export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, roomName: string): Promise<DispatchOutcome> {
   const { logger } = deps;
@@ -47,9 +51,10 @@ export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, ro
   // failed) the caller still gets an agent: LiveKit's list of the room's dispatches is the guard.
   if (callLogId) {
     try {
-      if (!(await claimDispatch(deps.database, callLogId))) {
-        logger.info(fields, "dispatch skipped: already dispatched, being dispatched, or the call has ended");
-        return { kind: "skipped", reason: "already_dispatched_or_ended", bookkept };
+      const claim = await claimDispatch(deps.database, callLogId);
+      if (claim !== "claimed") {
+        logger.info({ ...fields, reason: claim }, "dispatch skipped");
+        return { kind: "skipped", reason: claim, bookkept };
       }
     } catch (error) {
       logger.warn({ ...fields, err: error }, "dispatch claim failed: dispatching on LiveKit's list alone");
@@ -125,14 +130,26 @@ function isRetryable(error: unknown): boolean {
   return typeof status !== "number" || status === 0 || status >= 500 || status === 429;
 }
 
-async function claimDispatch(database: Database, callLogId: string): Promise<boolean> {
-  const rows = await database.rows(sql`
-    update call_logs
-    set dispatch_claimed_at = now(), dispatch_attempts = dispatch_attempts + 1, updated_at = now()
-    where id = ${callLogId} and dispatch_id is null and ended_at is null
-      and (dispatch_claimed_at is null or dispatch_claimed_at < now() - ${CLAIM_EXPIRY})
-    returning id`);
-  return rows.length > 0;
+/** Takes the right to dispatch for this call, or says why not. */
+async function claimDispatch(
+  database: Database,
+  callLogId: string,
+): Promise<"claimed" | "already_dispatched" | "call_ended" | "in_progress"> {
+  const [row] = await database.rows<{ claimed: boolean; dispatched: boolean; ended: boolean }>(sql`
+    with claimed as (
+      update call_logs
+      set dispatch_claimed_at = now(), dispatch_attempts = dispatch_attempts + 1, updated_at = now()
+      where id = ${callLogId} and dispatch_id is null and ended_at is null
+        and (dispatch_claimed_at is null or dispatch_claimed_at < now() - ${CLAIM_EXPIRY})
+      returning id
+    )
+    select exists (select 1 from claimed) as claimed,
+           dispatch_id is not null as dispatched,
+           ended_at is not null as ended
+    from call_logs where id = ${callLogId}`);
+  if (!row) throw new Error(`call log ${callLogId} not found`);
+  if (row.claimed) return "claimed";
+  return row.dispatched ? "already_dispatched" : row.ended ? "call_ended" : "in_progress";
 }
 
 /** Stores the dispatch; the agent actually sent is the one the record names. */

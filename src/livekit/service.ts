@@ -11,7 +11,7 @@ import {
   recordCallerJoined,
   routeInboundCall,
 } from "../calls/service";
-import { UnavailableError } from "../errors";
+import { AppError, UnavailableError } from "../errors";
 import { type DispatchDeps, type DispatchOutcome, dispatchAgent } from "./dispatch";
 
 export interface LiveKitEventDeps extends RoutingDeps {
@@ -76,7 +76,10 @@ export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookE
   } catch (error) {
     // Give the event back so LiveKit's redelivery acts on it (or the lease runs out if this fails too).
     if (event.id && claim.state === "owned") await releaseEvent(deps, event.id).catch(() => {});
-    throw error;
+    if (error instanceof AppError) throw error;
+    // What fails here is the database (bad input was refused before): worth a redelivery.
+    log.error({ err: error }, "event handling failed");
+    throw new UnavailableError(`event handling failed: ${(error as Error).message}`);
   }
 }
 
@@ -109,7 +112,8 @@ async function perform(
   roomFinished: boolean,
 ): Promise<EventOutcome> {
   const roomName = event.room?.name ?? "";
-  const at = eventTime(event, deps.clock);
+  const now = deps.clock();
+  const at = eventTime(event, now);
   switch (action) {
     case "caller_joined": {
       const participant = event.participant!;
@@ -117,7 +121,7 @@ async function perform(
       let recorded = routing.recorded;
       if (recorded) {
         try {
-          await recordCallerJoined(deps.database, { callId: routing.callId, roomName, joinedAt: joinedAt(participant) ?? at });
+          await recordCallerJoined(deps.database, { callId: routing.callId, roomName, joinedAt: joinedAt(participant, now) ?? at });
         } catch (error) {
           deps.logger.warn({ call_id: routing.callId, err: error }, "could not record the caller's join time");
           recorded = false;
@@ -140,6 +144,9 @@ async function perform(
         if (dispatch.kind === "failed" && dispatch.retryable) {
           throw new UnavailableError(`agent dispatch failed: ${dispatch.error}`);
         }
+        if (dispatch.kind === "skipped" && dispatch.reason === "in_progress") {
+          throw new UnavailableError("another delivery is dispatching this call's agent; retry later");
+        }
         recorded &&= dispatch.bookkept;
       }
       if (!recorded) throw new UnavailableError("call handled but not fully recorded: database unavailable");
@@ -148,7 +155,7 @@ async function perform(
     case "agent_joined": {
       const answered = await recordCallAnswered(deps.database, {
         roomName,
-        answeredAt: joinedAt(event.participant!) ?? at,
+        answeredAt: joinedAt(event.participant!, now) ?? at,
         agentIdentity: event.participant?.identity,
       });
       return { result: "handled", action: answered ? "call answered" : "agent joined (no ringing call)" };
@@ -162,7 +169,7 @@ async function perform(
       const ended = await recordCallEnded(deps.database, {
         callId: routing.callId,
         endedAt: at,
-        joinedAt: joinedAt(participant),
+        joinedAt: joinedAt(participant, now),
         disconnectReason: DisconnectReason[reason] ?? String(reason),
         unansweredStatus: FAILED_REASONS.has(reason) ? "failed" : "abandoned",
       });
@@ -196,24 +203,25 @@ function routeSipParticipant(deps: LiveKitEventDeps, participant: ParticipantInf
   });
 }
 
-function eventTime(event: WebhookEvent, clock: () => Date): Date {
-  const created = validDate(Number(event.createdAt) * 1000);
-  const now = clock();
+function eventTime(event: WebhookEvent, now: Date): Date {
+  const created = validDate(Number(event.createdAt) * 1000, now);
   if (!created) return now;
   // createdAt has whole seconds only; a delivery received within that second is timed to the millisecond.
   const lag = now.getTime() - created.getTime();
   return lag >= 0 && lag < 1000 ? now : created;
 }
 
-function joinedAt(participant: ParticipantInfo): Date | null {
-  return validDate(Number(participant.joinedAtMs)) ?? validDate(Number(participant.joinedAt) * 1000);
+function joinedAt(participant: ParticipantInfo, now: Date): Date | null {
+  return validDate(Number(participant.joinedAtMs), now) ?? validDate(Number(participant.joinedAt) * 1000, now);
 }
 
-/** int64 times arrive as bigint; zero means unset, and a nonsense value must not become a 500. */
-function validDate(ms: number): Date | null {
-  if (!(ms > 0)) return null;
-  const date = new Date(ms);
-  return Number.isFinite(date.getTime()) && date.getUTCFullYear() < 10_000 ? date : null;
+/** Clocks disagree a little; a time further ahead than this is not a time. */
+const MAX_CLOCK_SKEW_MS = 24 * 60 * 60 * 1000;
+
+/** int64 times arrive as bigint; zero means unset, and a nonsense value must not become a 500 or a record. */
+function validDate(ms: number, now: Date): Date | null {
+  if (!(ms > 0) || ms > now.getTime() + MAX_CLOCK_SKEW_MS) return null;
+  return new Date(ms);
 }
 
 type EventClaim = { state: "owned" | "done" | "busy" | "unknown"; roomFinished: boolean };

@@ -1,0 +1,490 @@
+// The review fixes on the LiveKit path, as a caller and an operator notice them: an event held by a
+// delivery that died is acted on by LiveKit's redelivery, one still in hand is not acted on twice,
+// a delivery that failed on a database blip is not later skipped as a duplicate, outbound SIP
+// participants are left alone, a reused room name is not mistaken for a finished room, the
+// database being down or hung still gets the caller an agent while LiveKit is asked to redeliver,
+// absurd int64 times are not a 500, and a dispatch already in the room (another agent's) is kept.
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { eq, type SQL, sql } from "drizzle-orm";
+import { PgDialect } from "drizzle-orm/pg-core";
+import { AgentDispatchClient } from "livekit-server-sdk";
+import { createApp } from "../src/app";
+import { loadConfig } from "../src/config";
+import { type Database, openDatabase } from "../src/db/client";
+import { callLogs, leads, webhookEvents } from "../src/db/schema";
+import { createLogger } from "../src/logger";
+import { type LogLine, openTestContext, type TestContext, testEnv } from "./support/context";
+import { type FakeLiveKit, startFakeLiveKit } from "./support/fake-livekit";
+import {
+  randomId,
+  roomFinished,
+  signBody,
+  signDelivery,
+  sipParticipantJoined,
+  sipParticipantLeft,
+  type WebhookDelivery,
+  type WebhookEvent,
+} from "./support/livekit-events";
+
+const EVENTS = "/api/v1/webhooks/livekit/events";
+const SIP_INBOUND = "/api/v1/webhooks/livekit/sip-inbound";
+const apiKey = "APItestkey";
+const apiSecret = "test-secret-that-is-long-enough-for-hs256-0123456789";
+const keys = { apiKey, apiSecret };
+
+const CAMPAIGN_NUMBER = "+14155550100";
+const CALLER = "+12125550142";
+const CAMPAIGN_AGENT = "acme-sales";
+const SYSTEM_DEFAULT = "telephony-agent";
+const directory = {
+  tenants: [
+    {
+      name: "Acme",
+      agents: [{ name: "acme-default", default: true }, { name: CAMPAIGN_AGENT }],
+      campaigns: [{ name: "Live", agent: CAMPAIGN_AGENT }],
+      phone_numbers: [{ number: CAMPAIGN_NUMBER, campaign: "Live" }],
+    },
+  ],
+};
+
+type Json = Record<string, any>;
+
+let fake: FakeLiveKit;
+beforeAll(async () => {
+  fake = await startFakeLiveKit(keys);
+});
+afterAll(async () => {
+  await fake?.close();
+});
+
+function liveKitEnv(extra: Record<string, string> = {}) {
+  return {
+    LIVEKIT_URL: fake.url,
+    LIVEKIT_API_KEY: apiKey,
+    LIVEKIT_API_SECRET: apiSecret,
+    LIVEKIT_DISPATCH_RETRY_BASE_MS: "5",
+    ...extra,
+  };
+}
+
+/** Whole seconds (createdAt has second precision) near now. */
+const baseTime = () => new Date(Math.floor(Date.now() / 1000) * 1000);
+const plus = (t: Date, ms: number) => new Date(t.getTime() + ms);
+
+function newCall(room?: string) {
+  return {
+    callId: randomId("SCL_"),
+    room: room ?? `call-_${CALLER}_${randomId("")}`,
+    from: CALLER,
+    to: CAMPAIGN_NUMBER,
+    trunkId: "ST_trunk",
+    at: baseTime(),
+  };
+}
+
+async function post(context: TestContext, delivery: WebhookDelivery) {
+  const res = await context.post(EVENTS, delivery.body, delivery.headers);
+  return { status: res.status, body: (await res.json()) as Json };
+}
+
+const deliver = async (context: TestContext, event: WebhookEvent) => post(context, await signDelivery(event, keys));
+
+async function callLogRows(context: TestContext, callId: string) {
+  return context.database.db.select().from(callLogs).where(eq(callLogs.providerCallId, callId));
+}
+
+async function callLog(context: TestContext, callId: string) {
+  const rows = await callLogRows(context, callId);
+  expect(rows).toHaveLength(1);
+  return rows[0]!;
+}
+
+async function eventRow(context: TestContext, id: string) {
+  const rows = await context.database.db.select().from(webhookEvents).where(eq(webhookEvents.id, id));
+  return rows[0];
+}
+
+// ---------------------------------------------------------------------------------------------
+// One real database behind a switch: `down` fails every statement like a refused connection;
+// `failNext` fails only the next statement whose SQL matches (a blip in the middle of a delivery).
+
+const dialect = new PgDialect();
+const sqlText = (query: SQL) => dialect.sqlToQuery(query).sql;
+const refused = () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+
+const state = { down: false, failNext: [] as RegExp[] };
+let real: Database;
+let switched: Database;
+/** Dispatch on (the default). */
+let ctx: TestContext;
+/** LIVEKIT_DISPATCH=false: LiveKit's own dispatch rules place agents; Switchboard only logs calls. */
+let ctxNoDispatch: TestContext;
+
+beforeAll(async () => {
+  real = await openDatabase({
+    databaseUrl: testEnv().DATABASE_URL,
+    dataDir: "memory://",
+    poolMax: 4,
+    statementTimeoutMs: 10_000,
+  });
+  switched = {
+    ...real,
+    rows: <T extends Record<string, unknown>>(query: SQL) => {
+      if (state.down) return Promise.reject(refused());
+      const text = sqlText(query);
+      const index = state.failNext.findIndex((pattern) => pattern.test(text));
+      if (index >= 0) {
+        state.failNext.splice(index, 1);
+        return Promise.reject(refused());
+      }
+      return real.rows<T>(query);
+    },
+    ping: () => (state.down ? Promise.reject(refused()) : real.ping()),
+    // Both contexts share `real`; it is closed once, below.
+    close: async () => {},
+  };
+  ctx = await openTestContext(liveKitEnv({ LIVEKIT_DISPATCH_RETRIES: "1" }), { database: switched });
+  ctxNoDispatch = await openTestContext(liveKitEnv({ LIVEKIT_DISPATCH: "false" }), { database: switched });
+});
+afterAll(async () => {
+  await real?.close();
+});
+beforeEach(async () => {
+  state.down = false;
+  state.failNext = [];
+  await ctx.reset();
+  await ctx.seed(directory);
+  ctx.logs.length = 0;
+  ctxNoDispatch.logs.length = 0;
+  if (fake.down) await fake.setDown(false);
+  fake.reset();
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe("an event held by a delivery that died (crash recovery)", () => {
+  test("LiveKit's redelivery of the SIP join, 30 s after the hold was taken, acts: one agent, a complete record", async () => {
+    const call = newCall();
+    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const id = delivery.event.id;
+    // What a process that died mid-way leaves behind: the event held, never marked done.
+    await ctx.database.db.execute(sql`
+      insert into webhook_events (id, event, room_name, room_sid, received_at, claimed_at, processed_at)
+      values (${id}, 'participant_joined', ${call.room}, ${delivery.event.room!.sid},
+              now() - interval '30 seconds', now() - interval '30 seconds', null)`);
+
+    const res = await post(ctx, delivery);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ result: "handled", dispatch: { kind: "dispatched" } });
+
+    const creates = fake.calls("CreateDispatch");
+    expect(creates).toHaveLength(1);
+    expect(creates[0]).toMatchObject({ status: 200, request: { agentName: CAMPAIGN_AGENT, room: call.room } });
+    const dispatches = fake.dispatches(call.room);
+    expect(dispatches).toHaveLength(1);
+
+    const log = await callLog(ctx, call.callId);
+    expect(log).toMatchObject({ status: "ringing", agentName: CAMPAIGN_AGENT, dispatchId: dispatches[0]!.id, roomName: call.room });
+    expect(log.callerJoinedAt?.getTime()).toBe(call.at.getTime());
+
+    const row = await eventRow(ctx, id);
+    expect(row?.processedAt).toBeInstanceOf(Date);
+
+    // Done now: a further redelivery is acknowledged and changes nothing.
+    const again = await post(ctx, delivery);
+    expect(again).toMatchObject({ status: 200, body: { result: "duplicate" } });
+    expect(fake.calls("CreateDispatch")).toHaveLength(1);
+  });
+
+  test("a delivery that died after claiming the dispatch: LiveKit's last redelivery (~15 s later) still gets the caller an agent", async () => {
+    // The process routed the call and claimed the dispatch on the call log, then died before
+    // CreateDispatch. LiveKit retries after 1, 2, 4 and 8 s; the event hold (10 s) has lapsed by
+    // the last attempt, so that attempt acts. The caller must get an agent from it: it is the
+    // last delivery LiveKit makes.
+    const call = newCall();
+    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const inbound = JSON.stringify({ call_id: call.callId, to_number: CAMPAIGN_NUMBER, from_number: CALLER });
+    const routed = await ctx.post(SIP_INBOUND, inbound, { authorization: await signBody(inbound, keys) });
+    expect(routed.status).toBe(200);
+    await ctx.database.db.execute(sql`
+      update call_logs set dispatch_claimed_at = now() - interval '15 seconds', dispatch_attempts = 1
+      where provider_call_id = ${call.callId}`);
+    await ctx.database.db.execute(sql`
+      insert into webhook_events (id, event, room_name, room_sid, received_at, claimed_at)
+      values (${delivery.event.id}, 'participant_joined', ${call.room}, ${delivery.event.room!.sid},
+              now() - interval '15 seconds', now() - interval '15 seconds')`);
+
+    const res = await post(ctx, delivery);
+    expect(res.status).toBe(200);
+    expect(fake.dispatches(call.room)).toHaveLength(1);
+    expect(fake.calls("CreateDispatch")).toHaveLength(1);
+    expect((await callLog(ctx, call.callId)).dispatchId).toBe(fake.dispatches(call.room)[0]!.id);
+  });
+});
+
+describe("an event another delivery is still working on (in-flight hold)", () => {
+  test("the redelivery gets 503 and nothing is dispatched or written", async () => {
+    const call = newCall();
+    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    await ctx.database.db.execute(sql`
+      insert into webhook_events (id, event, room_name, room_sid, claimed_at, processed_at)
+      values (${delivery.event.id}, 'participant_joined', ${call.room}, ${delivery.event.room!.sid}, now(), null)`);
+
+    const res = await post(ctx, delivery);
+    expect(res.status).toBe(503);
+    expect(res.body.error).toBe("unavailable");
+    expect(fake.calls()).toHaveLength(0);
+    expect(await callLogRows(ctx, call.callId)).toHaveLength(0);
+    // The hold is left to its owner.
+    const row = await eventRow(ctx, delivery.event.id);
+    expect(row).toBeDefined();
+    expect(row!.processedAt).toBeNull();
+  });
+});
+
+describe("a delivery that failed on a database blip is acted on when redelivered", () => {
+  async function ringingCall() {
+    const call = newCall();
+    const joined = await deliver(ctx, sipParticipantJoined(call));
+    expect(joined.status).toBe(200);
+    return call;
+  }
+
+  test("participant_left while the database is down: 503; the redelivery after it is back ends the call", async () => {
+    const call = await ringingCall();
+    const left = await signDelivery(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 9_000) }), keys);
+
+    state.down = true;
+    const failed = await post(ctx, left);
+    expect(failed.status).toBe(503);
+    expect(failed.body.error).toBe("unavailable");
+
+    state.down = false;
+    expect((await callLog(ctx, call.callId)).endedAt).toBeNull();
+    const redelivered = await post(ctx, left);
+    expect(redelivered.status).toBe(200);
+    expect(redelivered.body.result).toBe("handled");
+    expect(redelivered.body.result).not.toBe("duplicate");
+
+    const log = await callLog(ctx, call.callId);
+    expect(["abandoned", "completed"]).toContain(log.status);
+    expect(log.status).toBe("abandoned");
+    expect(log.endedAt?.getTime()).toBe(plus(call.at, 9_000).getTime());
+    expect(log.durationMs).toBe(9_000);
+    const [lead] = await ctx.database.db.select().from(leads).where(eq(leads.id, log.leadId!));
+    expect(lead!.status).toBe("missed");
+  });
+
+  test("participant_left whose write fails after the event was taken: 503 (not 500); the redelivery ends the call", async () => {
+    const call = await ringingCall();
+    const left = await signDelivery(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 7_000) }), keys);
+
+    // The claim and the routing read go through; the statement that ends the call does not.
+    state.failNext = [/with ended as/];
+    const failed = await post(ctx, left);
+    // README: "503 when the database is down ..., so LiveKit delivers the event again".
+    expect(failed.status).toBe(503);
+    expect(state.failNext).toHaveLength(0);
+
+    const redelivered = await post(ctx, left);
+    expect(redelivered.status).toBe(200);
+    expect(redelivered.body.result).toBe("handled");
+    const log = await callLog(ctx, call.callId);
+    expect(log.status).toBe("abandoned");
+    expect(log.endedAt?.getTime()).toBe(plus(call.at, 7_000).getTime());
+  });
+});
+
+describe("outbound SIP participants (calls an agent places: no sip.ruleID)", () => {
+  test("their join and leave are acknowledged and ignored: no call log, no lead, no dispatch", async () => {
+    const call = { ...newCall(), outbound: true };
+    const joined = await deliver(ctx, sipParticipantJoined(call));
+    expect(joined.status).toBe(200);
+    expect(joined.body.result).toBe("ignored");
+    expect(joined.body.dispatch).toBeUndefined();
+
+    const left = await deliver(ctx, sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 5_000) }));
+    expect(left.status).toBe(200);
+    expect(left.body.result).toBe("ignored");
+
+    expect(await callLogRows(ctx, call.callId)).toHaveLength(0);
+    expect(await ctx.database.db.select().from(callLogs)).toHaveLength(0);
+    expect(await ctx.database.db.select().from(leads)).toHaveLength(0);
+    expect(fake.calls()).toHaveLength(0);
+    expect(fake.dispatches()).toHaveLength(0);
+  });
+});
+
+describe("room_finished is about one room (its sid), not every room of that name", () => {
+  test("a new caller in a reused room name (another sid) is dispatched and stays ringing", async () => {
+    const room = `call-x-${randomId("")}`;
+    const finished = await deliver(ctx, roomFinished({ room, roomSid: "RM_oldRoomAAAA" }));
+    expect(finished.status).toBe(200);
+    expect(finished.body.action).toBe("room finished, 0 call(s) ended");
+
+    const call = newCall(room);
+    const join = sipParticipantJoined({ ...call, roomSid: "RM_newRoomBBBB" });
+    expect(join.room!.sid).toBe("RM_newRoomBBBB");
+    const joined = await deliver(ctx, join);
+    expect(joined.status).toBe(200);
+    expect(joined.body.action).not.toContain("finished room");
+    expect(joined.body.dispatch).toMatchObject({ kind: "dispatched" });
+
+    expect(fake.calls("CreateDispatch")).toHaveLength(1);
+    const log = await callLog(ctx, call.callId);
+    expect(log).toMatchObject({ status: "ringing", endedAt: null, disconnectReason: null, dispatchId: fake.dispatches(room)[0]!.id });
+  });
+
+  test("a join that arrives after its own room (same sid) finished is ended, with no agent sent", async () => {
+    const room = `call-x-${randomId("")}`;
+    const sid = "RM_sameRoomCCCC";
+    const call = newCall(room);
+    const join = sipParticipantJoined({ ...call, roomSid: sid });
+    expect((await deliver(ctx, roomFinished({ room, roomSid: sid, at: plus(call.at, 1_000) }))).status).toBe(200);
+
+    const late = await deliver(ctx, join);
+    expect(late.status).toBe(200);
+    expect(late.body.action).toContain("finished room");
+    expect(fake.calls("CreateDispatch")).toHaveLength(0);
+    const log = await callLog(ctx, call.callId);
+    expect(log.status).toBe("abandoned");
+    expect(log.endedAt).not.toBeNull();
+    expect(log.dispatchId).toBeNull();
+  });
+});
+
+describe("dispatch off (LIVEKIT_DISPATCH=false)", () => {
+  test("a SIP join while the database fails gets 503, so LiveKit redelivers and the record gets written", async () => {
+    const call = newCall();
+    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+
+    state.down = true;
+    const failed = await post(ctxNoDispatch, delivery);
+    expect(failed.status).toBe(503);
+    expect(failed.body.error).toBe("unavailable");
+    expect(fake.calls()).toHaveLength(0);
+
+    state.down = false;
+    const redelivered = await post(ctxNoDispatch, delivery);
+    expect(redelivered.status).toBe(200);
+    expect(redelivered.body).toMatchObject({ result: "handled", action: "caller_joined (dispatch off)" });
+    const log = await callLog(ctxNoDispatch, call.callId);
+    expect(log).toMatchObject({ status: "ringing", agentName: CAMPAIGN_AGENT, roomName: call.room, dispatchId: null });
+    expect(log.callerJoinedAt?.getTime()).toBe(call.at.getTime());
+    expect(fake.calls()).toHaveLength(0);
+  });
+});
+
+describe("out-of-range int64 times in a signed event", () => {
+  /** createdAt and joinedAt are seconds, joinedAtMs milliseconds; each case sets all three. */
+  type Times = { createdAt: bigint; joinedAt: bigint; joinedAtMs: bigint };
+  const INT64_MAX = 9_223_372_036_854_775_807n;
+  const cases: Array<[string, Times]> = [
+    ["99999999999999 s", { createdAt: 99_999_999_999_999n, joinedAt: 99_999_999_999_999n, joinedAtMs: 99_999_999_999_999_000n }],
+    ["the largest int64", { createdAt: INT64_MAX, joinedAt: INT64_MAX, joinedAtMs: INT64_MAX }],
+    ["year 10000", { createdAt: 253_402_300_800n, joinedAt: 253_402_300_800n, joinedAtMs: 253_402_300_800_000n }],
+    // Within what JavaScript and PostgreSQL can hold, but three thousand years from now.
+    ["year 5138 (joinedAtMs 99999999999999)", { createdAt: 99_999_999_999n, joinedAt: 99_999_999_999n, joinedAtMs: 99_999_999_999_999n }],
+  ];
+  const absurd = (event: WebhookEvent, times: Times) => {
+    event.createdAt = times.createdAt;
+    event.participant!.joinedAt = times.joinedAt;
+    event.participant!.joinedAtMs = times.joinedAtMs;
+    return event;
+  };
+
+  for (const [name, times] of cases) {
+    test(`${name}: the join and the leave are handled (2xx) and the call is timed from the clock`, async () => {
+      const call = newCall();
+      const delivery = await signDelivery(absurd(sipParticipantJoined(call), times), keys);
+      // The wire carries the absurd values, as a broken or hostile sender would.
+      expect(delivery.body).toContain(`"createdAt":"${times.createdAt}"`);
+
+      const started = Date.now();
+      const joined = await post(ctx, delivery);
+      expect(joined.status).toBeGreaterThanOrEqual(200);
+      expect(joined.status).toBeLessThan(300);
+      expect(joined.body.dispatch).toMatchObject({ kind: "dispatched" });
+
+      const log = await callLog(ctx, call.callId);
+      expect(Math.abs(log.callerJoinedAt!.getTime() - started)).toBeLessThan(60_000);
+
+      const left = await deliver(ctx, absurd(sipParticipantLeft({ room: call.room, callId: call.callId }), times));
+      expect(left.status).toBeGreaterThanOrEqual(200);
+      expect(left.status).toBeLessThan(300);
+      const ended = await callLog(ctx, call.callId);
+      expect(ended.status).toBe("abandoned");
+      expect(Math.abs(ended.endedAt!.getTime() - Date.now())).toBeLessThan(60_000);
+      expect(ended.durationMs).toBeGreaterThanOrEqual(0);
+      expect(ended.durationMs).toBeLessThan(60_000);
+    });
+  }
+});
+
+describe("a dispatch already in the room for another agent (e.g. placed by a dispatch rule)", () => {
+  test("is kept: no second agent; the record names the agent actually sent and the routed one", async () => {
+    const call = newCall();
+    const existing = await new AgentDispatchClient(fake.url, apiKey, apiSecret).createDispatch(call.room, "rule-agent");
+    expect(fake.calls("CreateDispatch")).toHaveLength(1);
+
+    const joined = await deliver(ctx, sipParticipantJoined(call));
+    expect(joined.status).toBe(200);
+    expect(joined.body.dispatch).toMatchObject({ kind: "dispatched", reused: true, dispatchId: existing.id });
+
+    expect(fake.calls("CreateDispatch")).toHaveLength(1);
+    expect(fake.dispatches(call.room).map((d) => d.agentName)).toEqual(["rule-agent"]);
+    const log = await callLog(ctx, call.callId);
+    expect(log.dispatchId).toBe(existing.id);
+    expect(log.agentName).toBe("rule-agent");
+    expect(log.metadata).toMatchObject({ routed_agent: CAMPAIGN_AGENT });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe("a database that accepts connections and never answers (DB_STATEMENT_TIMEOUT_MS=300)", () => {
+  // postgres.js against a TCP server that never speaks, whichever database the suite runs on.
+  let server: Bun.TCPSocketListener<undefined>;
+  const connections = new Set<{ terminate(): void }>();
+  let database: Database;
+  let app: ReturnType<typeof createApp>;
+  const logs: LogLine[] = [];
+  beforeAll(async () => {
+    server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open: (socket) => void connections.add(socket),
+        close: (socket) => void connections.delete(socket),
+        data() {},
+      },
+    });
+    const url = `postgresql://root@127.0.0.1:${server.port}/hung`;
+    const config = loadConfig({ ...liveKitEnv({ LIVEKIT_DISPATCH_RETRIES: "1" }), DATABASE_URL: url, DB_STATEMENT_TIMEOUT_MS: "300", LOG_LEVEL: "debug" });
+    database = await openDatabase({ databaseUrl: url, dataDir: "memory://", poolMax: 2, statementTimeoutMs: 300 });
+    const logger = createLogger(config.logLevel, { write: (line: string) => void logs.push(JSON.parse(line)) });
+    app = createApp({ database, config, logger });
+  });
+  afterAll(async () => {
+    for (const socket of connections) socket.terminate();
+    server.stop(true);
+    // postgres.js may wait out its 5 s end timeout for a connection that never completed.
+    await database.close();
+  }, 15_000);
+
+  test("a SIP join is answered (503) and the system default agent is still dispatched, once", async () => {
+    const call = newCall();
+    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const res = await app.handle(new Request(`http://localhost${EVENTS}`, { method: "POST", headers: delivery.headers, body: delivery.body }));
+    const body = (await res.json()) as Json;
+    expect(res.status).toBe(503);
+    expect(body.error).toBe("unavailable");
+
+    const creates = fake.calls("CreateDispatch");
+    expect(creates).toHaveLength(1);
+    expect(creates[0]).toMatchObject({ status: 200, request: { agentName: SYSTEM_DEFAULT, room: call.room } });
+    expect(fake.dispatches(call.room)).toHaveLength(1);
+    const metadata = JSON.parse(creates[0]!.request.metadata as string) as Json;
+    expect(metadata).toMatchObject({ call_log_id: null, agent_source: "system_default", from_number: CALLER, to_number: CAMPAIGN_NUMBER });
+  }, 20_000);
+});
