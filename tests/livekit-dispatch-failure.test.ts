@@ -2,115 +2,50 @@
 // the database down. The answer tells LiveKit whether to deliver the event again (503) or not
 // (2xx), and the call log keeps what happened.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { eq } from "drizzle-orm";
 import type { SQL } from "drizzle-orm";
 import { type Database, openDatabase } from "../src/db/client";
-import { callLogs, webhookEvents } from "../src/db/schema";
 import { openTestContext, type TestContext, testEnv } from "./support/context";
-import { type FakeLiveKit, startFakeLiveKit } from "./support/fake-livekit";
+import {
+  acmeDirectory,
+  CALLER,
+  CAMPAIGN_AGENT,
+  CAMPAIGN_NUMBER,
+  callLog,
+  eventRows,
+  type Json,
+  liveKitEnv,
+  newCall,
+  postEventReply as post,
+  SYSTEM_DEFAULT_AGENT,
+  TEST_KEYS,
+  useFakeLiveKit,
+  useLiveKitApp,
+} from "./support/livekit-app";
 import {
   agentJoined,
-  randomId,
   roomFinished,
   signDelivery,
   sipParticipantJoined,
   sipParticipantLeft,
   trackPublished,
-  type WebhookDelivery,
   type WebhookEvent,
 } from "./support/livekit-events";
 
-const EVENTS = "/api/v1/webhooks/livekit/events";
-const apiKey = "APItestkey";
-const apiSecret = "test-secret-that-is-long-enough-for-hs256-0123456789";
-const keys = { apiKey, apiSecret };
+/** One stand-in LiveKit for the file; each describe opens its own app on it. */
+const fake = useFakeLiveKit();
 
-const CAMPAIGN_NUMBER = "+14155550100";
-const CALLER = "+12125550142";
-const CAMPAIGN_AGENT = "acme-sales";
-const SYSTEM_DEFAULT = "telephony-agent";
-const directory = {
-  tenants: [
-    {
-      name: "Acme",
-      agents: [{ name: "acme-default", default: true }, { name: CAMPAIGN_AGENT }],
-      campaigns: [{ name: "Live", agent: CAMPAIGN_AGENT }],
-      phone_numbers: [{ number: CAMPAIGN_NUMBER, campaign: "Live" }],
-    },
-  ],
-};
-
-type Json = Record<string, any>;
-
-let fake: FakeLiveKit;
-beforeAll(async () => {
-  fake = await startFakeLiveKit(keys);
-});
-afterAll(async () => {
-  await fake?.close();
-});
-
-function liveKitEnv(extra: Record<string, string> = {}) {
-  return {
-    LIVEKIT_URL: fake.url,
-    LIVEKIT_API_KEY: apiKey,
-    LIVEKIT_API_SECRET: apiSecret,
-    LIVEKIT_DISPATCH_RETRY_BASE_MS: "5",
-    ...extra,
-  };
-}
-
-function newCall() {
-  return {
-    callId: randomId("SCL_"),
-    room: `call-_${CALLER}_${randomId("")}`,
-    from: CALLER,
-    to: CAMPAIGN_NUMBER,
-    trunkId: "ST_trunk",
-    at: new Date(Math.floor(Date.now() / 1000) * 1000),
-  };
-}
-
-async function post(context: TestContext, delivery: WebhookDelivery) {
-  const res = await context.post(EVENTS, delivery.body, delivery.headers);
-  return { status: res.status, body: (await res.json()) as Json };
-}
-
-async function callLog(context: TestContext, callId: string) {
-  const rows = await context.database.db.select().from(callLogs).where(eq(callLogs.providerCallId, callId));
-  expect(rows).toHaveLength(1);
-  return rows[0]!;
-}
+/** An app for the enclosing describe, dispatching through `fake` with `env` on top; Acme seeded before each test. */
+const appWith = (env: Record<string, string>) => useLiveKitApp({ fake, env, seed: acmeDirectory }).ctx;
 
 const attemptLines = (context: TestContext, callId: string) =>
   context.logs.filter((l) => l.level === "warn" && l.msg === "agent dispatch attempt failed" && l.call_id === callId);
 
-/** Opens a context and arranges for it to be fresh before each test of the enclosing describe. */
-function contextFor(env: () => Record<string, string>) {
-  const holder: { ctx: TestContext } = {} as { ctx: TestContext };
-  beforeAll(async () => {
-    holder.ctx = await openTestContext(env());
-  });
-  afterAll(async () => {
-    await holder.ctx?.close();
-  });
-  beforeEach(async () => {
-    await holder.ctx.reset();
-    await holder.ctx.seed(directory);
-    holder.ctx.logs.length = 0;
-    if (fake.down) await fake.setDown(false);
-    fake.reset();
-  });
-  return holder;
-}
-
 describe("LiveKit's API is down when the caller joins (LIVEKIT_DISPATCH_RETRIES=2)", () => {
-  const h = contextFor(() => liveKitEnv({ LIVEKIT_DISPATCH_RETRIES: "2" }));
+  const ctx = appWith({ LIVEKIT_DISPATCH_RETRIES: "2" });
 
   test("503 so LiveKit retries, the call log is intact; the same delivery later dispatches once", async () => {
-    const { ctx } = h;
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
 
     await fake.setDown(true);
     const failed = await post(ctx, delivery);
@@ -131,7 +66,7 @@ describe("LiveKit's API is down when the caller joins (LIVEKIT_DISPATCH_RETRIES=
     expect(log.dispatchAttempts).toBeGreaterThanOrEqual(1);
     expect(log.callerJoinedAt?.getTime()).toBe(call.at.getTime());
     // The event was released so the redelivery is acted on.
-    expect(await ctx.database.db.select().from(webhookEvents)).toHaveLength(0);
+    expect(await eventRows(ctx)).toHaveLength(0);
 
     const errors = ctx.logs.filter((l) => l.level === "error" && l.call_id === call.callId);
     expect(errors.length).toBeGreaterThanOrEqual(1);
@@ -164,13 +99,12 @@ describe("LiveKit's API is down when the caller joins (LIVEKIT_DISPATCH_RETRIES=
 });
 
 describe("LiveKit's API failing for a while and refusing for good (LIVEKIT_DISPATCH_RETRIES=3)", () => {
-  const h = contextFor(() => liveKitEnv({ LIVEKIT_DISPATCH_RETRIES: "3" }));
+  const ctx = appWith({ LIVEKIT_DISPATCH_RETRIES: "3" });
 
   test("two 503s then success: dispatched within the same webhook", async () => {
-    const { ctx } = h;
     const call = newCall();
     fake.failNext("CreateDispatch", 2, 503);
-    const res = await post(ctx, await signDelivery(sipParticipantJoined(call), keys));
+    const res = await post(ctx, await signDelivery(sipParticipantJoined(call), TEST_KEYS));
     expect(res.status).toBe(200);
     expect(res.body.dispatch).toMatchObject({ kind: "dispatched" });
 
@@ -185,19 +119,17 @@ describe("LiveKit's API failing for a while and refusing for good (LIVEKIT_DISPA
   });
 
   test("a 429 is retried too", async () => {
-    const { ctx } = h;
     const call = newCall();
     fake.failNext("CreateDispatch", 1, 429);
-    const res = await post(ctx, await signDelivery(sipParticipantJoined(call), keys));
+    const res = await post(ctx, await signDelivery(sipParticipantJoined(call), TEST_KEYS));
     expect(res.status).toBe(200);
     expect(fake.calls("CreateDispatch").map((c) => c.status)).toEqual([429, 200]);
     expect(fake.dispatches(call.room)).toHaveLength(1);
   });
 
   test("a non-retryable 400 is tried once, recorded on the call log, and answered 2xx (a retry cannot help)", async () => {
-    const { ctx } = h;
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
     fake.failNext("CreateDispatch", 1, 400);
     const res = await post(ctx, delivery);
     expect(res.status).toBe(200);
@@ -218,7 +150,7 @@ describe("LiveKit's API failing for a while and refusing for good (LIVEKIT_DISPA
     expect(log.dispatchError).toContain("injected failure");
 
     // The event was acted on: a redelivery of it is a duplicate and tries nothing.
-    expect(await ctx.database.db.select().from(webhookEvents)).toHaveLength(1);
+    expect(await eventRows(ctx)).toHaveLength(1);
     const again = await post(ctx, delivery);
     expect(again).toMatchObject({ status: 200, body: { result: "duplicate" } });
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
@@ -227,13 +159,13 @@ describe("LiveKit's API failing for a while and refusing for good (LIVEKIT_DISPA
 
 describe("the app's API secret does not match LiveKit's", () => {
   const wrongSecret = "wrong-secret-wrong-secret-wrong-secret-0123";
-  const h = contextFor(() => liveKitEnv({ LIVEKIT_API_SECRET: wrongSecret, LIVEKIT_DISPATCH_RETRIES: "3" }));
+  const ctx = appWith({ LIVEKIT_API_SECRET: wrongSecret, LIVEKIT_DISPATCH_RETRIES: "3" });
 
   test("LiveKit's 401 is not retried; the error is on the call log; the webhook gets 2xx", async () => {
-    const { ctx } = h;
     const call = newCall();
     // LiveKit signs webhooks with the secret the app has.
-    const res = await post(ctx, await signDelivery(sipParticipantJoined(call), { apiKey, apiSecret: wrongSecret }));
+    const appKeys = { apiKey: TEST_KEYS.apiKey, apiSecret: wrongSecret };
+    const res = await post(ctx, await signDelivery(sipParticipantJoined(call), appKeys));
     expect(res.status).toBe(200);
     expect(res.body.dispatch).toMatchObject({ kind: "failed", retryable: false });
 
@@ -250,12 +182,11 @@ describe("the app's API secret does not match LiveKit's", () => {
 describe("the database is down", () => {
   let ctx: TestContext;
   beforeAll(async () => {
-    ctx = await openTestContext(liveKitEnv({ LIVEKIT_DISPATCH_RETRIES: "1" }));
-    await ctx.seed(directory);
+    ctx = await openTestContext(liveKitEnv(fake, { LIVEKIT_DISPATCH_RETRIES: "1" }));
+    await ctx.seed(acmeDirectory);
     await ctx.database.close();
   });
   beforeEach(() => {
-    fake.reset();
     ctx.logs.length = 0;
   });
 
@@ -273,7 +204,7 @@ describe("the database is down", () => {
   ];
   for (const [name, build] of notJoins) {
     test(`${name}: 503, so LiveKit delivers it again`, async () => {
-      const res = await post(ctx, await signDelivery(build(), keys));
+      const res = await post(ctx, await signDelivery(build(), TEST_KEYS));
       expect(res.status).toBe(503);
       expect(res.body.error).toBe("unavailable");
       expect(fake.calls()).toHaveLength(0);
@@ -281,17 +212,17 @@ describe("the database is down", () => {
   }
 
   test("an event that is ignored anyway still gets 200", async () => {
-    const res = await post(ctx, await signDelivery(trackPublished({ room: newCall().room }), keys));
+    const res = await post(ctx, await signDelivery(trackPublished({ room: newCall().room }), TEST_KEYS));
     expect(res).toMatchObject({ status: 200, body: { result: "ignored" } });
   });
 
   test("a SIP caller's join: the system default agent is still dispatched, and the webhook answers 503", async () => {
     const call = newCall();
-    const res = await post(ctx, await signDelivery(sipParticipantJoined(call), keys));
+    const res = await post(ctx, await signDelivery(sipParticipantJoined(call), TEST_KEYS));
     expect(res.status).toBe(503);
     const creates = fake.calls("CreateDispatch");
     expect(creates).toHaveLength(1);
-    expect(creates[0]).toMatchObject({ status: 200, request: { agentName: SYSTEM_DEFAULT, room: call.room } });
+    expect(creates[0]).toMatchObject({ status: 200, request: { agentName: SYSTEM_DEFAULT_AGENT, room: call.room } });
     expect(fake.dispatches(call.room)).toHaveLength(1);
     const metadata = JSON.parse(creates[0]!.request.metadata as string) as Json;
     expect(metadata).toMatchObject({ call_log_id: null, agent_source: "system_default", from_number: CALLER, to_number: CAMPAIGN_NUMBER });
@@ -315,7 +246,7 @@ describe("the database comes back after a join was handled without it", () => {
           : real.rows<T>(query),
       ping: () => (state.down ? Promise.reject(new Error("connect ECONNREFUSED")) : real.ping()),
     };
-    ctx = await openTestContext(liveKitEnv({ LIVEKIT_DISPATCH_RETRIES: "1" }), { database: switched });
+    ctx = await openTestContext(liveKitEnv(fake, { LIVEKIT_DISPATCH_RETRIES: "1" }), { database: switched });
   });
   afterAll(async () => {
     await real?.close();
@@ -323,25 +254,24 @@ describe("the database comes back after a join was handled without it", () => {
   beforeEach(async () => {
     state.down = false;
     await ctx.reset();
-    await ctx.seed(directory);
-    fake.reset();
+    await ctx.seed(acmeDirectory);
     ctx.logs.length = 0;
   });
 
   test("LiveKit's redelivery of the join does not put a second, different agent in the caller's room", async () => {
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
 
     state.down = true;
     const first = await post(ctx, delivery);
     expect(first.status).toBe(503);
-    expect(fake.dispatches(call.room).map((d) => d.agentName)).toEqual([SYSTEM_DEFAULT]);
+    expect(fake.dispatches(call.room).map((d) => d.agentName)).toEqual([SYSTEM_DEFAULT_AGENT]);
 
     state.down = false;
     const redelivered = await post(ctx, delivery);
     expect(redelivered.status).toBe(200);
     // The caller already has an agent: a second one would talk over the first.
-    expect(fake.dispatches(call.room).map((d) => d.agentName)).toEqual([SYSTEM_DEFAULT]);
+    expect(fake.dispatches(call.room).map((d) => d.agentName)).toEqual([SYSTEM_DEFAULT_AGENT]);
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
     const log = await callLog(ctx, call.callId);
     expect(log.dispatchId).toBe(fake.dispatches(call.room)[0]!.id);
@@ -349,7 +279,7 @@ describe("the database comes back after a join was handled without it", () => {
 
   test("a redelivery while the database is still down does not dispatch again", async () => {
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
     state.down = true;
     expect((await post(ctx, delivery)).status).toBe(503);
     expect((await post(ctx, delivery)).status).toBe(503);

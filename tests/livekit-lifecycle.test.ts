@@ -1,14 +1,27 @@
 // A SIP call's life as LiveKit reports it through webhooks: the caller joins, an agent joins,
 // someone leaves, the room finishes; and the same events out of order or repeated. Times come
 // from the events (createdAt, joinedAtMs), so durations are exact.
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
-import { callLogs, leads } from "../src/db/schema";
+import { leads } from "../src/db/schema";
 import { openTestContext, type TestContext } from "./support/context";
-import { type FakeLiveKit, startFakeLiveKit } from "./support/fake-livekit";
+import {
+  acmeDirectory,
+  answer,
+  CAMPAIGN_AGENT,
+  callLog,
+  callLogRows,
+  type Json,
+  leadRows,
+  newCall,
+  plus,
+  postEvent,
+  SYSTEM_DEFAULT_AGENT,
+  TEST_KEYS,
+  useLiveKitApp,
+} from "./support/livekit-app";
 import {
   agentJoined,
-  randomId,
   roomFinished,
   signDelivery,
   sipConnectionAborted,
@@ -17,72 +30,16 @@ import {
   type WebhookEvent,
 } from "./support/livekit-events";
 
-const EVENTS = "/api/v1/webhooks/livekit/events";
-const apiKey = "APItestkey";
-const apiSecret = "test-secret-that-is-long-enough-for-hs256-0123456789";
-const keys = { apiKey, apiSecret };
+// Calls start at whole seconds near now (newCall), so the lead's last_call_at follows the call.
+const { ctx, fake } = useLiveKitApp({ seed: acmeDirectory });
 
-const CAMPAIGN_NUMBER = "+14155550100";
-const CALLER = "+12125550142";
-const CAMPAIGN_AGENT = "acme-sales";
-const directory = {
-  tenants: [
-    {
-      name: "Acme",
-      agents: [{ name: "acme-default", default: true }, { name: CAMPAIGN_AGENT }],
-      campaigns: [{ name: "Live", agent: CAMPAIGN_AGENT }],
-      phone_numbers: [{ number: CAMPAIGN_NUMBER, campaign: "Live" }],
-    },
-  ],
-};
-
-type Json = Record<string, any>;
-
-let fake: FakeLiveKit;
-let ctx: TestContext;
-
-beforeAll(async () => {
-  fake = await startFakeLiveKit(keys);
-  ctx = await openTestContext({
-    LIVEKIT_URL: fake.url,
-    LIVEKIT_API_KEY: apiKey,
-    LIVEKIT_API_SECRET: apiSecret,
-    LIVEKIT_DISPATCH_RETRY_BASE_MS: "5",
-  });
-});
-afterAll(async () => {
-  await ctx?.close();
-  await fake?.close();
-});
-beforeEach(async () => {
-  await ctx.reset();
-  fake.reset();
-  await ctx.seed(directory);
-});
-
-/** Whole seconds (createdAt has second precision) near now, so the lead's last_call_at follows the call. */
-function baseTime() {
-  return new Date(Math.floor(Date.now() / 1000) * 1000);
-}
-const plus = (t: Date, ms: number) => new Date(t.getTime() + ms);
-
-function newCall(at = baseTime()) {
-  const callId = randomId("SCL_");
-  return { callId, room: `call-_${CALLER}_${randomId("")}`, from: CALLER, to: CAMPAIGN_NUMBER, trunkId: "ST_trunk", at };
-}
-
+/** Delivers a signed event to `context` (the suite's app unless told) and expects it acknowledged (200, ok). */
 async function deliver(event: WebhookEvent, context: TestContext = ctx): Promise<Json> {
-  const delivery = await signDelivery(event, keys);
-  const res = await context.post(EVENTS, delivery.body, delivery.headers);
-  const body = (await res.json()) as Json;
+  const delivery = await signDelivery(event, TEST_KEYS);
+  const res = await postEvent(context, delivery);
+  const body = await answer(res);
   expect({ status: res.status, body }).toMatchObject({ status: 200, body: { ok: true } });
   return body;
-}
-
-async function callLog(callId: string, context: TestContext = ctx) {
-  const rows = await context.database.db.select().from(callLogs).where(eq(callLogs.providerCallId, callId));
-  expect(rows).toHaveLength(1);
-  return rows[0]!;
 }
 
 async function leadOf(leadId: string | null) {
@@ -103,16 +60,16 @@ describe("a call that is answered and hung up", () => {
 
     const joined = await deliver(join);
     expect(joined.dispatch).toMatchObject({ kind: "dispatched" });
-    expect((await callLog(call.callId)).status).toBe("ringing");
+    expect((await callLog(ctx, call.callId)).status).toBe("ringing");
 
     expect((await deliver(agent)).action).toBe("call answered");
-    const answered = await callLog(call.callId);
+    const answered = await callLog(ctx, call.callId);
     expect(answered.status).toBe("in_progress");
     expect(answered.answeredAt?.getTime()).toBe(Number(agent.participant!.joinedAtMs));
     expect(answered.metadata).toMatchObject({ answered_by: agent.participant!.identity });
 
     expect((await deliver(left)).action).toBe("call ended (completed)");
-    const log = await callLog(call.callId);
+    const log = await callLog(ctx, call.callId);
     const expectedDuration = eventMs(left) - Number(join.participant!.joinedAtMs);
     expect(expectedDuration).toBe(62_000);
     expect(log).toMatchObject({
@@ -135,12 +92,12 @@ describe("a call that is answered and hung up", () => {
     await deliver(sipParticipantJoined(call));
     await deliver(agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 2_000) }));
     await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 62_000) }));
-    const before = await callLog(call.callId);
+    const before = await callLog(ctx, call.callId);
     const again = await deliver(
       sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 70_000), reason: "USER_REJECTED" }),
     );
     expect(again.action).toBe("call already ended");
-    const after = await callLog(call.callId);
+    const after = await callLog(ctx, call.callId);
     expect(after).toMatchObject({
       status: before.status,
       endedAt: before.endedAt,
@@ -157,7 +114,7 @@ describe("calls no agent answered", () => {
     await deliver(join);
     const left = sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 30_000) });
     expect((await deliver(left)).action).toBe("call ended (abandoned)");
-    const log = await callLog(call.callId);
+    const log = await callLog(ctx, call.callId);
     expect(log).toMatchObject({
       status: "abandoned",
       answeredAt: null,
@@ -173,7 +130,7 @@ describe("calls no agent answered", () => {
       const call = newCall();
       await deliver(sipParticipantJoined(call));
       await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 5_000), reason }));
-      const log = await callLog(call.callId);
+      const log = await callLog(ctx, call.callId);
       expect(log).toMatchObject({ status: "failed", disconnectReason: reason, answeredAt: null, durationMs: 5_000 });
       expect((await leadOf(log.leadId)).status).toBe("missed");
     });
@@ -185,7 +142,7 @@ describe("calls no agent answered", () => {
     const aborted = sipConnectionAborted({ room: call.room, callId: call.callId, at: plus(call.at, 3_000) });
     expect(aborted.event).toBe("participant_connection_aborted");
     expect((await deliver(aborted)).result).toBe("handled");
-    const log = await callLog(call.callId);
+    const log = await callLog(ctx, call.callId);
     expect(log.status).not.toBe("ringing");
     expect(log.status).toBe("abandoned");
     expect(log.endedAt?.getTime()).toBe(eventMs(aborted));
@@ -201,7 +158,7 @@ describe("events out of order", () => {
     const left = sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 8_000) });
 
     expect((await deliver(left)).action).toBe("call ended (abandoned)");
-    const afterLeft = await callLog(call.callId);
+    const afterLeft = await callLog(ctx, call.callId);
     expect(afterLeft.status).toBe("abandoned");
 
     const late = await deliver(join);
@@ -210,7 +167,7 @@ describe("events out of order", () => {
     expect(fake.calls()).toHaveLength(0);
     expect(fake.dispatches(call.room)).toHaveLength(0);
 
-    const rows = await ctx.database.db.select().from(callLogs);
+    const rows = await callLogRows(ctx);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({
       id: afterLeft.id,
@@ -234,7 +191,7 @@ describe("events out of order", () => {
     expect(fake.calls("CreateDispatch")).toHaveLength(0);
     expect(fake.dispatches()).toHaveLength(0);
 
-    const log = await callLog(call.callId);
+    const log = await callLog(ctx, call.callId);
     expect(log.status).toBe("abandoned");
     expect(log.endedAt).not.toBeNull();
     expect(log.disconnectReason).toBe("ROOM_FINISHED");
@@ -246,12 +203,12 @@ describe("events out of order", () => {
     await deliver(sipParticipantJoined(call));
     await deliver(agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 2_000) }));
     await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 62_000) }));
-    const before = await callLog(call.callId);
+    const before = await callLog(ctx, call.callId);
     expect(before.status).toBe("completed");
 
     const finished = await deliver(roomFinished({ room: call.room, at: plus(call.at, 90_000) }));
     expect(finished.action).toBe("room finished, 0 call(s) ended");
-    const after = await callLog(call.callId);
+    const after = await callLog(ctx, call.callId);
     expect(after).toMatchObject({
       status: "completed",
       endedAt: before.endedAt,
@@ -267,7 +224,7 @@ describe("events out of order", () => {
     await deliver(sipParticipantJoined(call));
     const finished = await deliver(roomFinished({ room: call.room, at: plus(call.at, 40_000) }));
     expect(finished.action).toBe("room finished, 1 call(s) ended");
-    const log = await callLog(call.callId);
+    const log = await callLog(ctx, call.callId);
     expect(log).toMatchObject({ status: "abandoned", disconnectReason: "ROOM_FINISHED", durationMs: 40_000 });
   });
 
@@ -277,7 +234,7 @@ describe("events out of order", () => {
     await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 4_000) }));
     const late = await deliver(agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 5_000) }));
     expect(late.action).toBe("agent joined (no ringing call)");
-    const log = await callLog(call.callId);
+    const log = await callLog(ctx, call.callId);
     expect(log).toMatchObject({ status: "abandoned", answeredAt: null });
   });
 
@@ -287,11 +244,11 @@ describe("events out of order", () => {
     const agent = { room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 2_000) };
     await deliver(agentJoined(agent));
     await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 62_000) }));
-    const before = await callLog(call.callId);
+    const before = await callLog(ctx, call.callId);
     // LiveKit resends the agent's join with a new event id, and a second agent joins later.
     await deliver(agentJoined(agent));
     await deliver(agentJoined({ ...agent, at: plus(call.at, 63_000) }));
-    const after = await callLog(call.callId);
+    const after = await callLog(ctx, call.callId);
     expect(after).toMatchObject({
       status: "completed",
       answeredAt: before.answeredAt,
@@ -309,9 +266,9 @@ describe("callers whose number is hidden", () => {
     expect(join.participant!.attributes["sip.trunkPhoneNumber"]).toBeUndefined();
     const body = await deliver(join);
     expect(body.dispatch).toMatchObject({ kind: "dispatched" });
-    const log = await callLog(call.callId);
+    const log = await callLog(ctx, call.callId);
     expect(log).toMatchObject({
-      agentName: "telephony-agent",
+      agentName: SYSTEM_DEFAULT_AGENT,
       agentSource: "system_default",
       fromNumber: null,
       toNumber: null,
@@ -321,14 +278,14 @@ describe("callers whose number is hidden", () => {
       roomName: call.room,
       status: "ringing",
     });
-    expect(await ctx.database.db.select().from(leads)).toHaveLength(0);
+    expect(await leadRows(ctx)).toHaveLength(0);
     expect(fake.calls("CreateDispatch").map((c) => [c.request.agentName, c.request.room])).toEqual([
-      ["telephony-agent", call.room],
+      [SYSTEM_DEFAULT_AGENT, call.room],
     ]);
 
     await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 10_000) }));
-    expect((await callLog(call.callId)).status).toBe("abandoned");
-    expect(await ctx.database.db.select().from(leads)).toHaveLength(0);
+    expect((await callLog(ctx, call.callId)).status).toBe("abandoned");
+    expect(await leadRows(ctx)).toHaveLength(0);
   });
 });
 
@@ -343,8 +300,8 @@ describe("dispatch switched off", () => {
       beforeAll(async () => {
         other = await openTestContext({
           ...(name === "no LIVEKIT_URL" ? {} : { LIVEKIT_URL: fake.url }),
-          LIVEKIT_API_KEY: apiKey,
-          LIVEKIT_API_SECRET: apiSecret,
+          LIVEKIT_API_KEY: TEST_KEYS.apiKey,
+          LIVEKIT_API_SECRET: TEST_KEYS.apiSecret,
           ...env,
         });
       });
@@ -352,13 +309,13 @@ describe("dispatch switched off", () => {
 
       test("the join is logged and no agent is dispatched; the call still ends normally", async () => {
         await other.reset();
-        await other.seed(directory);
+        await other.seed(acmeDirectory);
         fake.reset();
         const call = newCall();
         const body = await deliver(sipParticipantJoined(call), other);
         expect(body.result).toBe("handled");
         expect(body.dispatch).toBeUndefined();
-        const log = await callLog(call.callId, other);
+        const log = await callLog(other, call.callId);
         expect(log).toMatchObject({
           agentName: CAMPAIGN_AGENT,
           agentSource: "campaign",
@@ -373,7 +330,7 @@ describe("dispatch switched off", () => {
         // LiveKit's own dispatch rule sent the agent: the call is still tracked to its end.
         await deliver(agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 1_000) }), other);
         await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 20_000) }), other);
-        expect(await callLog(call.callId, other)).toMatchObject({ status: "completed", durationMs: 20_000 });
+        expect(await callLog(other, call.callId)).toMatchObject({ status: "completed", durationMs: 20_000 });
       });
     });
   }

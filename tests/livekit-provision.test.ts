@@ -14,42 +14,27 @@ import {
   planProvisioning,
   type ProvisionSettings,
 } from "../src/livekit/provision";
-import { openTestContext, type TestContext } from "./support/context";
-import { type FakeLiveKit, startFakeLiveKit } from "./support/fake-livekit";
+import { type Json, TEST_KEYS, useLiveKitApp } from "./support/livekit-app";
 
 const ROOT = join(import.meta.dir, "..");
 const DIRECTORY_FILE = join(ROOT, "examples/directory.json");
-const apiKey = "APItestkey";
-const apiSecret = "test-secret-that-is-long-enough-for-hs256-0123456789";
 
 /** The active numbers of examples/directory.json, in E.164, sorted. */
 const EXAMPLE_NUMBERS = ["+12125550142", "+14155550100", "+14155550101", "+14155550102", "+18005550199"];
 
-type Json = Record<string, any>;
 const exampleDirectory = () => JSON.parse(readFileSync(DIRECTORY_FILE, "utf8")) as Json;
 
-let fake: FakeLiveKit;
-let ctx: TestContext;
+const { ctx, fake } = useLiveKitApp();
 let sip: SipClient;
 let settings: ProvisionSettings;
 
-beforeAll(async () => {
-  fake = await startFakeLiveKit({ apiKey, apiSecret });
-  ctx = await openTestContext({ LIVEKIT_URL: fake.url, LIVEKIT_API_KEY: apiKey, LIVEKIT_API_SECRET: apiSecret });
+beforeAll(() => {
   sip = createLiveKitClients(ctx.config.livekit)!.sip;
   settings = {
     trunkName: ctx.config.livekit.trunkName,
     dispatchRuleName: ctx.config.livekit.dispatchRuleName,
     roomPrefix: ctx.config.livekit.roomPrefix,
   };
-});
-afterAll(async () => {
-  await ctx?.close();
-  await fake?.close();
-});
-beforeEach(async () => {
-  await ctx.reset();
-  fake.reset();
 });
 
 const WRITES = [
@@ -251,8 +236,8 @@ describe("the CLI", () => {
       DATA_DIR: dataDir,
       LOG_LEVEL: "warn",
       LIVEKIT_URL: fake.url,
-      LIVEKIT_API_KEY: apiKey,
-      LIVEKIT_API_SECRET: apiSecret,
+      LIVEKIT_API_KEY: TEST_KEYS.apiKey,
+      LIVEKIT_API_SECRET: TEST_KEYS.apiSecret,
     };
     if (process.env.DATABASE_URL) env.DATABASE_URL = process.env.DATABASE_URL;
     const proc = Bun.spawn([join(ROOT, "node_modules/.bin/bun"), "src/main.ts", ...args], {

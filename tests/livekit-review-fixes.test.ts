@@ -11,10 +11,31 @@ import { AgentDispatchClient } from "livekit-server-sdk";
 import { createApp } from "../src/app";
 import { loadConfig } from "../src/config";
 import { type Database, openDatabase } from "../src/db/client";
-import { callLogs, leads, webhookEvents } from "../src/db/schema";
+import { leads } from "../src/db/schema";
 import { createLogger } from "../src/logger";
 import { type LogLine, openTestContext, type TestContext, testEnv } from "./support/context";
-import { type FakeLiveKit, startFakeLiveKit } from "./support/fake-livekit";
+import {
+  acmeDirectory,
+  answer,
+  CALLER,
+  CAMPAIGN_AGENT,
+  CAMPAIGN_NUMBER,
+  callLog,
+  callLogRows,
+  EVENTS_PATH,
+  eventRow,
+  type Json,
+  leadRows,
+  liveKitEnv,
+  newCall,
+  plus,
+  postEventReply as post,
+  SIP_INBOUND_PATH,
+  startHungPostgres,
+  SYSTEM_DEFAULT_AGENT,
+  TEST_KEYS,
+  useFakeLiveKit,
+} from "./support/livekit-app";
 import {
   randomId,
   roomFinished,
@@ -22,87 +43,12 @@ import {
   signDelivery,
   sipParticipantJoined,
   sipParticipantLeft,
-  type WebhookDelivery,
   type WebhookEvent,
 } from "./support/livekit-events";
 
-const EVENTS = "/api/v1/webhooks/livekit/events";
-const SIP_INBOUND = "/api/v1/webhooks/livekit/sip-inbound";
-const apiKey = "APItestkey";
-const apiSecret = "test-secret-that-is-long-enough-for-hs256-0123456789";
-const keys = { apiKey, apiSecret };
+const fake = useFakeLiveKit();
 
-const CAMPAIGN_NUMBER = "+14155550100";
-const CALLER = "+12125550142";
-const CAMPAIGN_AGENT = "acme-sales";
-const SYSTEM_DEFAULT = "telephony-agent";
-const directory = {
-  tenants: [
-    {
-      name: "Acme",
-      agents: [{ name: "acme-default", default: true }, { name: CAMPAIGN_AGENT }],
-      campaigns: [{ name: "Live", agent: CAMPAIGN_AGENT }],
-      phone_numbers: [{ number: CAMPAIGN_NUMBER, campaign: "Live" }],
-    },
-  ],
-};
-
-type Json = Record<string, any>;
-
-let fake: FakeLiveKit;
-beforeAll(async () => {
-  fake = await startFakeLiveKit(keys);
-});
-afterAll(async () => {
-  await fake?.close();
-});
-
-function liveKitEnv(extra: Record<string, string> = {}) {
-  return {
-    LIVEKIT_URL: fake.url,
-    LIVEKIT_API_KEY: apiKey,
-    LIVEKIT_API_SECRET: apiSecret,
-    LIVEKIT_DISPATCH_RETRY_BASE_MS: "5",
-    ...extra,
-  };
-}
-
-/** Whole seconds (createdAt has second precision) near now. */
-const baseTime = () => new Date(Math.floor(Date.now() / 1000) * 1000);
-const plus = (t: Date, ms: number) => new Date(t.getTime() + ms);
-
-function newCall(room?: string) {
-  return {
-    callId: randomId("SCL_"),
-    room: room ?? `call-_${CALLER}_${randomId("")}`,
-    from: CALLER,
-    to: CAMPAIGN_NUMBER,
-    trunkId: "ST_trunk",
-    at: baseTime(),
-  };
-}
-
-async function post(context: TestContext, delivery: WebhookDelivery) {
-  const res = await context.post(EVENTS, delivery.body, delivery.headers);
-  return { status: res.status, body: (await res.json()) as Json };
-}
-
-const deliver = async (context: TestContext, event: WebhookEvent) => post(context, await signDelivery(event, keys));
-
-async function callLogRows(context: TestContext, callId: string) {
-  return context.database.db.select().from(callLogs).where(eq(callLogs.providerCallId, callId));
-}
-
-async function callLog(context: TestContext, callId: string) {
-  const rows = await callLogRows(context, callId);
-  expect(rows).toHaveLength(1);
-  return rows[0]!;
-}
-
-async function eventRow(context: TestContext, id: string) {
-  const rows = await context.database.db.select().from(webhookEvents).where(eq(webhookEvents.id, id));
-  return rows[0];
-}
+const deliver = async (context: TestContext, event: WebhookEvent) => post(context, await signDelivery(event, TEST_KEYS));
 
 // ---------------------------------------------------------------------------------------------
 // One real database behind a switch: `down` fails every statement like a refused connection;
@@ -143,8 +89,8 @@ beforeAll(async () => {
     // Both contexts share `real`; it is closed once, below.
     close: async () => {},
   };
-  ctx = await openTestContext(liveKitEnv({ LIVEKIT_DISPATCH_RETRIES: "1" }), { database: switched });
-  ctxNoDispatch = await openTestContext(liveKitEnv({ LIVEKIT_DISPATCH: "false" }), { database: switched });
+  ctx = await openTestContext(liveKitEnv(fake, { LIVEKIT_DISPATCH_RETRIES: "1" }), { database: switched });
+  ctxNoDispatch = await openTestContext(liveKitEnv(fake, { LIVEKIT_DISPATCH: "false" }), { database: switched });
 });
 afterAll(async () => {
   await real?.close();
@@ -153,11 +99,9 @@ beforeEach(async () => {
   state.down = false;
   state.failNext = [];
   await ctx.reset();
-  await ctx.seed(directory);
+  await ctx.seed(acmeDirectory);
   ctx.logs.length = 0;
   ctxNoDispatch.logs.length = 0;
-  if (fake.down) await fake.setDown(false);
-  fake.reset();
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -165,7 +109,7 @@ beforeEach(async () => {
 describe("an event held by a delivery that died (crash recovery)", () => {
   test("LiveKit's redelivery of the SIP join, 30 s after the hold was taken, acts: one agent, a complete record", async () => {
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
     const id = delivery.event.id;
     // What a process that died mid-way leaves behind: the event held, never marked done.
     await ctx.database.db.execute(sql`
@@ -202,9 +146,9 @@ describe("an event held by a delivery that died (crash recovery)", () => {
     // the last attempt, so that attempt acts. The caller must get an agent from it: it is the
     // last delivery LiveKit makes.
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
     const inbound = JSON.stringify({ call_id: call.callId, to_number: CAMPAIGN_NUMBER, from_number: CALLER });
-    const routed = await ctx.post(SIP_INBOUND, inbound, { authorization: await signBody(inbound, keys) });
+    const routed = await ctx.post(SIP_INBOUND_PATH, inbound, { authorization: await signBody(inbound, TEST_KEYS) });
     expect(routed.status).toBe(200);
     await ctx.database.db.execute(sql`
       update call_logs set dispatch_claimed_at = now() - interval '15 seconds', dispatch_attempts = 1
@@ -225,7 +169,7 @@ describe("an event held by a delivery that died (crash recovery)", () => {
 describe("an event another delivery is still working on (in-flight hold)", () => {
   test("the redelivery gets 503 and nothing is dispatched or written", async () => {
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
     await ctx.database.db.execute(sql`
       insert into webhook_events (id, event, room_name, room_sid, claimed_at, processed_at)
       values (${delivery.event.id}, 'participant_joined', ${call.room}, ${delivery.event.room!.sid}, now(), null)`);
@@ -252,7 +196,7 @@ describe("a delivery that failed on a database blip is acted on when redelivered
 
   test("participant_left while the database is down: 503; the redelivery after it is back ends the call", async () => {
     const call = await ringingCall();
-    const left = await signDelivery(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 9_000) }), keys);
+    const left = await signDelivery(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 9_000) }), TEST_KEYS);
 
     state.down = true;
     const failed = await post(ctx, left);
@@ -277,7 +221,7 @@ describe("a delivery that failed on a database blip is acted on when redelivered
 
   test("participant_left whose write fails after the event was taken: 503 (not 500); the redelivery ends the call", async () => {
     const call = await ringingCall();
-    const left = await signDelivery(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 7_000) }), keys);
+    const left = await signDelivery(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 7_000) }), TEST_KEYS);
 
     // The claim and the routing read go through; the statement that ends the call does not.
     state.failNext = [/with ended as/];
@@ -308,8 +252,8 @@ describe("outbound SIP participants (calls an agent places: no sip.ruleID)", () 
     expect(left.body.result).toBe("ignored");
 
     expect(await callLogRows(ctx, call.callId)).toHaveLength(0);
-    expect(await ctx.database.db.select().from(callLogs)).toHaveLength(0);
-    expect(await ctx.database.db.select().from(leads)).toHaveLength(0);
+    expect(await callLogRows(ctx)).toHaveLength(0);
+    expect(await leadRows(ctx)).toHaveLength(0);
     expect(fake.calls()).toHaveLength(0);
     expect(fake.dispatches()).toHaveLength(0);
   });
@@ -322,7 +266,7 @@ describe("room_finished is about one room (its sid), not every room of that name
     expect(finished.status).toBe(200);
     expect(finished.body.action).toBe("room finished, 0 call(s) ended");
 
-    const call = newCall(room);
+    const call = newCall({ room });
     const join = sipParticipantJoined({ ...call, roomSid: "RM_newRoomBBBB" });
     expect(join.room!.sid).toBe("RM_newRoomBBBB");
     const joined = await deliver(ctx, join);
@@ -338,7 +282,7 @@ describe("room_finished is about one room (its sid), not every room of that name
   test("a join that arrives after its own room (same sid) finished is ended, with no agent sent", async () => {
     const room = `call-x-${randomId("")}`;
     const sid = "RM_sameRoomCCCC";
-    const call = newCall(room);
+    const call = newCall({ room });
     const join = sipParticipantJoined({ ...call, roomSid: sid });
     expect((await deliver(ctx, roomFinished({ room, roomSid: sid, at: plus(call.at, 1_000) }))).status).toBe(200);
 
@@ -356,7 +300,7 @@ describe("room_finished is about one room (its sid), not every room of that name
 describe("dispatch off (LIVEKIT_DISPATCH=false)", () => {
   test("a SIP join while the database fails gets 503, so LiveKit redelivers and the record gets written", async () => {
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
 
     state.down = true;
     const failed = await post(ctxNoDispatch, delivery);
@@ -396,7 +340,7 @@ describe("out-of-range int64 times in a signed event", () => {
   for (const [name, times] of cases) {
     test(`${name}: the join and the leave are handled (2xx) and the call is timed from the clock`, async () => {
       const call = newCall();
-      const delivery = await signDelivery(absurd(sipParticipantJoined(call), times), keys);
+      const delivery = await signDelivery(absurd(sipParticipantJoined(call), times), TEST_KEYS);
       // The wire carries the absurd values, as a broken or hostile sender would.
       expect(delivery.body).toContain(`"createdAt":"${times.createdAt}"`);
 
@@ -424,7 +368,7 @@ describe("out-of-range int64 times in a signed event", () => {
 describe("a dispatch already in the room for another agent (e.g. placed by a dispatch rule)", () => {
   test("is kept: no second agent; the record names the agent actually sent and the routed one", async () => {
     const call = newCall();
-    const existing = await new AgentDispatchClient(fake.url, apiKey, apiSecret).createDispatch(call.room, "rule-agent");
+    const existing = await new AgentDispatchClient(fake.url, TEST_KEYS.apiKey, TEST_KEYS.apiSecret).createDispatch(call.room, "rule-agent");
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
 
     const joined = await deliver(ctx, sipParticipantJoined(call));
@@ -444,45 +388,35 @@ describe("a dispatch already in the room for another agent (e.g. placed by a dis
 
 describe("a database that accepts connections and never answers (DB_STATEMENT_TIMEOUT_MS=300)", () => {
   // postgres.js against a TCP server that never speaks, whichever database the suite runs on.
-  let server: Bun.TCPSocketListener<undefined>;
-  const connections = new Set<{ terminate(): void }>();
+  let hung: ReturnType<typeof startHungPostgres>;
   let database: Database;
   let app: ReturnType<typeof createApp>;
   const logs: LogLine[] = [];
   beforeAll(async () => {
-    server = Bun.listen({
-      hostname: "127.0.0.1",
-      port: 0,
-      socket: {
-        open: (socket) => void connections.add(socket),
-        close: (socket) => void connections.delete(socket),
-        data() {},
-      },
-    });
-    const url = `postgresql://root@127.0.0.1:${server.port}/hung`;
-    const config = loadConfig({ ...liveKitEnv({ LIVEKIT_DISPATCH_RETRIES: "1" }), DATABASE_URL: url, DB_STATEMENT_TIMEOUT_MS: "300", LOG_LEVEL: "debug" });
+    hung = startHungPostgres();
+    const url = hung.url;
+    const config = loadConfig({ ...liveKitEnv(fake, { LIVEKIT_DISPATCH_RETRIES: "1" }), DATABASE_URL: url, DB_STATEMENT_TIMEOUT_MS: "300", LOG_LEVEL: "debug" });
     database = await openDatabase({ databaseUrl: url, dataDir: "memory://", poolMax: 2, statementTimeoutMs: 300 });
     const logger = createLogger(config.logLevel, { write: (line: string) => void logs.push(JSON.parse(line)) });
     app = createApp({ database, config, logger });
   });
   afterAll(async () => {
-    for (const socket of connections) socket.terminate();
-    server.stop(true);
+    hung?.stop();
     // postgres.js may wait out its 5 s end timeout for a connection that never completed.
     await database.close();
   }, 15_000);
 
   test("a SIP join is answered (503) and the system default agent is still dispatched, once", async () => {
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), keys);
-    const res = await app.handle(new Request(`http://localhost${EVENTS}`, { method: "POST", headers: delivery.headers, body: delivery.body }));
-    const body = (await res.json()) as Json;
+    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const res = await app.handle(new Request(`http://localhost${EVENTS_PATH}`, { method: "POST", headers: delivery.headers, body: delivery.body }));
+    const body = await answer(res);
     expect(res.status).toBe(503);
     expect(body.error).toBe("unavailable");
 
     const creates = fake.calls("CreateDispatch");
     expect(creates).toHaveLength(1);
-    expect(creates[0]).toMatchObject({ status: 200, request: { agentName: SYSTEM_DEFAULT, room: call.room } });
+    expect(creates[0]).toMatchObject({ status: 200, request: { agentName: SYSTEM_DEFAULT_AGENT, room: call.room } });
     expect(fake.dispatches(call.room)).toHaveLength(1);
     const metadata = JSON.parse(creates[0]!.request.metadata as string) as Json;
     expect(metadata).toMatchObject({ call_log_id: null, agent_source: "system_default", from_number: CALLER, to_number: CAMPAIGN_NUMBER });

@@ -2,13 +2,28 @@
 // what is ignored, bad bodies, repeated and concurrent deliveries, and the dispatch that follows a
 // SIP caller's participant_joined. Events are built with the protocol builders and signed the way
 // LiveKit signs them; the app talks to a stand-in LiveKit API on a loopback port.
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { EgressInfo, EgressStatus, IngressInfo, IngressState, WebhookEvent } from "@livekit/protocol";
-import { eq } from "drizzle-orm";
 import { AgentDispatchClient } from "livekit-server-sdk";
-import { callLogs, leads, webhookEvents } from "../src/db/schema";
-import { openTestContext, type TestContext } from "./support/context";
-import { type FakeLiveKit, startFakeLiveKit } from "./support/fake-livekit";
+import {
+  acmeDirectory,
+  answer,
+  CALLER,
+  CAMPAIGN_AGENT,
+  CAMPAIGN_NUMBER,
+  type CallOptions,
+  callLogRows,
+  eventRows,
+  type Json,
+  leadRows,
+  newCall as newSipCall,
+  postEvent,
+  SIP_INBOUND_PATH,
+  SYSTEM_DEFAULT_AGENT,
+  TENANT_DEFAULT_AGENT,
+  TEST_KEYS,
+  useLiveKitApp,
+} from "./support/livekit-app";
 import {
   agentJoined,
   agentLeft,
@@ -21,86 +36,31 @@ import {
   type WebhookDelivery,
 } from "./support/livekit-events";
 
-const EVENTS = "/api/v1/webhooks/livekit/events";
-const SIP_INBOUND = "/api/v1/webhooks/livekit/sip-inbound";
-const apiKey = "APItestkey";
-const apiSecret = "test-secret-that-is-long-enough-for-hs256-0123456789";
-const keys = { apiKey, apiSecret };
+const { apiKey, apiSecret } = TEST_KEYS;
 
-const CAMPAIGN_NUMBER = "+14155550100";
+/** A number of Acme's without a campaign: its calls go to the tenant's default agent. */
 const TENANT_NUMBER = "+14155550101";
-const CALLER = "+12125550142";
 const TRUNK = "ST_switchboard";
+const [acme] = acmeDirectory.tenants;
+/** Acme, plus TENANT_NUMBER. */
 const directory = {
-  tenants: [
-    {
-      name: "Acme",
-      agents: [{ name: "acme-default", default: true }, { name: "acme-sales" }],
-      campaigns: [{ name: "Live", agent: "acme-sales" }],
-      phone_numbers: [{ number: CAMPAIGN_NUMBER, campaign: "Live" }, { number: TENANT_NUMBER }],
-    },
-  ],
+  tenants: [{ ...acme!, phone_numbers: [...acme!.phone_numbers, { number: TENANT_NUMBER }] }],
 };
 
-type Json = Record<string, any>;
+const { ctx, fake } = useLiveKitApp();
 
-let fake: FakeLiveKit;
-let ctx: TestContext;
-
-beforeAll(async () => {
-  fake = await startFakeLiveKit(keys);
-  ctx = await openTestContext({
-    LIVEKIT_URL: fake.url,
-    LIVEKIT_API_KEY: apiKey,
-    LIVEKIT_API_SECRET: apiSecret,
-    LIVEKIT_DISPATCH_RETRY_BASE_MS: "5",
-  });
-});
-afterAll(async () => {
-  await ctx?.close();
-  await fake?.close();
-});
-beforeEach(async () => {
-  await ctx.reset();
-  fake.reset();
-  ctx.logs.length = 0;
-});
-
-/** A fresh call: its own SIP call id and room, so builders' per-call memory never leaks between tests. */
-function newCall(overrides: { from?: string; to?: string; at?: Date } = {}) {
-  const callId = randomId("SCL_");
-  const from = overrides.from ?? CALLER;
-  return {
-    callId,
-    room: `call-_${from}_${randomId("")}`,
-    from,
-    to: overrides.to ?? CAMPAIGN_NUMBER,
-    trunkId: TRUNK,
-    at: overrides.at ?? new Date(),
-  };
+/** A fresh call on TRUNK, at the current millisecond unless told. */
+function newCall(overrides: Pick<CallOptions, "from" | "to" | "at"> = {}) {
+  return newSipCall({ trunkId: TRUNK, at: new Date(), ...overrides });
 }
 
-function post(delivery: { body: string; headers: Record<string, string> }) {
-  return ctx.post(EVENTS, delivery.body, delivery.headers);
-}
-
-async function answer(res: Response): Promise<Json> {
-  return (await res.json()) as Json;
-}
-
-async function callLogRows() {
-  return ctx.database.db.select().from(callLogs);
-}
-
-async function eventRows() {
-  return ctx.database.db.select().from(webhookEvents);
-}
+const post = (delivery: { body: string; headers: Record<string, string> }) => postEvent(ctx, delivery);
 
 /** Nothing at all happened: no record, no claimed event, no request to LiveKit. */
 async function expectNothingChanged() {
-  expect(await callLogRows()).toHaveLength(0);
-  expect(await eventRows()).toHaveLength(0);
-  expect(await ctx.database.db.select().from(leads)).toHaveLength(0);
+  expect(await callLogRows(ctx)).toHaveLength(0);
+  expect(await eventRows(ctx)).toHaveLength(0);
+  expect(await leadRows(ctx)).toHaveLength(0);
   expect(fake.calls("CreateDispatch")).toHaveLength(0);
   expect(fake.calls()).toHaveLength(0);
 }
@@ -109,7 +69,7 @@ describe("a valid signed event", () => {
   test("is accepted (200) and acted on: routed to the campaign agent, logged, dispatched into the event's room", async () => {
     await ctx.seed(directory);
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
     const res = await post(delivery);
     expect(res.status).toBe(200);
     const body = await answer(res);
@@ -119,13 +79,13 @@ describe("a valid signed event", () => {
     const creates = fake.calls("CreateDispatch");
     expect(creates).toHaveLength(1);
     expect(creates[0]!.status).toBe(200);
-    expect(creates[0]!.request.agentName).toBe("acme-sales");
+    expect(creates[0]!.request.agentName).toBe(CAMPAIGN_AGENT);
     expect(creates[0]!.request.room).toBe(call.room);
     const dispatches = fake.dispatches(call.room);
     expect(dispatches).toHaveLength(1);
     expect(body.dispatch.dispatchId).toBe(dispatches[0]!.id);
 
-    const [log, ...more] = await callLogRows();
+    const [log, ...more] = await callLogRows(ctx);
     expect(more).toHaveLength(0);
     expect(log).toMatchObject({
       providerCallId: call.callId,
@@ -133,7 +93,7 @@ describe("a valid signed event", () => {
       trunkId: TRUNK,
       fromNumber: CALLER,
       toNumber: CAMPAIGN_NUMBER,
-      agentName: "acme-sales",
+      agentName: CAMPAIGN_AGENT,
       agentSource: "campaign",
       status: "ringing",
       dispatchId: dispatches[0]!.id,
@@ -157,11 +117,11 @@ describe("a valid signed event", () => {
       agent_source: "campaign",
     });
 
-    const lead = await ctx.database.db.select().from(leads);
+    const lead = await leadRows(ctx);
     expect(lead).toHaveLength(1);
     expect(lead[0]).toMatchObject({ id: log!.leadId, phoneNumber: CALLER, status: "calling" });
 
-    const events = await eventRows();
+    const events = await eventRows(ctx);
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ id: delivery.event.id, event: "participant_joined", roomName: call.room });
   });
@@ -169,27 +129,27 @@ describe("a valid signed event", () => {
   test("a number without a campaign is dispatched the tenant's default agent", async () => {
     await ctx.seed(directory);
     const call = newCall({ to: "(415) 555-0101" });
-    const res = await post(await signDelivery(sipParticipantJoined(call), keys));
+    const res = await post(await signDelivery(sipParticipantJoined(call), TEST_KEYS));
     expect(res.status).toBe(200);
-    expect(fake.calls("CreateDispatch").map((c) => c.request.agentName)).toEqual(["acme-default"]);
-    const [log] = await callLogRows();
-    expect(log).toMatchObject({ agentName: "acme-default", agentSource: "tenant_default", toNumber: TENANT_NUMBER });
+    expect(fake.calls("CreateDispatch").map((c) => c.request.agentName)).toEqual([TENANT_DEFAULT_AGENT]);
+    const [log] = await callLogRows(ctx);
+    expect(log).toMatchObject({ agentName: TENANT_DEFAULT_AGENT, agentSource: "tenant_default", toNumber: TENANT_NUMBER });
   });
 
   test("an unknown dialed number is dispatched the system default agent", async () => {
     await ctx.seed(directory);
     const call = newCall({ to: "+13105550000" });
-    const res = await post(await signDelivery(sipParticipantJoined(call), keys));
+    const res = await post(await signDelivery(sipParticipantJoined(call), TEST_KEYS));
     expect(res.status).toBe(200);
-    expect(fake.calls("CreateDispatch").map((c) => c.request.agentName)).toEqual(["telephony-agent"]);
-    const [log] = await callLogRows();
-    expect(log).toMatchObject({ agentName: "telephony-agent", agentSource: "system_default", leadId: null });
+    expect(fake.calls("CreateDispatch").map((c) => c.request.agentName)).toEqual([SYSTEM_DEFAULT_AGENT]);
+    const [log] = await callLogRows(ctx);
+    expect(log).toMatchObject({ agentName: SYSTEM_DEFAULT_AGENT, agentSource: "system_default", leadId: null });
   });
 
   test("the wire form has int64 fields as strings and kind as the enum name, and is accepted", async () => {
     await ctx.seed(directory);
     const call = newCall({ at: new Date("2025-08-22T08:00:00.456Z") });
-    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
     expect(delivery.body).toContain('"kind":"SIP"');
     expect(delivery.body).toContain('"joinedAt":"');
     expect(delivery.body).toContain('"joinedAtMs":"1755849600456"');
@@ -197,7 +157,7 @@ describe("a valid signed event", () => {
     const res = await post(delivery);
     expect(res.status).toBe(200);
     expect((await answer(res)).result).toBe("handled");
-    const [log] = await callLogRows();
+    const [log] = await callLogRows(ctx);
     // joinedAtMs, read as a 64-bit integer, is the start of the call to the millisecond.
     expect(log!.callerJoinedAt?.toISOString()).toBe("2025-08-22T08:00:00.456Z");
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
@@ -211,7 +171,7 @@ describe("deliveries that must not be trusted get 401 and change nothing", () =>
   }
 
   test("a body changed by one character after signing", async () => {
-    const delivery = await signDelivery(await signedJoin(), keys);
+    const delivery = await signDelivery(await signedJoin(), TEST_KEYS);
     const index = delivery.body.indexOf(CALLER) + CALLER.length - 1;
     const last = delivery.body[index]!;
     const tampered = delivery.body.slice(0, index) + (last === "9" ? "8" : "9") + delivery.body.slice(index + 1);
@@ -238,14 +198,14 @@ describe("deliveries that must not be trusted get 401 and change nothing", () =>
   });
 
   test("an expired token", async () => {
-    const delivery = await signDelivery(await signedJoin(), { ...keys, expiredAt: new Date(Date.now() - 10 * 60_000) });
+    const delivery = await signDelivery(await signedJoin(), { ...TEST_KEYS, expiredAt: new Date(Date.now() - 10 * 60_000) });
     const res = await post(delivery);
     expect(res.status).toBe(401);
     await expectNothingChanged();
   });
 
   test("no Authorization header", async () => {
-    const delivery = await signDelivery(await signedJoin(), keys);
+    const delivery = await signDelivery(await signedJoin(), TEST_KEYS);
     const { authorization: _dropped, ...headers } = delivery.headers;
     const res = await post({ body: delivery.body, headers });
     expect(res.status).toBe(401);
@@ -255,8 +215,8 @@ describe("deliveries that must not be trusted get 401 and change nothing", () =>
 
   test("a token valid for another body", async () => {
     const event = await signedJoin();
-    const other = await signDelivery(sipParticipantJoined(newCall()), keys);
-    const delivery = await signDelivery(event, keys);
+    const other = await signDelivery(sipParticipantJoined(newCall()), TEST_KEYS);
+    const delivery = await signDelivery(event, TEST_KEYS);
     const res = await post({ body: delivery.body, headers: other.headers });
     expect(res.status).toBe(401);
     await expectNothingChanged();
@@ -269,7 +229,7 @@ describe("events that are not about a SIP call are acknowledged and ignored", ()
   const ignored: Array<[string, () => WebhookEvent]> = [
     ["room_started", () => roomStarted({ room, at })],
     ["track_published", () => trackPublished({ room, at })],
-    ["participant_left of an agent", () => agentLeft({ room, agentName: "acme-sales", at })],
+    ["participant_left of an agent", () => agentLeft({ room, agentName: CAMPAIGN_AGENT, at })],
     [
       "egress_started",
       () =>
@@ -306,7 +266,7 @@ describe("events that are not about a SIP call are acknowledged and ignored", ()
   for (const [name, build] of ignored) {
     test(name, async () => {
       await ctx.seed(directory);
-      const delivery = await signDelivery(build(), keys);
+      const delivery = await signDelivery(build(), TEST_KEYS);
       const res = await post(delivery);
       expect(res.status).toBeGreaterThanOrEqual(200);
       expect(res.status).toBeLessThan(300);
@@ -319,9 +279,9 @@ describe("events that are not about a SIP call are acknowledged and ignored", ()
 
 describe("bodies that are not webhook events", () => {
   test("malformed JSON with a valid signature of exactly that body gets a 4xx, not a 500", async () => {
-    const good = (await signDelivery(sipParticipantJoined(newCall()), keys)).body;
+    const good = (await signDelivery(sipParticipantJoined(newCall()), TEST_KEYS)).body;
     const malformed = good.slice(0, good.length - 5); // cut short: no longer JSON
-    const delivery = await signDelivery(malformed, keys);
+    const delivery = await signDelivery(malformed, TEST_KEYS);
     const res = await post(delivery);
     expect(res.status).toBe(400);
     expect((await answer(res)).field).toBe("body");
@@ -329,7 +289,7 @@ describe("bodies that are not webhook events", () => {
   });
 
   test("a signed empty body gets a 4xx, not a 500", async () => {
-    const delivery = await signDelivery("", keys);
+    const delivery = await signDelivery("", TEST_KEYS);
     const res = await post(delivery);
     expect(res.status).toBeGreaterThanOrEqual(400);
     expect(res.status).toBeLessThan(500);
@@ -337,7 +297,7 @@ describe("bodies that are not webhook events", () => {
   });
 
   test("signed JSON that is not a WebhookEvent gets a 4xx, not a 500", async () => {
-    const delivery = await signDelivery('{"event":5,"room":[]}', keys);
+    const delivery = await signDelivery('{"event":5,"room":[]}', TEST_KEYS);
     const res = await post(delivery);
     expect(res.status).toBeGreaterThanOrEqual(400);
     expect(res.status).toBeLessThan(500);
@@ -347,7 +307,7 @@ describe("bodies that are not webhook events", () => {
   test("signed JSON that is not a WebhookEvent is a bad body (400), not an authorization failure", async () => {
     // The signature is valid: answering 401 "authorization: cannot decode ..." blames the wrong thing.
     for (const text of ['{"event":5}', "[]", "null"]) {
-      const res = await post(await signDelivery(text, keys));
+      const res = await post(await signDelivery(text, TEST_KEYS));
       const body = await answer(res);
       expect({ text, status: res.status, field: body.field }).toEqual({ text, status: 400, field: "body" });
     }
@@ -359,7 +319,7 @@ describe("repeated deliveries", () => {
   test("the same delivery posted twice is acted on once", async () => {
     await ctx.seed(directory);
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
     const first = await post(delivery);
     const second = await post(delivery);
     expect(first.status).toBe(200);
@@ -367,19 +327,19 @@ describe("repeated deliveries", () => {
     expect((await answer(first)).result).toBe("handled");
     expect((await answer(second)).result).toBe("duplicate");
 
-    expect(await callLogRows()).toHaveLength(1);
+    expect(await callLogRows(ctx)).toHaveLength(1);
     const creates = fake.calls("CreateDispatch");
     expect(creates).toHaveLength(1);
     expect(creates[0]!.status).toBe(200);
     expect(fake.dispatches(call.room)).toHaveLength(1);
-    expect(await eventRows()).toHaveLength(1);
+    expect(await eventRows(ctx)).toHaveLength(1);
     expect(ctx.logs.some((l) => l.msg === "repeated delivery ignored" && l.event_id === delivery.event.id)).toBe(true);
   });
 
   test("the same delivery posted three times concurrently dispatches exactly once", async () => {
     await ctx.seed(directory);
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), keys);
+    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
     const responses = await Promise.all([post(delivery), post(delivery), post(delivery)]);
     // One delivery acts. The others find it either done (200, duplicate) or still in hand
     // (503: LiveKit redelivers later, so the event is not lost if the first attempt fails).
@@ -397,17 +357,17 @@ describe("repeated deliveries", () => {
 
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
     expect(fake.dispatches(call.room)).toHaveLength(1);
-    const logs = await callLogRows();
+    const logs = await callLogRows(ctx);
     expect(logs).toHaveLength(1);
     expect(logs[0]!.dispatchId).toBe(fake.dispatches(call.room)[0]!.id);
-    expect(await eventRows()).toHaveLength(1);
+    expect(await eventRows(ctx)).toHaveLength(1);
   });
 
   test("a join resent with a new event id for the same SIP call dispatches once", async () => {
     await ctx.seed(directory);
     const call = newCall();
-    const first = await signDelivery(sipParticipantJoined(call), keys);
-    const resent = await signDelivery(sipParticipantJoined(call), keys);
+    const first = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const resent = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
     expect(resent.event.id).not.toBe(first.event.id);
 
     const a = await post(first);
@@ -419,17 +379,17 @@ describe("repeated deliveries", () => {
 
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
     expect(fake.dispatches(call.room)).toHaveLength(1);
-    const logs = await callLogRows();
+    const logs = await callLogRows(ctx);
     expect(logs).toHaveLength(1);
     expect(logs[0]!.dispatchId).toBe(fake.dispatches(call.room)[0]!.id);
-    expect(await eventRows()).toHaveLength(2);
+    expect(await eventRows(ctx)).toHaveLength(2);
   });
 
   test("joins with different event ids for the same SIP call arriving concurrently dispatch once", async () => {
     await ctx.seed(directory);
     const call = newCall();
     const deliveries: WebhookDelivery[] = [];
-    for (let i = 0; i < 3; i++) deliveries.push(await signDelivery(sipParticipantJoined(call), keys));
+    for (let i = 0; i < 3; i++) deliveries.push(await signDelivery(sipParticipantJoined(call), TEST_KEYS));
     expect(new Set(deliveries.map((d) => d.event.id)).size).toBe(3);
     const responses = await Promise.all(deliveries.map(post));
     // One dispatches; the others find it dispatched (200, skipped) or still being dispatched
@@ -447,29 +407,29 @@ describe("repeated deliveries", () => {
 
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
     expect(fake.dispatches(call.room)).toHaveLength(1);
-    expect(await callLogRows()).toHaveLength(1);
+    expect(await callLogRows(ctx)).toHaveLength(1);
   });
 
   test("a dispatch LiveKit already has for the room's agent is reused, not created again", async () => {
     await ctx.seed(directory);
     const call = newCall();
     // E.g. created by a process whose write of the dispatch id was lost.
-    const existing = await new AgentDispatchClient(fake.url, apiKey, apiSecret).createDispatch(call.room, "acme-sales");
+    const existing = await new AgentDispatchClient(fake.url, apiKey, apiSecret).createDispatch(call.room, CAMPAIGN_AGENT);
     const before = fake.calls("CreateDispatch").length;
 
-    const res = await post(await signDelivery(sipParticipantJoined(call), keys));
+    const res = await post(await signDelivery(sipParticipantJoined(call), TEST_KEYS));
     expect(res.status).toBe(200);
     expect((await answer(res)).dispatch).toMatchObject({ kind: "dispatched", reused: true, dispatchId: existing.id });
     expect(fake.calls("CreateDispatch").length).toBe(before);
     expect(fake.dispatches(call.room)).toHaveLength(1);
-    const [log] = await callLogRows();
+    const [log] = await callLogRows(ctx);
     expect(log!.dispatchId).toBe(existing.id);
   });
 });
 
 describe("a call first seen through sip-inbound, then through LiveKit's join", () => {
   async function sipInbound(body: Json, headers: Record<string, string>) {
-    return ctx.post(SIP_INBOUND, JSON.stringify(body), headers);
+    return ctx.post(SIP_INBOUND_PATH, JSON.stringify(body), headers);
   }
 
   test("sip-inbound without a signature is refused when keys are configured", async () => {
@@ -482,8 +442,8 @@ describe("a call first seen through sip-inbound, then through LiveKit's join", (
   test("sip-inbound with a signature over another body is refused", async () => {
     await ctx.seed(directory);
     const body = JSON.stringify({ call_id: randomId("SCL_"), to_number: CAMPAIGN_NUMBER, from_number: CALLER });
-    const authorization = await signBody(body, keys);
-    const res = await ctx.post(SIP_INBOUND, body.replace(CALLER, "+12125550143"), { authorization });
+    const authorization = await signBody(body, TEST_KEYS);
+    const res = await ctx.post(SIP_INBOUND_PATH, body.replace(CALLER, "+12125550143"), { authorization });
     expect(res.status).toBe(401);
     await expectNothingChanged();
   });
@@ -498,18 +458,18 @@ describe("a call first seen through sip-inbound, then through LiveKit's join", (
       trunk_id: call.trunkId,
       room_name: call.room,
     });
-    const inbound = await ctx.post(SIP_INBOUND, body, { authorization: await signBody(body, keys) });
+    const inbound = await ctx.post(SIP_INBOUND_PATH, body, { authorization: await signBody(body, TEST_KEYS) });
     expect(inbound.status).toBe(200);
     const decision = await answer(inbound);
-    expect(decision.agent_name).toBe("acme-sales");
+    expect(decision.agent_name).toBe(CAMPAIGN_AGENT);
     const decided = JSON.parse(decision.metadata as string) as Json;
     expect(decided.call_log_id).toEqual(expect.any(String));
     expect(fake.calls()).toHaveLength(0);
 
-    const res = await post(await signDelivery(sipParticipantJoined(call), keys));
+    const res = await post(await signDelivery(sipParticipantJoined(call), TEST_KEYS));
     expect(res.status).toBe(200);
 
-    const logs = await callLogRows();
+    const logs = await callLogRows(ctx);
     expect(logs).toHaveLength(1);
     expect(logs[0]!.id).toBe(decided.call_log_id);
     expect(logs[0]!.metadata).toMatchObject({ source: "sip-inbound" });
@@ -530,22 +490,22 @@ describe("a call first seen through sip-inbound, then through LiveKit's join", (
     await ctx.seed(directory);
     const call = newCall();
     const body = JSON.stringify({ call_id: call.callId, from_number: call.from, to_number: call.to });
-    const inbound = await ctx.post(SIP_INBOUND, body, { authorization: await signBody(body, keys) });
+    const inbound = await ctx.post(SIP_INBOUND_PATH, body, { authorization: await signBody(body, TEST_KEYS) });
     const decision = await answer(inbound);
-    expect(decision.agent_name).toBe("acme-sales");
+    expect(decision.agent_name).toBe(CAMPAIGN_AGENT);
 
     // The campaign is paused between the decision and LiveKit's join.
     const paused = structuredClone(directory) as Json;
     paused.tenants[0].campaigns[0].status = "paused";
     await ctx.seed(paused);
-    const res = await post(await signDelivery(sipParticipantJoined(call), keys));
+    const res = await post(await signDelivery(sipParticipantJoined(call), TEST_KEYS));
     expect(res.status).toBe(200);
-    expect(fake.calls("CreateDispatch").map((c) => c.request.agentName)).toEqual(["acme-sales"]);
-    const [log] = await ctx.database.db.select().from(callLogs).where(eq(callLogs.providerCallId, call.callId));
-    expect(log!.agentName).toBe("acme-sales");
+    expect(fake.calls("CreateDispatch").map((c) => c.request.agentName)).toEqual([CAMPAIGN_AGENT]);
+    const [log] = await callLogRows(ctx, call.callId);
+    expect(log!.agentName).toBe(CAMPAIGN_AGENT);
     // sip-inbound did not know the room; the join filled it in, so the agent's join finds the call.
     expect(log!.roomName).toBe(call.room);
-    const agent = await post(await signDelivery(agentJoined({ room: call.room, agentName: "acme-sales" }), keys));
+    const agent = await post(await signDelivery(agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT }), TEST_KEYS));
     expect((await answer(agent)).action).toBe("call answered");
   });
 });

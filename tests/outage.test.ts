@@ -8,25 +8,18 @@ import { type Database, openDatabase } from "../src/db/client";
 import { callLogs } from "../src/db/schema";
 import { createLogger } from "../src/logger";
 import { type LogLine, openTestContext, testEnv } from "./support/context";
+import {
+  acmeDirectory,
+  CALLER,
+  CAMPAIGN_AGENT,
+  CAMPAIGN_NUMBER,
+  SIP_INBOUND_PATH,
+  startHungPostgres,
+  SYSTEM_DEFAULT_AGENT,
+} from "./support/livekit-app";
 
 /** A response's JSON body; each test checks the fields it cares about. */
 const json = (res: Response): Promise<any> => res.json();
-
-const SIP_INBOUND = "/api/v1/webhooks/livekit/sip-inbound";
-const SYSTEM_DEFAULT = "telephony-agent";
-const CAMPAIGN_NUMBER = "+14155550100";
-const CALLER = "+12125550142";
-
-const directory = {
-  tenants: [
-    {
-      name: "Acme",
-      agents: [{ name: "acme-default", default: true }, { name: "acme-sales" }],
-      campaigns: [{ name: "Live", agent: "acme-sales" }],
-      phone_numbers: [{ number: CAMPAIGN_NUMBER, campaign: "Live" }],
-    },
-  ],
-};
 
 /** An app on `database` with its log lines captured, configured as the CLI would configure it. */
 function appOn(database: Database, env: Record<string, string>) {
@@ -53,7 +46,7 @@ function openUnreachable(url: string, statementTimeoutMs: number) {
 type Client = ReturnType<typeof appOn>;
 
 async function sipInbound(client: Client, callId: string) {
-  const res = await client.request("POST", SIP_INBOUND, { call_id: callId, to_number: "(415) 555-0100", from_number: CALLER });
+  const res = await client.request("POST", SIP_INBOUND_PATH, { call_id: callId, to_number: "(415) 555-0100", from_number: CALLER });
   expect(res.status).toBe(200);
   const answer = await json(res);
   return { answer, meta: JSON.parse(answer.metadata) };
@@ -62,7 +55,7 @@ async function sipInbound(client: Client, callId: string) {
 /** The shared expectations: answered by the system default, nothing recorded, an error logged. */
 async function expectAnsweredWithoutDatabase(client: Client, callId: string) {
   const { answer, meta } = await sipInbound(client, callId);
-  expect(answer.agent_name).toBe(SYSTEM_DEFAULT);
+  expect(answer.agent_name).toBe(SYSTEM_DEFAULT_AGENT);
   expect(meta).toMatchObject({
     call_type: "inbound",
     agent_source: "system_default",
@@ -76,7 +69,7 @@ async function expectAnsweredWithoutDatabase(client: Client, callId: string) {
   expect(errors.length).toBeGreaterThanOrEqual(1);
   expect(errors[0]!.msg).toContain("database unavailable");
   // Enough in the line to rebuild the record later.
-  expect(errors[0]).toMatchObject({ from: CALLER, to: CAMPAIGN_NUMBER, agent: SYSTEM_DEFAULT });
+  expect(errors[0]).toMatchObject({ from: CALLER, to: CAMPAIGN_NUMBER, agent: SYSTEM_DEFAULT_AGENT });
 }
 
 async function expectHealthReportsDown(client: Client) {
@@ -131,32 +124,21 @@ describe("connection refused", () => {
     expect(res.status).toBe(200);
     const body = await json(res);
     expect(body.success).toBe(false);
-    expect(body.response.agent_name).toBe(SYSTEM_DEFAULT);
+    expect(body.response.agent_name).toBe(SYSTEM_DEFAULT_AGENT);
   });
 });
 
 describe("a database that accepts connections and never answers", () => {
-  let server: Bun.TCPSocketListener<undefined>;
-  const connections = new Set<{ terminate(): void }>();
+  let hung: ReturnType<typeof startHungPostgres>;
   let database: Database;
   let client: Client;
   beforeAll(async () => {
-    server = Bun.listen({
-      hostname: "127.0.0.1",
-      port: 0,
-      socket: {
-        open: (socket) => void connections.add(socket),
-        close: (socket) => void connections.delete(socket),
-        data() {},
-      },
-    });
-    const url = `postgresql://root@127.0.0.1:${server.port}/hung`;
-    database = await openUnreachable(url, 300);
-    client = appOn(database, { DATABASE_URL: url, DB_STATEMENT_TIMEOUT_MS: "300" });
+    hung = startHungPostgres();
+    database = await openUnreachable(hung.url, 300);
+    client = appOn(database, { DATABASE_URL: hung.url, DB_STATEMENT_TIMEOUT_MS: "300" });
   });
   afterAll(async () => {
-    for (const socket of connections) socket.terminate();
-    server.stop(true);
+    hung?.stop();
     // postgres.js may wait out its 5 s end timeout for a connection that never completed.
     await database.close();
   }, 15_000);
@@ -187,9 +169,9 @@ describe("a database that goes away while the service runs", () => {
       logs: ctx.logs,
       request: (method, path, body) => (method === "GET" ? ctx.get(path) : ctx.post(path, body)),
     };
-    await ctx.seed(directory);
+    await ctx.seed(acmeDirectory);
     const before = await sipInbound(client, "away-1");
-    expect(before.answer.agent_name).toBe("acme-sales");
+    expect(before.answer.agent_name).toBe(CAMPAIGN_AGENT);
     expect(before.meta.call_log_id).not.toBeNull();
 
     await ctx.database.close();
@@ -211,7 +193,7 @@ describe("a database too busy to answer within the statement timeout", () => {
 
   test("a call answered without a record is not recorded later with another agent", async () => {
     const ctx = await openTestContext({ DB_STATEMENT_TIMEOUT_MS: "300" }, { database });
-    await ctx.seed(directory);
+    await ctx.seed(acmeDirectory);
 
     // Every connection is taken by slow work (PGlite has one connection; PostgreSQL a pool).
     const release = Promise.withResolvers<void>();
@@ -229,12 +211,12 @@ describe("a database too busy to answer within the statement timeout", () => {
       );
     }
     await Promise.all(started);
-    const res = await ctx.post(SIP_INBOUND, { call_id: "busy-1", to_number: CAMPAIGN_NUMBER, from_number: CALLER });
+    const res = await ctx.post(SIP_INBOUND_PATH, { call_id: "busy-1", to_number: CAMPAIGN_NUMBER, from_number: CALLER });
     release.resolve();
     await Promise.all(holders);
     expect(res.status).toBe(200);
     const answer = await json(res);
-    expect(answer.agent_name).toBe(SYSTEM_DEFAULT);
+    expect(answer.agent_name).toBe(SYSTEM_DEFAULT_AGENT);
     expect(JSON.parse(answer.metadata).call_log_id).toBeNull();
     expect(ctx.logs.some((l) => l.level === "error" && l.call_id === "busy-1")).toBe(true);
 
@@ -246,6 +228,6 @@ describe("a database too busy to answer within the statement timeout", () => {
     // The caller was told "system default, not recorded". A record naming the campaign's agent
     // appearing afterwards contradicts it, and a redelivery of this call id would get that agent.
     const rows = await database.db.select().from(callLogs).where(eq(callLogs.providerCallId, "busy-1"));
-    expect(rows.map((r) => r.agentName)).not.toContain("acme-sales");
+    expect(rows.map((r) => r.agentName)).not.toContain(CAMPAIGN_AGENT);
   }, 30_000);
 });
