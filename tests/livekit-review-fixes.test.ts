@@ -422,3 +422,37 @@ describe("a database that accepts connections and never answers (DB_STATEMENT_TI
     expect(metadata).toMatchObject({ call_log_id: null, agent_source: "system_default", from_number: CALLER, to_number: CAMPAIGN_NUMBER });
   }, 20_000);
 });
+
+// ---------------------------------------------------------------------------------------------
+
+describe("a CreateDispatch that LiveKit carries out but answers too late", () => {
+  test("no second agent: the claim is kept until LiveKit's list can tell, then that dispatch is adopted", async () => {
+    const slow = await openTestContext(
+      liveKitEnv(fake, { LIVEKIT_DISPATCH_BUDGET_MS: "300", LIVEKIT_DISPATCH_RETRIES: "3" }),
+      { database: switched },
+    );
+    const call = newCall();
+    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    fake.delayNext("CreateDispatch", 1500);
+
+    // The budget runs out while the create is in flight: LiveKit will redeliver.
+    const first = await post(slow, delivery);
+    expect(first.status).toBe(503);
+    // A redelivery while the outcome is unknown must not create another agent.
+    const early = await post(slow, delivery);
+    expect(early.status).toBe(503);
+    expect(fake.calls("CreateDispatch")).toHaveLength(1);
+
+    // Later (past the claim's expiry), the redelivery finds the dispatch that did land and keeps it.
+    await Bun.sleep(1600);
+    await slow.database.rows(
+      sql`update call_logs set dispatch_claimed_at = now() - interval '1 minute' where provider_call_id = ${call.callId} returning id`,
+    );
+    const later = await post(slow, delivery);
+    expect(later.status).toBe(200);
+    expect(later.body.dispatch).toMatchObject({ kind: "dispatched", reused: true });
+    expect(fake.calls("CreateDispatch")).toHaveLength(1);
+    expect(fake.dispatches(call.room)).toHaveLength(1);
+    expect((await callLog(slow, call.callId)).dispatchId).toBe(fake.dispatches(call.room)[0]!.id);
+  });
+});

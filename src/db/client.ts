@@ -9,7 +9,7 @@ import pgliteData from "@electric-sql/pglite/pglite.data" with { type: "file" };
 import initdbWasm from "@electric-sql/pglite/initdb.wasm" with { type: "file" };
 import pgliteWasm from "@electric-sql/pglite/pglite.wasm" with { type: "file" };
 import { type SQL, sql } from "drizzle-orm";
-import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { type PgDatabase, PgDialect, type PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
@@ -44,10 +44,16 @@ export function rowsOf<T>(result: unknown): T[] {
   return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
 }
 
-function wrap(db: Db, kind: Database["kind"], timeoutMs: number, close: () => Promise<void>): Database {
+function wrap(
+  db: Db,
+  kind: Database["kind"],
+  timeoutMs: number,
+  execute: (query: SQL) => Promise<unknown>,
+  close: () => Promise<void>,
+): Database {
   // statement_timeout cannot help when the server stops answering altogether; this bound can.
   const rows = async <T extends Record<string, unknown>>(query: SQL) =>
-    rowsOf<T>(await withDeadline(Promise.resolve(db.execute(query)), timeoutMs, "database query"));
+    rowsOf<T>(await withDeadline(execute(query), timeoutMs, "database query"));
   return {
     db,
     kind,
@@ -64,12 +70,22 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
     max: options.poolMax,
     // A sick database must not hold a caller: statements and connects are bounded.
     connect_timeout: Math.max(1, Math.ceil(options.statementTimeoutMs / 1000)),
-    idle_timeout: 60,
+    // Calls come and go; a warm connection saves the handshake on the next caller's path.
+    idle_timeout: 600,
+    // Switchboard reads no array or custom types: skip the type lookup on every new connection.
+    fetch_types: false,
     connection: { statement_timeout: options.statementTimeoutMs, application_name: "switchboard" },
     onnotice: () => {},
   });
   const db = drizzlePostgres(client, { schema }) as unknown as Db;
-  return wrap(db, "postgres", options.statementTimeoutMs, () => client.end({ timeout: 5 }));
+  // The call path's statements run as named prepared statements: one round trip each, where
+  // an unprepared statement with parameters costs two (describe, then execute).
+  const dialect = new PgDialect();
+  const execute = (query: SQL) => {
+    const { sql: text, params } = dialect.sqlToQuery(query);
+    return Promise.resolve(client.unsafe(text, params as never[], { prepare: true }));
+  };
+  return wrap(db, "postgres", options.statementTimeoutMs, execute, () => client.end({ timeout: 5 }));
 }
 
 /**
@@ -122,7 +138,7 @@ async function openPglite({ dataDir, statementTimeoutMs }: DatabaseOptions): Pro
       fsBundle: Bun.file(pgliteData),
     });
     const db = drizzlePglite(client, { schema }) as unknown as Db;
-    return wrap(db, "pglite", statementTimeoutMs, async () => {
+    return wrap(db, "pglite", statementTimeoutMs, (query) => db.execute(query), async () => {
       await client.close();
       unlock();
     });

@@ -11,8 +11,9 @@ export interface LiveKitClients {
 export function createLiveKitClients(settings: Config["livekit"]): LiveKitClients | undefined {
   const { url, apiKey, apiSecret } = settings;
   if (!url || !apiKey || !apiSecret) return undefined;
-  // Bounded so a hung LiveKit API cannot hold a room's webhook queue for long.
-  const options = { requestTimeout: 5 };
+  // Bounded so a hung LiveKit API cannot hold a room's webhook queue for long, and shorter than
+  // the dispatch claim (10 s) so an unanswered CreateDispatch is settled before the claim lapses.
+  const options = { requestTimeout: 3 };
   return {
     dispatch: new AgentDispatchClient(url, apiKey, apiSecret, options),
     sip: new SipClient(url, apiKey, apiSecret, options),

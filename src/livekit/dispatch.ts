@@ -77,9 +77,11 @@ export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, ro
     return { kind: "dispatched", dispatchId: attempt.dispatch.id, reused: attempt.reused, bookkept };
   }
   const message = attempt.error instanceof Error ? attempt.error.message : String(attempt.error);
-  const retryable = isRetryable(attempt.error);
-  await note(() => releaseDispatch(deps.database, callLogId!, message));
-  logger.error({ ...fields, retryable, err: attempt.error }, "agent dispatch failed");
+  const retryable = attempt.createMayHaveLanded || isRetryable(attempt.error);
+  // A CreateDispatch whose answer never came may still land: keep the claim until it expires
+  // (longer than the SDK's request timeout), so no redelivery creates a second agent meanwhile.
+  await note(() => recordDispatchFailure(deps.database, callLogId!, message, !attempt.createMayHaveLanded));
+  logger.error({ ...fields, retryable, create_may_have_landed: attempt.createMayHaveLanded, err: attempt.error }, "agent dispatch failed");
   return { kind: "failed", retryable, error: message, bookkept };
 }
 
@@ -89,10 +91,15 @@ async function findOrCreateDispatch(
   routing: CallRouting,
   roomName: string,
   fields: Record<string, unknown>,
-): Promise<{ ok: true; dispatch: AgentDispatch; reused: boolean } | { ok: false; error: unknown }> {
+): Promise<
+  { ok: true; dispatch: AgentDispatch; reused: boolean } | { ok: false; error: unknown; createMayHaveLanded: boolean }
+> {
   const sleep = deps.sleep ?? ((ms: number) => Bun.sleep(ms));
   const deadline = Date.now() + deps.budgetMs;
   let lastError: unknown = new Error("no dispatch attempt fit in the budget");
+  // Set while a CreateDispatch may have reached LiveKit without us hearing back (a timeout, a
+  // dropped connection): from then on only LiveKit's list may answer, or the caller gets two agents.
+  let createMayHaveLanded = false;
   for (let attempt = 1; attempt <= deps.retries + 1; attempt++) {
     try {
       const result = await withDeadline(
@@ -101,8 +108,15 @@ async function findOrCreateDispatch(
           // even one sent while the database was down (the system default) or by a dispatch rule.
           const existing = (await deps.dispatcher.listDispatch(roomName))[0];
           if (existing) return { dispatch: existing, reused: true };
+          if (createMayHaveLanded) throw new Error("an earlier CreateDispatch may still land; not sending another");
           const metadata = JSON.stringify(callMetadata(routing));
-          return { dispatch: await deps.dispatcher.createDispatch(roomName, routing.agentName, { metadata }), reused: false };
+          createMayHaveLanded = true;
+          try {
+            return { dispatch: await deps.dispatcher.createDispatch(roomName, routing.agentName, { metadata }), reused: false };
+          } catch (error) {
+            createMayHaveLanded = !certainlyNotCreated(error);
+            throw error;
+          }
         })(),
         Math.max(1, deadline - Date.now()),
         "agent dispatch",
@@ -121,7 +135,13 @@ async function findOrCreateDispatch(
       await sleep(wait);
     }
   }
-  return { ok: false, error: lastError };
+  return { ok: false, error: lastError, createMayHaveLanded };
+}
+
+/** LiveKit answered with an error, or the connection was refused: no dispatch was made. */
+function certainlyNotCreated(error: unknown): boolean {
+  const { status, code } = (error ?? {}) as { status?: unknown; code?: unknown };
+  return (typeof status === "number" && status > 0) || code === "ECONNREFUSED" || code === "ConnectionRefused";
 }
 
 /** Transport errors, 5xx and 429 may pass on a later try; other 4xx will not. */
@@ -163,9 +183,11 @@ async function recordDispatch(database: Database, callLogId: string, dispatch: A
     where id = ${callLogId} returning id`);
 }
 
-/** Keeps the error on the record and lets a redelivered webhook try again. */
-async function releaseDispatch(database: Database, callLogId: string, error: string): Promise<void> {
+/** Keeps the error on the record and, when it is safe, lets a redelivered webhook try again at once. */
+async function recordDispatchFailure(database: Database, callLogId: string, error: string, release: boolean): Promise<void> {
   await database.rows(sql`
-    update call_logs set dispatch_claimed_at = null, dispatch_error = ${error.slice(0, 1000)}, updated_at = now()
+    update call_logs
+    set dispatch_claimed_at = case when ${release} then null else dispatch_claimed_at end,
+        dispatch_error = ${error.slice(0, 1000)}, updated_at = now()
     where id = ${callLogId} and dispatch_id is null returning id`);
 }

@@ -102,6 +102,11 @@ export interface FakeLiveKit {
   calls(method?: FakeLiveKitMethod | string): RecordedCall[];
   /** Answer the next `n` calls of `method` (default 1) with a Twirp error, HTTP 503 "unavailable" unless told. */
   failNext(method: FakeLiveKitMethod | string, n?: number, status?: number | FailureSpec): void;
+  /**
+   * Carry out the next `n` calls of `method` (default 1) as usual but answer them only after `ms`:
+   * a slow LiveKit whose CreateDispatch lands while the client has already given up.
+   */
+  delayNext(method: FakeLiveKitMethod | string, ms: number, n?: number): void;
   /** true: stop listening, so connections are refused; false: listen again on the same port. */
   setDown(down: boolean): Promise<void>;
   /** Current dispatches (optionally for one room). */
@@ -225,6 +230,7 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
   const rules = new Map<string, SIPDispatchRuleInfo>();
   const recorded: RecordedCall[] = [];
   const failures = new Map<string, Array<{ status: number; code: string; msg: string }>>();
+  const delays = new Map<string, number[]>();
 
   const notFound = (what: string) => new TwirpFailure(404, "not_found", `${what} not found`);
   const invalid = (msg: string) => new TwirpFailure(400, "invalid_argument", msg);
@@ -530,7 +536,14 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
     return new Response(result.toJsonString(), { headers: { "content-type": "application/json" } });
   }
 
-  const listen = (port: number) => Bun.serve({ hostname: "127.0.0.1", port, fetch: handle });
+  const handleWithDelay = async (httpReq: Request) => {
+    const method = /\/([A-Za-z]+)$/.exec(new URL(httpReq.url).pathname)?.[1] ?? "";
+    const delay = delays.get(method)?.shift();
+    const response = await handle(httpReq);
+    if (delay) await Bun.sleep(delay);
+    return response;
+  };
+  const listen = (port: number) => Bun.serve({ hostname: "127.0.0.1", port, fetch: handleWithDelay, idleTimeout: 60 });
   let server: ReturnType<typeof listen> | undefined = listen(options.port ?? 0);
   const port = server.port as number;
   const url = `http://127.0.0.1:${port}`;
@@ -545,6 +558,11 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
     },
     calls(method) {
       return method === undefined ? [...recorded] : recorded.filter((c) => c.method === method);
+    },
+    delayNext(method, ms, n = 1) {
+      const queue = delays.get(method) ?? [];
+      for (let i = 0; i < n; i++) queue.push(ms);
+      delays.set(method, queue);
     },
     failNext(method, n = 1, status = 503) {
       const spec: FailureSpec = typeof status === "number" ? { status } : status;
@@ -580,6 +598,7 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
       return [...rules.values()].map((r) => r.clone());
     },
     reset() {
+      delays.clear();
       dispatchesByRoom.clear();
       trunks.clear();
       rules.clear();
