@@ -132,6 +132,15 @@ async function serve(config: Config, logger: Logger): Promise<number> {
     if (applied.length) logger.info({ applied }, "migrations applied");
   }
   const livekit = createLiveKitClients(config.livekit);
+  // A LiveKit join takes up to four bounded database steps and the dispatch budget; the event
+  // hold and dispatch claim (10 s) must outlast that or a redelivery may act alongside it.
+  const worstJoinMs = 4 * config.statementTimeoutMs + config.livekit.dispatchBudgetMs;
+  if (worstJoinMs > 10_000) {
+    logger.warn(
+      { worst_join_ms: worstJoinMs },
+      "DB_STATEMENT_TIMEOUT_MS x4 + LIVEKIT_DISPATCH_BUDGET_MS exceeds the 10 s event hold: a slow delivery may overlap its redelivery",
+    );
+  }
   logger.info(
     {
       webhook_signatures: Boolean(config.livekit.apiKey && config.livekit.verifyWebhooks),

@@ -164,6 +164,12 @@ describe("wrong fields", () => {
 });
 
 describe("text PostgreSQL cannot store", () => {
+  test("an unpaired surrogate in call_id is refused naming the field (it would merge with other call ids)", async () => {
+    // Written as JSON escapes: the parsed string holds a lone high surrogate.
+    const res = await postRaw(SIP_INBOUND, `{"call_id":"X\\ud800","to_number":"${NUMBER}","from_number":"${CALLER}"}`);
+    await expectRejected(res, "call_id", 400);
+  });
+
   // "\u0000" is valid JSON but no PostgreSQL text column takes it. Accepting it means the call is
   // routed without a record (and logged as a database outage) instead of refused as bad input.
   test.each([

@@ -327,6 +327,8 @@ describe("out-of-range int64 times in a signed event", () => {
     ["99999999999999 s", { createdAt: 99_999_999_999_999n, joinedAt: 99_999_999_999_999n, joinedAtMs: 99_999_999_999_999_000n }],
     ["the largest int64", { createdAt: INT64_MAX, joinedAt: INT64_MAX, joinedAtMs: INT64_MAX }],
     ["year 10000", { createdAt: 253_402_300_800n, joinedAt: 253_402_300_800n, joinedAtMs: 253_402_300_800_000n }],
+    // A join "in 1970": its duration would not fit the column, and the call would never end.
+    ["joinedAtMs 1000 (1970)", { createdAt: 1n, joinedAt: 1n, joinedAtMs: 1000n }],
     // Within what JavaScript and PostgreSQL can hold, but three thousand years from now.
     ["year 5138 (joinedAtMs 99999999999999)", { createdAt: 99_999_999_999n, joinedAt: 99_999_999_999n, joinedAtMs: 99_999_999_999_999n }],
   ];
@@ -454,5 +456,18 @@ describe("a CreateDispatch that LiveKit carries out but answers too late", () =>
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
     expect(fake.dispatches(call.room)).toHaveLength(1);
     expect((await callLog(slow, call.callId)).dispatchId).toBe(fake.dispatches(call.room)[0]!.id);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe("SIP attributes PostgreSQL cannot store", () => {
+  test("a NUL in a SIP header attribute does not keep the call from being recorded", async () => {
+    const call = newCall();
+    const joined = await deliver(ctx, sipParticipantJoined({ ...call, attributes: { "sip.h.x-note": "before\u0000after" } }));
+    expect(joined.status).toBe(200);
+    const log = await callLog(ctx, call.callId);
+    expect(log.agentName).toBe(CAMPAIGN_AGENT);
+    expect(log.metadata).toMatchObject({ sip: { "sip.h.x-note": "beforeafter" } });
   });
 });

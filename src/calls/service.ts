@@ -356,8 +356,10 @@ export async function recordCallEnded(database: Database, end: CallEnd): Promise
       update call_logs
       set ended_at = ${endedAt}::timestamptz,
           caller_joined_at = coalesce(caller_joined_at, ${joinedAt}::timestamptz),
-          duration_ms = greatest(0, round(extract(epoch from
-                          (${endedAt}::timestamptz - coalesce(caller_joined_at, ${joinedAt}::timestamptz))) * 1000))::int,
+          -- Negative (events out of order) is 0; beyond a week is no call's duration: left unknown.
+          duration_ms = (select case when d <= 604800000 then greatest(0, d)::int end
+                         from (select round(extract(epoch from (${endedAt}::timestamptz
+                                 - coalesce(caller_joined_at, ${joinedAt}::timestamptz))) * 1000) as d) as span),
           disconnect_reason = ${end.disconnectReason},
           status = case when answered_at is not null then 'completed' else ${end.unansweredStatus} end,
           updated_at = now()

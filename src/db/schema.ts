@@ -105,7 +105,6 @@ export const phoneNumbers = pgTable(
     createdAt: createdAt(),
   },
   (t) => [
-    unique("phone_numbers_id_tenant_key").on(t.id, t.tenantId),
     // A number can only point at a campaign of its own tenant.
     foreignKey({
       name: "phone_numbers_campaign_same_tenant_fk",
@@ -160,7 +159,11 @@ export const callLogs = pgTable(
     tenantId: uuid("tenant_id").references(() => tenants.id),
     campaignId: uuid("campaign_id"),
     leadId: uuid("lead_id"),
-    phoneNumberId: uuid("phone_number_id"),
+    /**
+     * The number dialed. Not tied to the number's current tenant: numbers can be reassigned, and
+     * a call's history stays with the tenant that owned the number when it rang.
+     */
+    phoneNumberId: uuid("phone_number_id").references(() => phoneNumbers.id),
     agentName: text("agent_name").notNull(),
     agentSource: text("agent_source").$type<AgentSource>().notNull(),
     status: text("status").$type<CallStatus>().notNull().default("ringing"),
@@ -189,11 +192,6 @@ export const callLogs = pgTable(
       name: "call_logs_lead_same_tenant_fk",
       columns: [t.leadId, t.tenantId],
       foreignColumns: [leads.id, leads.tenantId],
-    }),
-    foreignKey({
-      name: "call_logs_phone_number_same_tenant_fk",
-      columns: [t.phoneNumberId, t.tenantId],
-      foreignColumns: [phoneNumbers.id, phoneNumbers.tenantId],
     }),
     // Composite keys are not checked when tenant_id is null, so a call without a tenant may
     // reference nothing that belongs to one.

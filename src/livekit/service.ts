@@ -54,7 +54,10 @@ export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookE
       claim = await claimEvent(deps, event);
     } catch (error) {
       // A caller joining still gets an agent with the database down; everything else waits for a retry.
-      if (action !== "caller_joined") throw new UnavailableError(`database unavailable: ${(error as Error).message}`);
+      if (action !== "caller_joined") {
+        log.warn({ err: error }, "event claim failed");
+        throw new UnavailableError("database unavailable");
+      }
       log.warn({ err: error }, "event claim failed: handling the join without the database");
       claim = { state: "unknown", roomFinished: false };
     }
@@ -78,8 +81,9 @@ export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookE
     if (event.id && claim.state === "owned") await releaseEvent(deps, event.id).catch(() => {});
     if (error instanceof AppError) throw error;
     // What fails here is the database (bad input was refused before): worth a redelivery.
+    // The details (SQL, values) go to the log, not into the answer.
     log.error({ err: error }, "event handling failed");
-    throw new UnavailableError(`event handling failed: ${(error as Error).message}`);
+    throw new UnavailableError("event handling failed: database unavailable");
   }
 }
 
@@ -121,7 +125,7 @@ async function perform(
       let recorded = routing.recorded;
       if (recorded) {
         try {
-          await recordCallerJoined(deps.database, { callId: routing.callId, roomName, joinedAt: joinedAt(participant, now) ?? at });
+          await recordCallerJoined(deps.database, { callId: routing.callId, roomName, joinedAt: joinedAt(participant, at) ?? at });
         } catch (error) {
           deps.logger.warn({ call_id: routing.callId, err: error }, "could not record the caller's join time");
           recorded = false;
@@ -155,7 +159,7 @@ async function perform(
     case "agent_joined": {
       const answered = await recordCallAnswered(deps.database, {
         roomName,
-        answeredAt: joinedAt(event.participant!, now) ?? at,
+        answeredAt: joinedAt(event.participant!, at) ?? at,
         agentIdentity: event.participant?.identity,
       });
       return { result: "handled", action: answered ? "call answered" : "agent joined (no ringing call)" };
@@ -169,7 +173,7 @@ async function perform(
       const ended = await recordCallEnded(deps.database, {
         callId: routing.callId,
         endedAt: at,
-        joinedAt: joinedAt(participant, now),
+        joinedAt: joinedAt(participant, at),
         disconnectReason: DisconnectReason[reason] ?? String(reason),
         unansweredStatus: FAILED_REASONS.has(reason) ? "failed" : "abandoned",
       });
@@ -189,7 +193,10 @@ async function perform(
 
 /** The SIP facts LiveKit puts on the caller's participant, routed exactly like sip-inbound. */
 function routeSipParticipant(deps: LiveKitEventDeps, participant: ParticipantInfo, roomName: string): Promise<CallRouting> {
-  const attributes = participant.attributes;
+  // PostgreSQL text cannot hold NUL, and SIP headers copied into attributes could carry one.
+  const attributes = Object.fromEntries(
+    Object.entries(participant.attributes).map(([key, value]) => [key, value.replaceAll("\u0000", "")]),
+  );
   const sip = Object.fromEntries(Object.entries(attributes).filter(([key]) => key.startsWith("sip.")));
   return routeInboundCall(deps, {
     // sip.callID is always set by LiveKit's SIP service; the participant sid keeps a record if it is not.
@@ -211,16 +218,25 @@ function eventTime(event: WebhookEvent, now: Date): Date {
   return lag >= 0 && lag < 1000 ? now : created;
 }
 
-function joinedAt(participant: ParticipantInfo, now: Date): Date | null {
-  return validDate(Number(participant.joinedAtMs), now) ?? validDate(Number(participant.joinedAt) * 1000, now);
+/** When the participant joined: close to the event that reports it (no call lasts a week). */
+function joinedAt(participant: ParticipantInfo, eventAt: Date): Date | null {
+  const week = 7 * DAY_MS;
+  return (
+    validDate(Number(participant.joinedAtMs), eventAt, week) ?? validDate(Number(participant.joinedAt) * 1000, eventAt, week)
+  );
 }
 
-/** Clocks disagree a little; a time further ahead than this is not a time. */
-const MAX_CLOCK_SKEW_MS = 24 * 60 * 60 * 1000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+const YEAR_2000_MS = Date.UTC(2000, 0, 1);
 
-/** int64 times arrive as bigint; zero means unset, and a nonsense value must not become a 500 or a record. */
-function validDate(ms: number, now: Date): Date | null {
-  if (!(ms > 0) || ms > now.getTime() + MAX_CLOCK_SKEW_MS) return null;
+/**
+ * int64 times arrive as bigint; zero means unset, and a nonsense value must not become a 500
+ * or a record: a time must lie after 2000 and within a day ahead of `reference` (clocks disagree
+ * a little), and no more than `maxBehindMs` before it.
+ */
+function validDate(ms: number, reference: Date, maxBehindMs = Number.POSITIVE_INFINITY): Date | null {
+  const ref = reference.getTime();
+  if (!(ms > YEAR_2000_MS && ms < ref + DAY_MS && ms > ref - maxBehindMs)) return null;
   return new Date(ms);
 }
 
