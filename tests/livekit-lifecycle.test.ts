@@ -228,6 +228,20 @@ describe("events out of order", () => {
     expect(log).toMatchObject({ status: "abandoned", disconnectReason: "ROOM_FINISHED", durationMs: 40_000 });
   });
 
+  test("an agent join that came before the call had a record still makes the call answered", async () => {
+    // As when the database was down through every delivery of the caller's join: the agent
+    // (dispatched anyway) joins, and the call is first recorded at hang-up.
+    const call = newCall();
+    const agentAt = plus(call.at, 2_000);
+    const early = await deliver(agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: agentAt }));
+    expect(early.action).toBe("agent joined (no ringing call)");
+    await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, joinedAt: call.at, at: plus(call.at, 30_000) }));
+    const log = await callLog(ctx, call.callId);
+    expect(log.status).toBe("completed");
+    expect(log.answeredAt?.getTime()).toBe(agentAt.getTime());
+    expect(log.durationMs).toBe(30_000);
+  });
+
   test("an agent joining after the caller left does not move the call back", async () => {
     const call = newCall();
     await deliver(sipParticipantJoined(call));

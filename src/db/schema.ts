@@ -212,6 +212,10 @@ export const webhookEvents = pgTable(
   {
     id: text("id").primaryKey(),
     event: text("event").notNull(),
+    /** What Switchboard made of it: caller_joined, agent_joined, caller_left or room_finished. */
+    action: text("action"),
+    /** When it happened (for a join, the participant's join time). */
+    occurredAt: timestamp("occurred_at", { withTimezone: true }),
     roomName: text("room_name"),
     /** The room's sid (RM_...): room names can be reused, sids cannot. */
     roomSid: text("room_sid"),
@@ -222,8 +226,8 @@ export const webhookEvents = pgTable(
     processedAt: timestamp("processed_at", { withTimezone: true }),
   },
   (t) => [
-    // A join that arrives after its room finished is recognised through this index.
-    index("webhook_events_room_sid_idx").on(t.roomSid, t.event),
+    // What already happened in a room (finished, an agent joined) is looked up through this index.
+    index("webhook_events_room_action_idx").on(t.roomSid, t.action),
     index("webhook_events_received_idx").on(t.receivedAt),
   ],
 );

@@ -48,10 +48,12 @@ export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookE
   if (!action) return { result: "ignored", reason: `${event.event || "unnamed"} is not about an inbound SIP call` };
   const log = deps.logger.child({ event: event.event, event_id: event.id, room: event.room?.name });
 
-  let claim: EventClaim = { state: "owned", roomFinished: false };
+  const at = eventTime(event, deps.clock());
+  const occurredAt = action === "agent_joined" ? (joinedAt(event.participant!, at) ?? at) : at;
+  let claim: EventClaim = { state: "owned", roomFinished: false, agentJoinedAt: null };
   if (event.id) {
     try {
-      claim = await claimEvent(deps, event);
+      claim = await claimEvent(deps, event, action, occurredAt);
     } catch (error) {
       // A caller joining still gets an agent with the database down; everything else waits for a retry.
       if (action !== "caller_joined") {
@@ -59,7 +61,7 @@ export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookE
         throw new UnavailableError("database unavailable");
       }
       log.warn({ err: error }, "event claim failed: handling the join without the database");
-      claim = { state: "unknown", roomFinished: false };
+      claim = { state: "unknown", roomFinished: false, agentJoinedAt: null };
     }
   }
   if (claim.state === "done") {
@@ -72,7 +74,7 @@ export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookE
   }
 
   try {
-    const outcome = await perform(deps, event, action, claim.roomFinished);
+    const outcome = await perform(deps, event, action, at, claim);
     if (claim.state === "unknown") throw new UnavailableError("event handled without the database; asking LiveKit to redeliver");
     if (event.id) await markProcessed(deps, event.id);
     return outcome;
@@ -113,11 +115,15 @@ async function perform(
   deps: LiveKitEventDeps,
   event: WebhookEvent,
   action: Action,
-  roomFinished: boolean,
+  at: Date,
+  { roomFinished, agentJoinedAt }: EventClaim,
 ): Promise<EventOutcome> {
   const roomName = event.room?.name ?? "";
-  const now = deps.clock();
-  const at = eventTime(event, now);
+  // An agent join that came before this call had a record (the database was down when the
+  // caller joined) still counts: the call was answered.
+  const applyEarlierAnswer = async () => {
+    if (agentJoinedAt) await recordCallAnswered(deps.database, { roomName, answeredAt: agentJoinedAt });
+  };
   switch (action) {
     case "caller_joined": {
       const participant = event.participant!;
@@ -131,6 +137,7 @@ async function perform(
           recorded = false;
         }
       }
+      if (recorded) await applyEarlierAnswer();
       if (roomFinished) {
         // room_finished overtook this join: the call was over before it rang; no agent to send.
         if (!recorded) throw new UnavailableError("database unavailable");
@@ -162,6 +169,7 @@ async function perform(
         answeredAt: joinedAt(event.participant!, at) ?? at,
         agentIdentity: event.participant?.identity,
       });
+      // With no ringing call, the join stays in webhook_events for the call's record to find.
       return { result: "handled", action: answered ? "call answered" : "agent joined (no ringing call)" };
     }
     case "caller_left": {
@@ -169,6 +177,7 @@ async function perform(
       // A left that overtakes its join still leaves a complete record: route (or find) the call, then end it.
       const routing = await routeSipParticipant(deps, participant, roomName);
       if (!routing.recorded) throw new UnavailableError("database unavailable");
+      await applyEarlierAnswer();
       const reason = participant.disconnectReason;
       const ended = await recordCallEnded(deps.database, {
         callId: routing.callId,
@@ -240,27 +249,41 @@ function validDate(ms: number, reference: Date, maxBehindMs = Number.POSITIVE_IN
   return new Date(ms);
 }
 
-type EventClaim = { state: "owned" | "done" | "busy" | "unknown"; roomFinished: boolean };
+type EventClaim = {
+  state: "owned" | "done" | "busy" | "unknown";
+  /** The room (by sid) has already finished. */
+  roomFinished: boolean;
+  /** When an agent first joined the room, if one did before now. */
+  agentJoinedAt: Date | null;
+};
 
 /**
  * Takes the event for this delivery: new, or held by a delivery whose lease ran out. Tells
- * whether it was already acted on, and whether the room has already finished.
+ * whether it was already acted on, and what already happened in its room, in one statement.
  */
-async function claimEvent(deps: LiveKitEventDeps, event: WebhookEvent): Promise<EventClaim> {
+async function claimEvent(deps: LiveKitEventDeps, event: WebhookEvent, action: Action, occurredAt: Date): Promise<EventClaim> {
   const sid = event.room?.sid || null;
-  const [row] = await deps.database.rows<{ owned: boolean; done: boolean; room_finished: boolean }>(sql`
+  const [row] = await deps.database.rows<{
+    owned: boolean;
+    done: boolean;
+    room_finished: boolean;
+    agent_joined_at: string | Date | null;
+  }>(sql`
     with claimed as (
-      insert into webhook_events (id, event, room_name, room_sid)
-      values (${event.id}, ${event.event}, ${event.room?.name ?? null}, ${sid})
+      insert into webhook_events (id, event, action, occurred_at, room_name, room_sid)
+      values (${event.id}, ${event.event}, ${action}, ${occurredAt.toISOString()}::timestamptz, ${event.room?.name ?? null}, ${sid})
       on conflict (id) do update set claimed_at = now()
         where webhook_events.processed_at is null and webhook_events.claimed_at < now() - ${EVENT_LEASE}
       returning id
     )
     select exists (select 1 from claimed) as owned,
            exists (select 1 from webhook_events where id = ${event.id} and processed_at is not null) as done,
-           exists (select 1 from webhook_events where room_sid = ${sid}::text and event = 'room_finished') as room_finished`);
+           exists (select 1 from webhook_events where room_sid = ${sid}::text and action = 'room_finished') as room_finished,
+           (select min(occurred_at) from webhook_events
+             where room_sid = ${sid}::text and action = 'agent_joined' and processed_at is not null) as agent_joined_at`);
   const state = row!.owned ? "owned" : row!.done ? "done" : "busy";
-  return { state, roomFinished: row!.room_finished };
+  const agentJoinedAt = row!.agent_joined_at ? new Date(row!.agent_joined_at) : null;
+  return { state, roomFinished: row!.room_finished, agentJoinedAt };
 }
 
 async function markProcessed(deps: LiveKitEventDeps, id: string): Promise<void> {
