@@ -6,6 +6,7 @@ import { assertServable, type Config, ConfigError, loadConfig } from "./config";
 import { type Database, openDatabase } from "./db/client";
 import { migrate } from "./db/migrate";
 import { createLiveKitClients } from "./livekit/clients";
+import { HOLD_MS } from "./livekit/dispatch";
 import { applyProvisioning, describePlan, liveKitStatus, planProvisioning } from "./livekit/provision";
 import { pruneWebhookEvents } from "./livekit/service";
 import { createLogger, type Logger } from "./logger";
@@ -133,12 +134,12 @@ async function serve(config: Config, logger: Logger): Promise<number> {
   }
   const livekit = createLiveKitClients(config.livekit);
   // A LiveKit join takes up to four bounded database steps and the dispatch budget; the event
-  // hold and dispatch claim (10 s) must outlast that or a redelivery may act alongside it.
+  // hold and dispatch claim must outlast that or a redelivery may act alongside it.
   const worstJoinMs = 4 * config.statementTimeoutMs + config.livekit.dispatchBudgetMs;
-  if (worstJoinMs > 10_000) {
+  if (worstJoinMs > HOLD_MS) {
     logger.warn(
-      { worst_join_ms: worstJoinMs },
-      "DB_STATEMENT_TIMEOUT_MS x4 + LIVEKIT_DISPATCH_BUDGET_MS exceeds the 10 s event hold: a slow delivery may overlap its redelivery",
+      { worst_join_ms: worstJoinMs, hold_ms: HOLD_MS },
+      "DB_STATEMENT_TIMEOUT_MS x4 + LIVEKIT_DISPATCH_BUDGET_MS exceeds the event hold: a slow delivery may overlap its redelivery",
     );
   }
   logger.info(

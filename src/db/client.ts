@@ -126,11 +126,11 @@ async function openPglite({ dataDir, statementTimeoutMs }: DatabaseOptions): Pro
   const unlock = inMemory ? () => {} : lockDataDir(dataDir);
   // The WebAssembly modules and the file-system bundle are read from files Bun embeds
   // in the compiled binary, so the executable needs nothing next to it.
-  const [pgliteWasmModule, initdbWasmModule] = await Promise.all([
-    Bun.file(pgliteWasm).arrayBuffer().then((b) => WebAssembly.compile(b)),
-    Bun.file(initdbWasm).arrayBuffer().then((b) => WebAssembly.compile(b)),
-  ]);
   try {
+    const [pgliteWasmModule, initdbWasmModule] = await Promise.all([
+      Bun.file(pgliteWasm).arrayBuffer().then((b) => WebAssembly.compile(b)),
+      Bun.file(initdbWasm).arrayBuffer().then((b) => WebAssembly.compile(b)),
+    ]);
     const client = await PGlite.create({
       dataDir: inMemory ? undefined : dataDir,
       pgliteWasmModule,

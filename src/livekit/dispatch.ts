@@ -37,10 +37,13 @@ export type DispatchOutcome = (
 };
 
 /**
- * A claim older than this is presumed abandoned (its process died) and may be taken over. As
- * long as the event hold in service.ts, so LiveKit's last redelivery finds both lapsed.
+ * How long a delivery may hold an event (service.ts) or a call's dispatch claim (here) before
+ * another may take it over. Longer than handling can take (each database step and the dispatch
+ * are bounded, and the SDK's request timeout is shorter), shorter than LiveKit's retry window
+ * (1+2+4+8 s), so the last redelivery of a crashed attempt finds both lapsed and acts.
  */
-const CLAIM_EXPIRY = sql`interval '10 seconds'`;
+export const HOLD_MS = 10_000;
+export const HOLD = sql`make_interval(secs => ${HOLD_MS / 1000})`;
 
 export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, roomName: string): Promise<DispatchOutcome> {
   const { logger } = deps;
@@ -160,7 +163,7 @@ async function claimDispatch(
       update call_logs
       set dispatch_claimed_at = now(), dispatch_attempts = dispatch_attempts + 1, updated_at = now()
       where id = ${callLogId} and dispatch_id is null and ended_at is null
-        and (dispatch_claimed_at is null or dispatch_claimed_at < now() - ${CLAIM_EXPIRY})
+        and (dispatch_claimed_at is null or dispatch_claimed_at < now() - ${HOLD})
       returning id
     )
     select exists (select 1 from claimed) as claimed,

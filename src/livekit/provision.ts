@@ -147,5 +147,6 @@ export async function liveKitStatus(database: Database, sip: SipClient): Promise
 }
 
 function sameSet(a: string[], b: string[]) {
-  return a.length === b.length && [...a].sort().every((v, i) => v === [...b].sort()[i]);
+  const set = new Set(a);
+  return set.size === new Set(b).size && b.every((v) => set.has(v));
 }

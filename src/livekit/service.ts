@@ -12,7 +12,7 @@ import {
   routeInboundCall,
 } from "../calls/service";
 import { AppError, UnavailableError } from "../errors";
-import { type DispatchDeps, type DispatchOutcome, dispatchAgent } from "./dispatch";
+import { type DispatchDeps, type DispatchOutcome, dispatchAgent, HOLD } from "./dispatch";
 
 export interface LiveKitEventDeps extends RoutingDeps {
   /** Absent when dispatch is switched off (LIVEKIT_DISPATCH=false) or LiveKit is not configured. */
@@ -36,12 +36,6 @@ const FAILED_REASONS = new Set([
   DisconnectReason.SERVER_SHUTDOWN,
 ]);
 
-/**
- * How long a delivery may hold an event before another delivery may take it over. Longer than
- * handling can take (each database step and the dispatch are bounded), shorter than LiveKit's
- * retry window (1+2+4+8 s), so the redelivery of a crashed attempt still acts.
- */
-const EVENT_LEASE = sql`interval '10 seconds'`;
 
 export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookEvent): Promise<EventOutcome> {
   const action = actionFor(event);
@@ -273,7 +267,7 @@ async function claimEvent(deps: LiveKitEventDeps, event: WebhookEvent, action: A
       insert into webhook_events (id, event, action, occurred_at, room_name, room_sid)
       values (${event.id}, ${event.event}, ${action}, ${occurredAt.toISOString()}::timestamptz, ${event.room?.name ?? null}, ${sid})
       on conflict (id) do update set claimed_at = now()
-        where webhook_events.processed_at is null and webhook_events.claimed_at < now() - ${EVENT_LEASE}
+        where webhook_events.processed_at is null and webhook_events.claimed_at < now() - ${HOLD}
       returning id
     )
     select exists (select 1 from claimed) as owned,
