@@ -4,7 +4,16 @@ import { Elysia, type ValidationError } from "elysia";
 import { callRoutes } from "./calls/routes";
 import type { Config } from "./config";
 import type { Database } from "./db/client";
-import { AppError, BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError } from "./errors";
+import { constraintViolation } from "./db/errors";
+import {
+  AppError,
+  BadRequestError,
+  ConflictError,
+  NotFoundError,
+  PayloadTooLargeError,
+  UnprocessableError,
+  UnsupportedMediaTypeError,
+} from "./errors";
 import { healthRoutes } from "./health/routes";
 import { createLiveKitClients, type LiveKitClients } from "./livekit/clients";
 import { liveKitRoutes } from "./livekit/routes";
@@ -47,28 +56,13 @@ export function createApp(deps: AppDeps) {
       return parseBody(text, contentType);
     })
     .onError(({ code, error, set, request }) => {
-      // Elysia wraps whatever a parser throws in a ParseError; ours carry the real answer.
-      const cause = code === "PARSE" ? (error as Error).cause : undefined;
-      if (cause instanceof AppError) error = cause;
-      if (error instanceof AppError) {
-        set.status = error.status;
-        return { error: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) };
+      const problem = toAppError(code, error, request);
+      if (!problem) {
+        logger.error({ err: error, path: new URL(request.url).pathname }, "unhandled error");
       }
-      if (code === "VALIDATION") {
-        set.status = 400;
-        return validationProblem(error as ValidationError);
-      }
-      if (code === "PARSE") {
-        set.status = 400;
-        return { error: "invalid_request", message: "body: could not be parsed", field: "body" };
-      }
-      if (code === "NOT_FOUND") {
-        set.status = 404;
-        return { error: "not_found", message: `no route for ${request.method} ${new URL(request.url).pathname}` };
-      }
-      logger.error({ err: error, path: new URL(request.url).pathname }, "unhandled error");
-      set.status = 500;
-      return { error: "internal", message: "internal error" };
+      const answer = problem ?? new AppError(500, "internal", "internal error");
+      set.status = answer.status;
+      return answer.toBody();
     })
     .use(
       healthRoutes({
@@ -133,8 +127,35 @@ function parseBody(text: string, contentType: string): unknown {
   return undefined;
 }
 
-function validationProblem(error: ValidationError) {
+/** What an error means to the client; undefined for a real failure (logged, answered 500). */
+function toAppError(code: string | number, error: unknown, request: Request): AppError | undefined {
+  // Elysia wraps whatever a parser throws in a ParseError; ours carry the real answer.
+  const cause = code === "PARSE" ? (error as Error).cause : undefined;
+  if (cause instanceof AppError) return cause;
+  if (error instanceof AppError) return error;
+  if (code === "VALIDATION") return validationProblem(error as ValidationError);
+  if (code === "PARSE") return new BadRequestError("body: could not be parsed", "body");
+  if (code === "NOT_FOUND") {
+    return new NotFoundError(`no route for ${request.method} ${new URL(request.url).pathname}`);
+  }
+  const violation = constraintViolation(error);
+  if (!violation) return undefined;
+  const field = violation.field;
+  const about = field ? `${field}: ` : "";
+  switch (violation.kind) {
+    case "unique":
+      return new ConflictError(`${about}already taken`, field);
+    case "reference":
+      return new UnprocessableError(`${about}refers to something that does not exist or is not yours`, field);
+    case "check":
+      return new UnprocessableError(`${about}not allowed (${violation.constraint ?? "check"})`, field);
+    case "invalid_value":
+      return new BadRequestError(`${about}not a valid value`, field);
+  }
+}
+
+function validationProblem(error: ValidationError): BadRequestError {
   const first = error.all[0] as { path?: string; message?: string; summary?: string } | undefined;
   const field = first?.path ? first.path.replace(/^\//, "").replaceAll("/", ".") : "body";
-  return { error: "invalid_request", message: `${field}: ${first?.message ?? "invalid"}`, field };
+  return new BadRequestError(`${field}: ${first?.message ?? "invalid"}`, field);
 }

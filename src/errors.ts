@@ -7,9 +7,19 @@ export class AppError extends Error {
     message: string,
     /** The request field the problem is about, when there is one. */
     readonly field?: string,
+    /** More machine-readable facts (e.g. the campaigns still using an agent). */
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
     this.name = new.target.name;
+  }
+
+  /** The one error shape every endpoint answers with. */
+  toBody() {
+    const details = { ...(this.field ? { field: this.field } : {}), ...this.details };
+    return {
+      error: { code: this.code, message: this.message, ...(Object.keys(details).length ? { details } : {}) },
+    };
   }
 }
 
@@ -34,6 +44,25 @@ export class UnsupportedMediaTypeError extends AppError {
 export class UnauthorizedError extends AppError {
   constructor(message: string) {
     super(401, "unauthorized", message, "authorization");
+  }
+}
+
+export class ForbiddenError extends AppError {
+  constructor(message: string, field?: string) {
+    super(403, "forbidden", message, field);
+  }
+}
+
+export class ConflictError extends AppError {
+  constructor(message: string, field?: string, details?: Record<string, unknown>) {
+    super(409, "conflict", message, field, details);
+  }
+}
+
+/** Well-formed, but naming something that does not exist or may not be used here. */
+export class UnprocessableError extends AppError {
+  constructor(message: string, field?: string) {
+    super(422, "unprocessable", message, field);
   }
 }
 

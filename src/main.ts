@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 // The switchboard command: serve (default), migrate, seed FILE, livekit provision|status.
-import { applyDirectory, DirectoryError } from "./admin/service";
+import { applyDirectory, DirectoryError } from "./admin/directory";
 import { createApp } from "./app";
 import { assertServable, type Config, ConfigError, loadConfig } from "./config";
 import { type Database, openDatabase } from "./db/client";

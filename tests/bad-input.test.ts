@@ -33,16 +33,22 @@ async function expectNothingWritten() {
   expect(await ctx.database.db.select().from(leads)).toHaveLength(0);
 }
 
-/** The response is a 4xx JSON problem whose `field` or `message` names `field`; nothing was written. */
+interface Problem {
+  code: string;
+  message: string;
+  details?: { field?: string };
+}
+
+/** The response is a 4xx JSON problem whose `details.field` or `message` names `field`; nothing was written. */
 async function expectRejected(res: Response, field: string, status?: number) {
   if (status) expect(res.status).toBe(status);
   expect(res.status).toBeGreaterThanOrEqual(400);
   expect(res.status).toBeLessThan(500);
   expect(res.headers.get("content-type")).toContain("application/json");
-  const body = (await json(res)) as { error: string; message: string; field?: string };
-  expect(typeof body.error).toBe("string");
+  const body = ((await json(res)) as { error: Problem }).error;
+  expect(typeof body.code).toBe("string");
   expect(typeof body.message).toBe("string");
-  const namesField = body.field === field || body.message.includes(field);
+  const namesField = body.details?.field === field || body.message.includes(field);
   if (!namesField) throw new Error(`expected the problem to name "${field}", got ${JSON.stringify(body)}`);
   await expectNothingWritten();
   return body;
@@ -189,8 +195,8 @@ describe("routes", () => {
     const res = await ctx.post("/api/v1/webhooks/nope", { call_id: "c-404", to_number: NUMBER });
     expect(res.status).toBe(404);
     expect(res.headers.get("content-type")).toContain("application/json");
-    const body = await json(res);
-    expect(body.error).toBe("not_found");
+    const body = (await json(res)).error;
+    expect(body.code).toBe("not_found");
     expect(body.message).toContain("/api/v1/webhooks/nope");
     await expectNothingWritten();
   });
@@ -198,7 +204,7 @@ describe("routes", () => {
   test("a GET of an unknown path is a JSON 404", async () => {
     const res = await ctx.get("/nope");
     expect(res.status).toBe(404);
-    expect((await json(res)).error).toBe("not_found");
+    expect((await json(res)).error.code).toBe("not_found");
   });
 });
 

@@ -60,9 +60,9 @@ describe("a JSON text sent as something other than JSON", () => {
     test(`sip-inbound, ${name}: 415 naming content-type; nothing written`, async () => {
       const res = await postAs(SIP_INBOUND, body(`ct-${crypto.randomUUID()}`), contentType);
       expect(res.status).toBe(415);
-      const answer = (await res.json()) as Record<string, string>;
-      expect(answer.error).toBe("unsupported_media_type");
-      expect(answer.field).toBe("content-type");
+      const answer = ((await res.json()) as { error: { code: string; message: string; details: { field: string } } }).error;
+      expect(answer.code).toBe("unsupported_media_type");
+      expect(answer.details.field).toBe("content-type");
       expect(answer.message).toContain("content-type");
       expect(answer.message).toContain("application/json");
       if (contentType) expect(answer.message).toContain(contentType.split(";")[0]!);
@@ -73,7 +73,7 @@ describe("a JSON text sent as something other than JSON", () => {
   test("the test endpoint answers a curl -d body the same way", async () => {
     const res = await postAs(TEST_CALL, JSON.stringify({ to_number: CAMPAIGN_NUMBER }), "application/x-www-form-urlencoded");
     expect(res.status).toBe(415);
-    expect(((await res.json()) as Record<string, string>).field).toBe("content-type");
+    expect(((await res.json()) as { error: { details: { field: string } } }).error.details.field).toBe("content-type");
     await expectNothingWritten();
   });
 

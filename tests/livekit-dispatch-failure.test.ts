@@ -50,7 +50,7 @@ describe("LiveKit's API is down when the caller joins (LIVEKIT_DISPATCH_RETRIES=
     await fake.setDown(true);
     const failed = await post(ctx, delivery);
     expect(failed.status).toBe(503);
-    expect(failed.body.error).toBe("unavailable");
+    expect(failed.body.error.code).toBe("unavailable");
 
     const log = await callLog(ctx, call.callId);
     expect(log).toMatchObject({
@@ -206,7 +206,7 @@ describe("the database is down", () => {
     test(`${name}: 503, so LiveKit delivers it again`, async () => {
       const res = await post(ctx, await signDelivery(build(), TEST_KEYS));
       expect(res.status).toBe(503);
-      expect(res.body.error).toBe("unavailable");
+      expect(res.body.error.code).toBe("unavailable");
       expect(fake.calls()).toHaveLength(0);
     });
   }

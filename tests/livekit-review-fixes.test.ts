@@ -176,7 +176,7 @@ describe("an event another delivery is still working on (in-flight hold)", () =>
 
     const res = await post(ctx, delivery);
     expect(res.status).toBe(503);
-    expect(res.body.error).toBe("unavailable");
+    expect(res.body.error.code).toBe("unavailable");
     expect(fake.calls()).toHaveLength(0);
     expect(await callLogRows(ctx, call.callId)).toHaveLength(0);
     // The hold is left to its owner.
@@ -201,7 +201,7 @@ describe("a delivery that failed on a database blip is acted on when redelivered
     state.down = true;
     const failed = await post(ctx, left);
     expect(failed.status).toBe(503);
-    expect(failed.body.error).toBe("unavailable");
+    expect(failed.body.error.code).toBe("unavailable");
 
     state.down = false;
     expect((await callLog(ctx, call.callId)).endedAt).toBeNull();
@@ -305,7 +305,7 @@ describe("dispatch off (LIVEKIT_DISPATCH=false)", () => {
     state.down = true;
     const failed = await post(ctxNoDispatch, delivery);
     expect(failed.status).toBe(503);
-    expect(failed.body.error).toBe("unavailable");
+    expect(failed.body.error.code).toBe("unavailable");
     expect(fake.calls()).toHaveLength(0);
 
     state.down = false;
@@ -414,7 +414,7 @@ describe("a database that accepts connections and never answers (DB_STATEMENT_TI
     const res = await app.handle(new Request(`http://localhost${EVENTS_PATH}`, { method: "POST", headers: delivery.headers, body: delivery.body }));
     const body = await answer(res);
     expect(res.status).toBe(503);
-    expect(body.error).toBe("unavailable");
+    expect(body.error.code).toBe("unavailable");
 
     const creates = fake.calls("CreateDispatch");
     expect(creates).toHaveLength(1);

@@ -179,7 +179,7 @@ describe("deliveries that must not be trusted get 401 and change nothing", () =>
     expect(tampered.length).toBe(delivery.body.length);
     const res = await post({ ...delivery, body: tampered });
     expect(res.status).toBe(401);
-    expect((await answer(res)).error).toBe("unauthorized");
+    expect((await answer(res)).error.code).toBe("unauthorized");
     await expectNothingChanged();
   });
 
@@ -209,7 +209,7 @@ describe("deliveries that must not be trusted get 401 and change nothing", () =>
     const { authorization: _dropped, ...headers } = delivery.headers;
     const res = await post({ body: delivery.body, headers });
     expect(res.status).toBe(401);
-    expect((await answer(res)).field).toBe("authorization");
+    expect((await answer(res)).error.details.field).toBe("authorization");
     await expectNothingChanged();
   });
 
@@ -284,7 +284,7 @@ describe("bodies that are not webhook events", () => {
     const delivery = await signDelivery(malformed, TEST_KEYS);
     const res = await post(delivery);
     expect(res.status).toBe(400);
-    expect((await answer(res)).field).toBe("body");
+    expect((await answer(res)).error.details.field).toBe("body");
     await expectNothingChanged();
   });
 
@@ -309,7 +309,7 @@ describe("bodies that are not webhook events", () => {
     for (const text of ['{"event":5}', "[]", "null"]) {
       const res = await post(await signDelivery(text, TEST_KEYS));
       const body = await answer(res);
-      expect({ text, status: res.status, field: body.field }).toEqual({ text, status: 400, field: "body" });
+      expect({ text, status: res.status, field: body.error.details.field }).toEqual({ text, status: 400, field: "body" });
     }
     await expectNothingChanged();
   });
@@ -344,7 +344,7 @@ describe("repeated deliveries", () => {
     // One delivery acts. The others find it either done (200, duplicate) or still in hand
     // (503: LiveKit redelivers later, so the event is not lost if the first attempt fails).
     const bodies = await Promise.all(responses.map(answer));
-    const outcomes = responses.map((r, i) => `${r.status} ${bodies[i]!.result ?? bodies[i]!.error}`).sort();
+    const outcomes = responses.map((r, i) => `${r.status} ${bodies[i]!.result ?? bodies[i]!.error.code}`).sort();
     expect(outcomes.filter((o) => o === "200 handled")).toHaveLength(1);
     for (const other of outcomes.filter((o) => o !== "200 handled")) {
       expect(["200 duplicate", "503 unavailable"]).toContain(other);
@@ -395,7 +395,7 @@ describe("repeated deliveries", () => {
     // One dispatches; the others find it dispatched (200, skipped) or still being dispatched
     // (503, so LiveKit redelivers them in case that dispatch fails).
     const bodies = await Promise.all(responses.map(answer));
-    const outcomes = responses.map((r, i) => `${r.status} ${bodies[i]!.dispatch?.kind ?? bodies[i]!.error}`);
+    const outcomes = responses.map((r, i) => `${r.status} ${bodies[i]!.dispatch?.kind ?? bodies[i]!.error.code}`);
     expect(outcomes.filter((o) => o === "200 dispatched")).toHaveLength(1);
     for (const other of outcomes.filter((o) => o !== "200 dispatched")) {
       expect(["200 skipped", "503 unavailable"]).toContain(other);

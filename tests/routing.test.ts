@@ -512,7 +512,7 @@ describe("the test endpoint", () => {
     await production.seed(directory);
     const res = await production.post(TEST_PATH, { to_number: LIVE_CAMPAIGN_NUMBER });
     expect(res.status).toBe(404);
-    expect((await json(res)).error).toBe("not_found");
+    expect((await json(res)).error.code).toBe("not_found");
     expect(await allCallLogs()).toHaveLength(0);
     // The real endpoint is still there.
     expect((await production.post(SIP_INBOUND, { call_id: newCallId(), to_number: LIVE_CAMPAIGN_NUMBER })).status).toBe(200);

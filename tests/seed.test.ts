@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { asc, eq } from "drizzle-orm";
-import { applyDirectory, DirectoryError, type DirectoryProblem } from "../src/admin/service";
+import { applyDirectory, DirectoryError, type DirectoryProblem } from "../src/admin/directory";
 import { openDatabase } from "../src/db/client";
 import { agents, campaigns, phoneNumbers, tenants } from "../src/db/schema";
 import { openTestContext, type TestContext } from "./support/context";

@@ -7,6 +7,7 @@ import m0001 from "../../drizzle/0001_livekit_leases_and_tenant_keys.sql" with {
 import m0002 from "../../drizzle/0002_agent_tenant_moves.sql" with { type: "text" };
 import m0003 from "../../drizzle/0003_numbers_can_move_tenant.sql" with { type: "text" };
 import m0004 from "../../drizzle/0004_webhook_event_actions.sql" with { type: "text" };
+import m0005 from "../../drizzle/0005_admin_api.sql" with { type: "text" };
 import { type Database, rowsOf } from "./client";
 
 const MIGRATION_SQL: Record<string, string> = {
@@ -15,6 +16,7 @@ const MIGRATION_SQL: Record<string, string> = {
   "0002_agent_tenant_moves": m0002,
   "0003_numbers_can_move_tenant": m0003,
   "0004_webhook_event_actions": m0004,
+  "0005_admin_api": m0005,
 };
 
 /** Any constant works; it only has to be the same for every Switchboard process. */

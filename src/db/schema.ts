@@ -59,6 +59,9 @@ export const agents = pgTable(
     name: text("name").notNull(),
     isDefault: boolean("is_default").notNull().default(false),
     active: boolean("active").notNull().default(true),
+    description: text("description"),
+    /** Free-form facts for operators and the agent's own configuration. */
+    metadata: jsonb("metadata").$type<Record<string, unknown>>().notNull().default({}),
     createdAt: createdAt(),
   },
   (t) => [
@@ -81,9 +84,14 @@ export const campaigns = pgTable(
     agentId: uuid("agent_id").references(() => agents.id),
     status: text("status").$type<CampaignStatus>().notNull().default("active"),
     createdAt: createdAt(),
+    /**
+     * Campaigns are deleted softly: their leads and call logs keep pointing at them. A deleted
+     * campaign has no numbers and no agent, and its name can be taken again.
+     */
+    deletedAt: timestamp("deleted_at", { withTimezone: true }),
   },
   (t) => [
-    unique("campaigns_tenant_name_key").on(t.tenantId, t.name),
+    uniqueIndex("campaigns_tenant_name_key").on(t.tenantId, t.name).where(sql`${t.deletedAt} is null`),
     // Target of the composite foreign keys that keep rows inside one tenant.
     unique("campaigns_id_tenant_key").on(t.id, t.tenantId),
     check("campaigns_status_check", inList("status", CAMPAIGN_STATUSES)),
@@ -126,6 +134,8 @@ export const leads = pgTable(
     phoneNumber: text("phone_number").notNull(),
     name: text("name").notNull(),
     status: text("status").notNull().default("new"),
+    email: text("email"),
+    metadata: jsonb("metadata").$type<Record<string, unknown>>().notNull().default({}),
     lastCallAt: timestamp("last_call_at", { withTimezone: true }),
     createdAt: createdAt(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
@@ -135,6 +145,7 @@ export const leads = pgTable(
     // concurrent calls from one caller meet here and become one row.
     unique("leads_caller_key").on(t.tenantId, t.campaignId, t.phoneNumber).nullsNotDistinct(),
     unique("leads_id_tenant_key").on(t.id, t.tenantId),
+    index("leads_tenant_created_idx").on(t.tenantId, t.createdAt),
     foreignKey({
       name: "leads_campaign_same_tenant_fk",
       columns: [t.campaignId, t.tenantId],
@@ -163,7 +174,7 @@ export const callLogs = pgTable(
      * The number dialed. Not tied to the number's current tenant: numbers can be reassigned, and
      * a call's history stays with the tenant that owned the number when it rang.
      */
-    phoneNumberId: uuid("phone_number_id").references(() => phoneNumbers.id),
+    phoneNumberId: uuid("phone_number_id").references(() => phoneNumbers.id, { onDelete: "set null" }),
     agentName: text("agent_name").notNull(),
     agentSource: text("agent_source").$type<AgentSource>().notNull(),
     status: text("status").$type<CallStatus>().notNull().default("ringing"),
@@ -188,11 +199,13 @@ export const callLogs = pgTable(
       columns: [t.campaignId, t.tenantId],
       foreignColumns: [campaigns.id, campaigns.tenantId],
     }),
+    // Deleting a lead unlinks its calls. The migration limits SET NULL to lead_id (drizzle-kit
+    // cannot say so): nulling tenant_id too would take the call away from its tenant.
     foreignKey({
       name: "call_logs_lead_same_tenant_fk",
       columns: [t.leadId, t.tenantId],
       foreignColumns: [leads.id, leads.tenantId],
-    }),
+    }).onDelete("set null"),
     // Composite keys are not checked when tenant_id is null, so a call without a tenant may
     // reference nothing that belongs to one.
     check(
@@ -204,6 +217,27 @@ export const callLogs = pgTable(
     index("call_logs_room_name_idx").on(t.roomName),
     index("call_logs_tenant_created_idx").on(t.tenantId, t.createdAt),
   ],
+);
+
+/**
+ * Bearer keys for the admin API. Only a SHA-256 of the key is kept: keys are 256 random bits,
+ * so a fast hash is as strong as a slow one and the lookup stays one indexed read.
+ */
+export const apiKeys = pgTable(
+  "api_keys",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    /** null: an admin key (every tenant). */
+    tenantId: uuid("tenant_id").references(() => tenants.id),
+    label: text("label"),
+    /** The first characters of the key, so people can tell their keys apart. */
+    prefix: text("prefix").notNull(),
+    keyHash: text("key_hash").notNull().unique(),
+    createdAt: createdAt(),
+    lastUsedAt: timestamp("last_used_at", { withTimezone: true }),
+    revokedAt: timestamp("revoked_at", { withTimezone: true }),
+  },
+  (t) => [index("api_keys_tenant_created_idx").on(t.tenantId, t.createdAt)],
 );
 
 /** LiveKit webhook deliveries already acted on, keyed by the event id (`EV_...`). */

@@ -1,7 +1,7 @@
 // A Switchboard app wired to a fresh database for one test file: PGlite in memory by default,
 // the real PostgreSQL named by DATABASE_URL when the suite runs against it.
 import { sql } from "drizzle-orm";
-import { applyDirectory } from "../../src/admin/service";
+import { applyDirectory } from "../../src/admin/directory";
 import { createApp } from "../../src/app";
 import { type Config, loadConfig } from "../../src/config";
 import { type Database, openDatabase } from "../../src/db/client";
@@ -84,6 +84,6 @@ export async function openTestContext(
 
 export async function resetData(database: Database): Promise<void> {
   await database.db.execute(
-    sql`truncate call_logs, leads, phone_numbers, campaigns, agents, tenants, webhook_events restart identity cascade`,
+    sql`truncate call_logs, leads, phone_numbers, campaigns, agents, api_keys, tenants, webhook_events restart identity cascade`,
   );
 }

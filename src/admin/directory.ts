@@ -4,7 +4,7 @@
 // schema's unique keys: tenants(name), agents(tenant_id, name), campaigns(tenant_id, name),
 // phone_numbers(e164).
 import { Value } from "@sinclair/typebox/value";
-import { and, eq, ne } from "drizzle-orm";
+import { and, eq, isNull, ne } from "drizzle-orm";
 import { normalizePhoneNumber, numberTypeOf } from "../calls/phone";
 import type { Db } from "../db/client";
 import { agents, campaigns, phoneNumbers, tenants } from "../db/schema";
@@ -84,7 +84,11 @@ export async function applyDirectory(db: Db, input: unknown, region: string): Pr
         const [row] = await tx
           .insert(campaigns)
           .values({ tenantId, name: campaign.name, ...values })
-          .onConflictDoUpdate({ target: [campaigns.tenantId, campaigns.name], set: values })
+          .onConflictDoUpdate({
+            target: [campaigns.tenantId, campaigns.name],
+            targetWhere: isNull(campaigns.deletedAt),
+            set: values,
+          })
           .returning({ id: campaigns.id });
         campaignIds.set(campaign.name, row!.id);
         summary.campaigns++;

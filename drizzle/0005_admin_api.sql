@@ -1,0 +1,29 @@
+CREATE TABLE "api_keys" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"tenant_id" uuid,
+	"label" text,
+	"prefix" text NOT NULL,
+	"key_hash" text NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"last_used_at" timestamp with time zone,
+	"revoked_at" timestamp with time zone,
+	CONSTRAINT "api_keys_key_hash_unique" UNIQUE("key_hash")
+);
+--> statement-breakpoint
+ALTER TABLE "campaigns" DROP CONSTRAINT "campaigns_tenant_name_key";--> statement-breakpoint
+ALTER TABLE "call_logs" DROP CONSTRAINT "call_logs_phone_number_id_phone_numbers_id_fk";
+--> statement-breakpoint
+ALTER TABLE "call_logs" DROP CONSTRAINT "call_logs_lead_same_tenant_fk";
+--> statement-breakpoint
+ALTER TABLE "agents" ADD COLUMN "description" text;--> statement-breakpoint
+ALTER TABLE "agents" ADD COLUMN "metadata" jsonb DEFAULT '{}'::jsonb NOT NULL;--> statement-breakpoint
+ALTER TABLE "campaigns" ADD COLUMN "deleted_at" timestamp with time zone;--> statement-breakpoint
+ALTER TABLE "leads" ADD COLUMN "email" text;--> statement-breakpoint
+ALTER TABLE "leads" ADD COLUMN "metadata" jsonb DEFAULT '{}'::jsonb NOT NULL;--> statement-breakpoint
+ALTER TABLE "api_keys" ADD CONSTRAINT "api_keys_tenant_id_tenants_id_fk" FOREIGN KEY ("tenant_id") REFERENCES "public"."tenants"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+CREATE INDEX "api_keys_tenant_created_idx" ON "api_keys" USING btree ("tenant_id","created_at");--> statement-breakpoint
+ALTER TABLE "call_logs" ADD CONSTRAINT "call_logs_phone_number_id_phone_numbers_id_fk" FOREIGN KEY ("phone_number_id") REFERENCES "public"."phone_numbers"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
+-- Deleting a lead unlinks its calls but leaves them with their tenant: SET NULL of lead_id only.
+ALTER TABLE "call_logs" ADD CONSTRAINT "call_logs_lead_same_tenant_fk" FOREIGN KEY ("lead_id","tenant_id") REFERENCES "public"."leads"("id","tenant_id") ON DELETE SET NULL ("lead_id") ON UPDATE no action;--> statement-breakpoint
+CREATE UNIQUE INDEX "campaigns_tenant_name_key" ON "campaigns" USING btree ("tenant_id","name") WHERE "campaigns"."deleted_at" is null;--> statement-breakpoint
+CREATE INDEX "leads_tenant_created_idx" ON "leads" USING btree ("tenant_id","created_at");

@@ -1,0 +1,51 @@
+// What a refused write means, read off the database's error: the schema's constraints are the
+// rules, so a request that breaks one is answered from here rather than checked beforehand.
+
+export interface ConstraintViolation {
+  kind: "unique" | "reference" | "check" | "invalid_value";
+  /** The API field the constraint is about, when one can be named. */
+  field?: string;
+  constraint?: string;
+  message: string;
+}
+
+/** Constraint (or trigger message) to the API field it guards. */
+const FIELDS: [RegExp, string][] = [
+  [/^tenants_name_unique$/, "name"],
+  [/^agents_tenant_name_key$/, "name"],
+  [/^agents_one_default_per_tenant$/, "is_default"],
+  [/^agents_default_has_tenant$/, "is_default"],
+  [/^agents_tenant_id_tenants_id_fk$/, "tenant_id"],
+  [/^campaigns_tenant_name_key$/, "name"],
+  [/^campaigns_tenant_id_tenants_id_fk$/, "tenant_id"],
+  [/^campaigns_agent_id_agents_id_fk$/, "agent_id"],
+  [/may only use agents/, "agent_id"],
+  [/is used by campaigns of another tenant/, "tenant_id"],
+  [/^phone_numbers_e164_unique$/, "number"],
+  [/^phone_numbers_tenant_id_tenants_id_fk$/, "tenant_id"],
+  [/^phone_numbers_campaign_same_tenant_fk$/, "campaign_id"],
+  [/^api_keys_tenant_id_tenants_id_fk$/, "tenant_id"],
+];
+
+const KINDS: Record<string, ConstraintViolation["kind"]> = {
+  "23505": "unique",
+  "23503": "reference",
+  "23514": "check",
+  "22P02": "invalid_value",
+};
+
+/** The violation behind an error from postgres.js or PGlite (through Drizzle's wrapper), if it is one. */
+export function constraintViolation(error: unknown): ConstraintViolation | null {
+  for (let e = error as Record<string, unknown> | undefined, depth = 0; e && depth < 5; depth++) {
+    const kind = typeof e.code === "string" ? KINDS[e.code] : undefined;
+    if (kind) {
+      // postgres.js names it constraint_name, PGlite constraint.
+      const constraint = (e.constraint_name ?? e.constraint) as string | undefined;
+      const message = String(e.message ?? "");
+      const field = FIELDS.find(([pattern]) => pattern.test(constraint ?? message))?.[1];
+      return { kind, field, constraint, message };
+    }
+    e = e.cause as Record<string, unknown> | undefined;
+  }
+  return null;
+}

@@ -1,0 +1,38 @@
+// Calls the admin API of a test app with a bearer key, the way curl would.
+import type { TestContext } from "./context";
+
+export interface ApiAnswer<T = any> {
+  status: number;
+  body: T;
+}
+
+export interface AdminClient {
+  get<T = any>(path: string): Promise<ApiAnswer<T>>;
+  post<T = any>(path: string, body?: unknown): Promise<ApiAnswer<T>>;
+  patch<T = any>(path: string, body: unknown): Promise<ApiAnswer<T>>;
+  delete<T = any>(path: string): Promise<ApiAnswer<T>>;
+}
+
+/** A client sending `Authorization: Bearer <key>` (no header at all when key is null). */
+export function adminClient(ctx: Pick<TestContext, "app">, key: string | null): AdminClient {
+  const call = async (method: string, path: string, body?: unknown) => {
+    const headers: Record<string, string> = {};
+    if (key !== null) headers.authorization = `Bearer ${key}`;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const res = await ctx.app.handle(
+      new Request(`http://localhost/api/v1${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      }),
+    );
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+  return {
+    get: (path) => call("GET", path),
+    post: (path, body) => call("POST", path, body ?? {}),
+    patch: (path, body) => call("PATCH", path, body),
+    delete: (path) => call("DELETE", path),
+  };
+}
