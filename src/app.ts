@@ -1,6 +1,7 @@
 // Builds the HTTP application from its dependencies without listening: tests drive it with
 // app.handle(request), and only the CLI (main.ts) opens a port.
 import { Elysia, type ValidationError } from "elysia";
+import { adminRoutes } from "./admin/routes";
 import { callRoutes } from "./calls/routes";
 import type { Config } from "./config";
 import type { Database } from "./db/client";
@@ -78,6 +79,7 @@ export function createApp(deps: AppDeps) {
         authorize: (request) => webhookAuth.verifyBody(rawBody(request), request.headers.get("authorization")),
       }),
     )
+    .use(adminRoutes({ database, region: config.defaultRegion }))
     .use(
       liveKitRoutes({
         auth: webhookAuth,

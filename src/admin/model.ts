@@ -1,6 +1,6 @@
-// The directory file `switchboard seed FILE` loads: tenants with their agents, campaigns and numbers.
-import { type Static, t } from "elysia";
-import { CAMPAIGN_STATUSES, NUMBER_TYPES } from "../db/schema";
+// The admin API's models (below) and the directory file `switchboard seed FILE` loads: tenants with their agents, campaigns and numbers.
+import { type Static, type TSchema, t } from "elysia";
+import { AGENT_SOURCES, CALL_STATUSES, CAMPAIGN_STATUSES, type CallStatus as CallStatusName, NUMBER_TYPES } from "../db/schema";
 
 const name = t.String({ minLength: 1, maxLength: 200 });
 
@@ -52,3 +52,206 @@ export const DirectoryFile = t.Object(
   { additionalProperties: false },
 );
 export type DirectoryFile = Static<typeof DirectoryFile>;
+
+// ---- The admin API: bodies, query strings, path parameters and answers. ----
+
+const Uuid = t.String({ format: "uuid" });
+const Timestamp = t.String({ format: "date-time" });
+const Nullable = <T extends TSchema>(schema: T, options: { description?: string } = {}) =>
+  t.Union([schema, t.Null()], options);
+const Metadata = t.Record(t.String(), t.Unknown(), { description: "Free-form JSON object" });
+const LeadStatus = t.String({ minLength: 1, maxLength: 50 });
+const Email = t.String({ format: "email", maxLength: 320 });
+const strict = { additionalProperties: false } as const;
+
+export const IdParams = t.Object({ id: Uuid });
+export const CallIdParams = t.Object({ provider_call_id: t.String({ minLength: 1, maxLength: 512 }) });
+
+const paging = {
+  limit: t.Optional(t.Integer({ minimum: 1, maximum: 500, default: 50, description: "Page size (1-500)" })),
+  cursor: t.Optional(t.String({ maxLength: 200, description: "next_cursor of the previous page" })),
+};
+const tenantFilter = { tenant_id: t.Optional(Uuid) };
+
+export const Page = <T extends TSchema>(item: T) =>
+  t.Object({ data: t.Array(item), next_cursor: Nullable(t.String({ description: "Pass as cursor for the next page" })) });
+
+export const ErrorBody = t.Object(
+  {
+    error: t.Object({
+      code: t.String(),
+      message: t.String(),
+      details: t.Optional(t.Record(t.String(), t.Unknown())),
+    }),
+  },
+  { description: "Every error, from every endpoint" },
+);
+
+// Tenants
+export const Tenant = t.Object({ id: Uuid, name: t.String(), is_active: t.Boolean(), created_at: Timestamp });
+export const TenantCreate = t.Object({ name, is_active: t.Optional(t.Boolean()) }, strict);
+export const TenantUpdate = t.Partial(TenantCreate, strict);
+export const TenantQuery = t.Object({ is_active: t.Optional(t.Boolean()), ...paging }, strict);
+
+// Agents
+export const Agent = t.Object({
+  id: Uuid,
+  tenant_id: Nullable(Uuid),
+  name: t.String({ description: "The agent name LiveKit dispatches" }),
+  is_default: t.Boolean(),
+  is_active: t.Boolean(),
+  description: Nullable(t.String()),
+  metadata: Metadata,
+  created_at: Timestamp,
+});
+const agentFields = {
+  name,
+  is_default: t.Optional(t.Boolean()),
+  is_active: t.Optional(t.Boolean()),
+  description: t.Optional(Nullable(t.String({ maxLength: 2000 }))),
+  metadata: t.Optional(Metadata),
+};
+export const AgentCreate = t.Object(
+  {
+    tenant_id: t.Optional(Nullable(Uuid, { description: "null: system-wide (admin keys only); omitted with a tenant key: its tenant" })),
+    ...agentFields,
+  },
+  strict,
+);
+export const AgentUpdate = t.Partial(t.Object({ tenant_id: Nullable(Uuid), ...agentFields }), strict);
+export const AgentQuery = t.Object(
+  { ...tenantFilter, is_active: t.Optional(t.Boolean()), is_default: t.Optional(t.Boolean()), name: t.Optional(t.String()), ...paging },
+  strict,
+);
+export const AgentDeleteQuery = t.Object(
+  { unlink: t.Optional(t.Boolean({ description: "Detach the agent from the campaigns using it, then delete it" })) },
+  strict,
+);
+
+// Campaigns
+const CampaignStatus = t.UnionEnum(CAMPAIGN_STATUSES);
+export const Campaign = t.Object({
+  id: Uuid,
+  tenant_id: Uuid,
+  name: t.String(),
+  agent_id: Nullable(Uuid),
+  status: CampaignStatus,
+  created_at: Timestamp,
+});
+const campaignFields = { name, agent_id: t.Optional(Nullable(Uuid)), status: t.Optional(CampaignStatus) };
+export const CampaignCreate = t.Object({ tenant_id: t.Optional(Uuid), ...campaignFields }, strict);
+export const CampaignUpdate = t.Partial(t.Object(campaignFields), strict);
+export const CampaignQuery = t.Object({ ...tenantFilter, status: t.Optional(CampaignStatus), agent_id: t.Optional(Uuid), ...paging }, strict);
+
+// Phone numbers
+const NumberType = t.UnionEnum(NUMBER_TYPES);
+const PhoneInput = t.String({ minLength: 1, maxLength: 64, description: "Any common shape; stored as E.164" });
+export const PhoneNumber = t.Object({
+  id: Uuid,
+  tenant_id: Uuid,
+  number: t.String({ description: "E.164" }),
+  campaign_id: Nullable(Uuid),
+  type: NumberType,
+  is_active: t.Boolean(),
+  created_at: Timestamp,
+});
+const numberFields = {
+  number: PhoneInput,
+  campaign_id: t.Optional(Nullable(Uuid)),
+  type: t.Optional(NumberType),
+  is_active: t.Optional(t.Boolean()),
+};
+export const PhoneNumberCreate = t.Object({ tenant_id: t.Optional(Uuid), ...numberFields }, strict);
+export const PhoneNumberUpdate = t.Partial(t.Object({ tenant_id: Uuid, ...numberFields }), strict);
+export const PhoneNumberQuery = t.Object(
+  { ...tenantFilter, campaign_id: t.Optional(Uuid), is_active: t.Optional(t.Boolean()), number: t.Optional(PhoneInput), ...paging },
+  strict,
+);
+
+// Leads
+export const Lead = t.Object({
+  id: Uuid,
+  tenant_id: Uuid,
+  campaign_id: Nullable(Uuid),
+  phone_number: t.String(),
+  name: t.String(),
+  email: Nullable(t.String()),
+  status: t.String(),
+  metadata: Metadata,
+  last_call_at: Nullable(Timestamp),
+  created_at: Timestamp,
+  updated_at: Timestamp,
+});
+export const LeadUpdate = t.Partial(
+  t.Object({ name, status: LeadStatus, email: Nullable(Email), metadata: Metadata }),
+  strict,
+);
+export const LeadQuery = t.Object(
+  { ...tenantFilter, campaign_id: t.Optional(Uuid), status: t.Optional(LeadStatus), phone_number: t.Optional(PhoneInput), ...paging },
+  strict,
+);
+
+// Call logs
+const CallStatus = t.UnionEnum(CALL_STATUSES as [CallStatusName, ...CallStatusName[]]);
+export const CallLog = t.Object({
+  id: Uuid,
+  provider_call_id: t.String(),
+  tenant_id: Nullable(Uuid),
+  campaign_id: Nullable(Uuid),
+  lead_id: Nullable(Uuid),
+  phone_number_id: Nullable(Uuid),
+  room_name: Nullable(t.String()),
+  trunk_id: Nullable(t.String()),
+  from_number: Nullable(t.String()),
+  to_number: Nullable(t.String()),
+  agent_name: t.String(),
+  agent_source: t.UnionEnum(AGENT_SOURCES),
+  status: CallStatus,
+  created_at: Timestamp,
+  caller_joined_at: Nullable(Timestamp),
+  answered_at: Nullable(Timestamp),
+  ended_at: Nullable(Timestamp),
+  duration_ms: Nullable(t.Integer()),
+  disconnect_reason: Nullable(t.String()),
+  dispatch_id: Nullable(t.String()),
+  metadata: Metadata,
+  updated_at: Timestamp,
+});
+export const CallLogUpdate = t.Object({ status: CallStatus }, strict);
+export const CallLogQuery = t.Object(
+  {
+    ...tenantFilter,
+    campaign_id: t.Optional(Uuid),
+    lead_id: t.Optional(Uuid),
+    status: t.Optional(CallStatus),
+    from_number: t.Optional(PhoneInput),
+    to_number: t.Optional(PhoneInput),
+    since: t.Optional(t.String({ format: "date-time", description: "Calls created at or after" })),
+    until: t.Optional(t.String({ format: "date-time", description: "Calls created before" })),
+    ...paging,
+  },
+  strict,
+);
+
+// API keys
+export const ApiKey = t.Object({
+  id: Uuid,
+  tenant_id: Nullable(Uuid, { description: "null: an admin key" }),
+  label: Nullable(t.String()),
+  prefix: t.String({ description: "The key's first characters" }),
+  created_at: Timestamp,
+  last_used_at: Nullable(Timestamp),
+  revoked_at: Nullable(Timestamp),
+});
+export const NewApiKey = t.Composite([ApiKey, t.Object({ key: t.String({ description: "Shown only in this answer" }) })]);
+export const ApiKeyCreate = t.Object(
+  {
+    tenant_id: t.Optional(Uuid),
+    admin: t.Optional(t.Boolean({ description: "An admin key (all tenants); admin keys only" })),
+    label: t.Optional(t.String({ maxLength: 200 })),
+  },
+  strict,
+);
+export const ApiKeyQuery = t.Object({ ...tenantFilter, ...paging }, strict);
+
+export const NoContent = t.Void({ description: "No content" });

@@ -2,7 +2,7 @@
 // participant_joined webhook, the test endpoint) routes through routeInboundCall.
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
-import type { AgentSource } from "../db/schema";
+import { type AgentSource, CALL_STATUS_RANK, type CallStatus } from "../db/schema";
 import { withDeadline } from "../errors";
 import type { Logger } from "../logger";
 import { normalizePhoneNumber } from "./phone";
@@ -375,4 +375,29 @@ export async function recordCallEnded(database: Database, end: CallEnd): Promise
       returning leads.id
     )
     select id, status from ended`);
+}
+
+/** A status's place in the only order calls move through, as SQL over the status column. */
+const statusRank = sql.raw(
+  `case status ${Object.entries(CALL_STATUS_RANK)
+    .map(([status, rank]) => `when '${status}' then ${rank}`)
+    .join(" ")} end`,
+);
+
+/**
+ * A person's correction of a call's status, held to the webhooks' rule: forward only (a final
+ * status is final). Returns false when the call is already at or past that point.
+ */
+export async function correctCallStatus(database: Database, fix: { id: string; status: CallStatus }): Promise<boolean> {
+  const rank = CALL_STATUS_RANK[fix.status];
+  const final = rank === CALL_STATUS_RANK.completed;
+  const rows = await database.rows(sql`
+    update call_logs
+    set status = ${fix.status},
+        answered_at = case when ${fix.status} = 'in_progress' then coalesce(answered_at, now()) else answered_at end,
+        ended_at = case when ${final} then coalesce(ended_at, now()) else ended_at end,
+        updated_at = now()
+    where id = ${fix.id} and ${statusRank} < ${rank}
+    returning id`);
+  return rows.length > 0;
 }

@@ -1,0 +1,106 @@
+// API keys: made here, shown once, kept only as a SHA-256 hash. A key is 256 random bits, so
+// hashing it once is enough (nothing to brute-force), and the lookup is one indexed read.
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { and, eq, sql } from "drizzle-orm";
+import type { Database, Db } from "../db/client";
+import { apiKeys, tenants } from "../db/schema";
+import { ForbiddenError, NotFoundError, UnauthorizedError } from "../errors";
+
+const KEY_PREFIX = "sb_";
+/** How much of a key is kept in clear to tell keys apart: "sb_" and 8 characters (48 bits). */
+const SHOWN_LENGTH = 11;
+/** last_used_at is a hint, not an audit log: refreshed at most this often, so reads stay reads. */
+const LAST_USED_RESOLUTION_S = 60;
+
+/** Who is calling: an admin key sees every tenant, a tenant key only its own. */
+export type Principal = { kind: "admin"; keyId: string } | { kind: "tenant"; keyId: string; tenantId: string };
+
+export type ApiKeyRow = typeof apiKeys.$inferSelect;
+
+export interface ApiKeyView {
+  id: string;
+  tenant_id: string | null;
+  label: string | null;
+  prefix: string;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+export function apiKeyView(row: ApiKeyRow): ApiKeyView {
+  return {
+    id: row.id,
+    tenant_id: row.tenantId,
+    label: row.label,
+    prefix: row.prefix,
+    created_at: row.createdAt.toISOString(),
+    last_used_at: row.lastUsedAt?.toISOString() ?? null,
+    revoked_at: row.revokedAt?.toISOString() ?? null,
+  };
+}
+
+const hashKey = (key: string) => createHash("sha256").update(key).digest("hex");
+
+/** Makes a key for a tenant (or an admin key when tenantId is null); the only time it is readable. */
+export async function createApiKey(
+  db: Db,
+  options: { tenantId: string | null; label?: string | null },
+): Promise<{ key: string; apiKey: ApiKeyView }> {
+  const key = KEY_PREFIX + randomBytes(32).toString("base64url");
+  const [row] = await db
+    .insert(apiKeys)
+    .values({
+      tenantId: options.tenantId,
+      label: options.label ?? null,
+      prefix: key.slice(0, SHOWN_LENGTH),
+      keyHash: hashKey(key),
+    })
+    .returning();
+  return { key, apiKey: apiKeyView(row!) };
+}
+
+/** The `keys create --tenant NAME` path: the tenant by name, or a NotFoundError naming it. */
+export async function tenantIdByName(db: Db, name: string): Promise<string> {
+  const [row] = await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.name, name));
+  if (!row) throw new NotFoundError(`tenant "${name}" does not exist`);
+  return row.id;
+}
+
+/**
+ * Resolves an Authorization header to its principal, in one statement that also refreshes
+ * last_used_at (at most once a minute). Throws 401 for anything but a live key, 403 for a
+ * key of a deactivated tenant.
+ */
+export async function authenticate(database: Database, header: string | null): Promise<Principal> {
+  const match = /^Bearer +(\S+)\s*$/i.exec(header ?? "");
+  if (!match) throw new UnauthorizedError("authorization: expected \"Bearer <api key>\"");
+  const presented = hashKey(match[1]!);
+  const [row] = await database.rows<{ id: string; tenant_id: string | null; key_hash: string; tenant_active: boolean | null }>(sql`
+    with key as (
+      select k.id, k.tenant_id, k.key_hash, t.active as tenant_active
+      from api_keys k left join tenants t on t.id = k.tenant_id
+      where k.key_hash = ${presented} and k.revoked_at is null
+    ), touched as (
+      update api_keys set last_used_at = now()
+      where id = (select id from key)
+        and (last_used_at is null or last_used_at < now() - make_interval(secs => ${LAST_USED_RESOLUTION_S}))
+    )
+    select * from key`);
+  // The index found it by equality; compare again in constant time so no timing says how close a guess was.
+  if (!row || !timingSafeEqual(Buffer.from(row.key_hash), Buffer.from(presented))) {
+    throw new UnauthorizedError("authorization: unknown or revoked api key");
+  }
+  if (row.tenant_id === null) return { kind: "admin", keyId: row.id };
+  if (!row.tenant_active) throw new ForbiddenError("this key's tenant is deactivated");
+  return { kind: "tenant", keyId: row.id, tenantId: row.tenant_id };
+}
+
+/** Revokes a key the principal may see; a key it may not see is reported as missing. */
+export async function revokeApiKey(db: Db, principal: Principal, id: string): Promise<void> {
+  const rows = await db
+    .update(apiKeys)
+    .set({ revokedAt: sql`coalesce(${apiKeys.revokedAt}, now())` })
+    .where(and(eq(apiKeys.id, id), principal.kind === "tenant" ? eq(apiKeys.tenantId, principal.tenantId) : undefined))
+    .returning({ id: apiKeys.id });
+  if (rows.length === 0) throw new NotFoundError(`api key ${id} not found`);
+}
