@@ -26,4 +26,18 @@ ALTER TABLE "call_logs" ADD CONSTRAINT "call_logs_phone_number_id_phone_numbers_
 -- Deleting a lead unlinks its calls but leaves them with their tenant: SET NULL of lead_id only.
 ALTER TABLE "call_logs" ADD CONSTRAINT "call_logs_lead_same_tenant_fk" FOREIGN KEY ("lead_id","tenant_id") REFERENCES "public"."leads"("id","tenant_id") ON DELETE SET NULL ("lead_id") ON UPDATE no action;--> statement-breakpoint
 CREATE UNIQUE INDEX "campaigns_tenant_name_key" ON "campaigns" USING btree ("tenant_id","name") WHERE "campaigns"."deleted_at" is null;--> statement-breakpoint
-CREATE INDEX "leads_tenant_created_idx" ON "leads" USING btree ("tenant_id","created_at");
+CREATE INDEX "leads_tenant_created_idx" ON "leads" USING btree ("tenant_id","created_at");--> statement-breakpoint
+-- A number may not be linked to a deleted campaign (the composite key only checks that it exists).
+CREATE FUNCTION "phone_number_campaign_live"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.campaign_id IS NOT NULL AND EXISTS (
+    SELECT 1 FROM campaigns c WHERE c.id = NEW.campaign_id AND c.deleted_at IS NOT NULL
+  ) THEN
+    RAISE EXCEPTION 'phone number % may not use deleted campaign %', NEW.e164, NEW.campaign_id
+      USING ERRCODE = 'foreign_key_violation';
+  END IF;
+  RETURN NEW;
+END $$;
+--> statement-breakpoint
+CREATE TRIGGER "phone_numbers_campaign_live" BEFORE INSERT OR UPDATE OF campaign_id ON "phone_numbers"
+  FOR EACH ROW EXECUTE FUNCTION "phone_number_campaign_live"();

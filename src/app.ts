@@ -159,5 +159,11 @@ function toAppError(code: string | number, error: unknown, request: Request): Ap
 function validationProblem(error: ValidationError): BadRequestError {
   const first = error.all[0] as { path?: string; message?: string; summary?: string } | undefined;
   const field = first?.path ? first.path.replace(/^\//, "").replaceAll("/", ".") : "body";
-  return new BadRequestError(`${field}: ${first?.message ?? "invalid"}`, field);
+  let message = first?.message ?? "invalid";
+  // TypeBox says only "Expected union value" for a nullable or coerced field; the summary lists what was expected.
+  const expected = /should be one of: (.*)$/.exec(first?.summary ?? "")?.[1];
+  if (message === "Expected union value" && expected) {
+    message = `expected ${[...new Set(expected.split(", ").map((k) => k.replaceAll("'", "")))].join(" or ")}`;
+  }
+  return new BadRequestError(`${field}: ${message}`, field);
 }

@@ -67,8 +67,11 @@ const strict = { additionalProperties: false } as const;
 export const IdParams = t.Object({ id: Uuid });
 export const CallIdParams = t.Object({ provider_call_id: t.String({ minLength: 1, maxLength: 512 }) });
 
+export const DEFAULT_PAGE = 50;
+export const MAX_PAGE = 500;
 const paging = {
-  limit: t.Optional(t.Integer({ minimum: 1, maximum: 500, default: 50, description: "Page size (1-500)" })),
+  // The range is checked by the service: Elysia's coerced query numbers report range errors without the field's name.
+  limit: t.Optional(t.Integer({ description: `Page size, 1 to ${MAX_PAGE} (default ${DEFAULT_PAGE})` })),
   cursor: t.Optional(t.String({ maxLength: 200, description: "next_cursor of the previous page" })),
 };
 const tenantFilter = { tenant_id: t.Optional(Uuid) };

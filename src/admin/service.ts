@@ -10,6 +10,7 @@ import { constraintViolation } from "../db/errors";
 import { agents, apiKeys, type CallStatus, callLogs, campaigns, leads, phoneNumbers, tenants } from "../db/schema";
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from "../errors";
 import { type ApiKeyView, apiKeyView, createApiKey, type Principal } from "./keys";
+import { DEFAULT_PAGE, MAX_PAGE } from "./model";
 
 export interface AdminDeps {
   database: Database;
@@ -93,7 +94,8 @@ async function listPage<T extends PgTable & { createdAt: PgColumn; id: PgColumn 
   paging: Paging,
   view: (row: T["$inferSelect"]) => V,
 ): Promise<Page<V>> {
-  const limit = paging.limit ?? 50;
+  const limit = paging.limit ?? DEFAULT_PAGE;
+  if (limit < 1 || limit > MAX_PAGE) throw new BadRequestError(`limit: must be 1 to ${MAX_PAGE}`, "limit");
   const after = paging.cursor === undefined ? undefined : decodeCursor(paging.cursor);
   const rows = await db
     .select({

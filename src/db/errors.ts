@@ -24,6 +24,7 @@ const FIELDS: [RegExp, string][] = [
   [/^phone_numbers_e164_unique$/, "number"],
   [/^phone_numbers_tenant_id_tenants_id_fk$/, "tenant_id"],
   [/^phone_numbers_campaign_same_tenant_fk$/, "campaign_id"],
+  [/may not use deleted campaign/, "campaign_id"],
   [/^api_keys_tenant_id_tenants_id_fk$/, "tenant_id"],
 ];
 
