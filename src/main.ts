@@ -1,10 +1,14 @@
 #!/usr/bin/env bun
 // The switchboard command: serve (default), migrate, seed FILE, livekit provision|status.
+import { parseArgs } from "node:util";
 import { applyDirectory, DirectoryError } from "./admin/directory";
+import { apiKeyView, createApiKey, revokeApiKey, tenantIdByName } from "./admin/keys";
 import { createApp } from "./app";
 import { assertServable, type Config, ConfigError, loadConfig } from "./config";
 import { type Database, openDatabase } from "./db/client";
 import { migrate } from "./db/migrate";
+import { apiKeys } from "./db/schema";
+import { AppError } from "./errors";
 import { createLiveKitClients } from "./livekit/clients";
 import { HOLD_MS } from "./livekit/dispatch";
 import { applyProvisioning, describePlan, liveKitStatus, planProvisioning } from "./livekit/provision";
@@ -21,6 +25,11 @@ Usage:
   switchboard livekit provision [--dry-run]
                                  create or update the LiveKit SIP inbound trunk and dispatch rule
   switchboard livekit status     list LiveKit trunks and rules, and numbers missing from LiveKit
+  switchboard keys create --admin [--label L]
+  switchboard keys create --tenant NAME [--label L]
+                                 print a new admin API key (shown once; only its hash is stored)
+  switchboard keys list          list API keys (prefix, tenant, label, created, last used, revoked)
+  switchboard keys revoke ID     revoke an API key
   switchboard --help | --version
 
 Configuration is read from environment variables; see README.md. Without DATABASE_URL the
@@ -65,6 +74,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case "livekit":
       return liveKitCommand(config, args);
+    case "keys":
+      return keysCommand(config, args);
     default:
       throw new UsageError(`unknown command "${command}" (try --help)`);
   }
@@ -95,6 +106,56 @@ async function liveKitCommand(config: Config, args: string[]): Promise<number> {
     const { trunkId, ruleId } = await applyProvisioning(clients.sip, plan, settings);
     console.log(`provisioned: trunk ${trunkId}, dispatch rule ${ruleId}`);
     return 0;
+  });
+}
+
+async function keysCommand(config: Config, args: string[]): Promise<number> {
+  const usage = "usage: switchboard keys create --admin | --tenant NAME [--label L] | list | revoke ID";
+  let parsed: ReturnType<typeof parseKeyArgs>;
+  try {
+    parsed = parseKeyArgs(args);
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message}\n${usage}`);
+  }
+  const { positionals, values } = parsed;
+  const [sub, id] = positionals;
+  return withDatabase(config, async (database) => {
+    if (config.migrateOnStart) await migrate(database);
+    const db = database.db;
+    if (sub === "create") {
+      if (Boolean(values.admin) === Boolean(values.tenant)) throw new UsageError(`give --admin or --tenant NAME\n${usage}`);
+      const tenantId = values.tenant ? await tenantIdByName(db, values.tenant) : null;
+      const { key, apiKey } = await createApiKey(db, { tenantId, label: values.label });
+      console.log(key);
+      console.error(
+        `created ${tenantId ? `a key for tenant "${values.tenant}"` : "an admin key"} (id ${apiKey.id}); ` +
+          "it is shown only now: store it as a secret",
+      );
+      return 0;
+    }
+    if (sub === "list") {
+      for (const row of await db.select().from(apiKeys).orderBy(apiKeys.createdAt)) {
+        const key = apiKeyView(row);
+        console.log(
+          [key.id, key.prefix, key.tenant_id ?? "admin", key.label ?? "-", key.created_at, key.last_used_at ?? "never", key.revoked_at ? `revoked ${key.revoked_at}` : "active"].join("\t"),
+        );
+      }
+      return 0;
+    }
+    if (sub === "revoke" && id) {
+      await revokeApiKey(db, { kind: "admin", keyId: "cli" }, id);
+      console.log(`revoked ${id}`);
+      return 0;
+    }
+    throw new UsageError(usage);
+  });
+}
+
+function parseKeyArgs(args: string[]) {
+  return parseArgs({
+    args,
+    allowPositionals: true,
+    options: { admin: { type: "boolean" }, tenant: { type: "string" }, label: { type: "string" } },
   });
 }
 
@@ -205,6 +266,10 @@ main(process.argv.slice(2)).then(
     if (error instanceof UsageError) {
       console.error(`switchboard: ${error.message}`);
       process.exit(2);
+    }
+    if (error instanceof AppError) {
+      console.error(`switchboard: ${error.message}`);
+      process.exit(1);
     }
     if (error instanceof DirectoryError) {
       console.error(`switchboard: the directory file has problems, nothing was changed:\n${error.message}`);
