@@ -50,7 +50,7 @@ export function createApp(deps: AppDeps) {
     },
   };
   let routes: { method: string; path: string }[] = [];
-  const app = new Elysia()
+  const app = new Elysia({ normalize: false })
     .onParse(async ({ request, contentType }) => {
       const text = await readBody(request, config.maxBodyBytes);
       rawBodies.set(request, text);

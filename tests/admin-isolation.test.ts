@@ -640,7 +640,7 @@ describe("authentication", () => {
     expect(agents.body.filter((row) => row.tenant_id === tenant.id)).toEqual([]);
   });
 
-  test.each(["/health", "/healthz", "/readyz", "/api/v1/webhooks/health"])("%s answers 200 without a key", async (path) => {
+  test.each(["/healthz", "/readyz", "/api/v1/webhooks/health"])("%s answers 200 without a key", async (path) => {
     const res = await ctx.get(path);
     expect(res.status).toBe(200);
   });

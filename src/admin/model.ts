@@ -1,6 +1,7 @@
 // The admin API's models (below) and the directory file `switchboard seed FILE` loads: tenants with their agents, campaigns and numbers.
+import type { TUnsafe } from "@sinclair/typebox";
 import { type Static, type TSchema, t } from "elysia";
-import { AGENT_SOURCES, CALL_STATUSES, CAMPAIGN_STATUSES, type CallStatus as CallStatusName, NUMBER_TYPES } from "../db/schema";
+import { AGENT_SOURCES, CALL_STATUSES, CAMPAIGN_STATUSES, NUMBER_TYPES } from "../db/schema";
 
 const name = t.String({ minLength: 1, maxLength: 200 });
 
@@ -57,6 +58,9 @@ export type DirectoryFile = Static<typeof DirectoryFile>;
 
 const Uuid = t.String({ format: "uuid" });
 const Timestamp = t.String({ format: "date-time" });
+/** One of the values. Not t.UnionEnum: Elysia fills a missing UnionEnum with its first value. */
+const OneOf = <T extends string>(values: readonly T[]) =>
+  t.Union(values.map((v) => t.Literal(v))) as unknown as TUnsafe<T>;
 const Nullable = <T extends TSchema>(schema: T, options: { description?: string } = {}) =>
   t.Union([schema, t.Null()], options);
 const Metadata = t.Record(t.String(), t.Unknown(), { description: "Free-form JSON object" });
@@ -132,7 +136,7 @@ export const AgentDeleteQuery = t.Object(
 );
 
 // Campaigns
-const CampaignStatus = t.UnionEnum(CAMPAIGN_STATUSES);
+const CampaignStatus = OneOf(CAMPAIGN_STATUSES);
 export const Campaign = t.Object({
   id: Uuid,
   tenant_id: Uuid,
@@ -147,7 +151,7 @@ export const CampaignUpdate = t.Partial(t.Object(campaignFields), strict);
 export const CampaignQuery = t.Object({ ...tenantFilter, status: t.Optional(CampaignStatus), agent_id: t.Optional(Uuid), ...paging }, strict);
 
 // Phone numbers
-const NumberType = t.UnionEnum(NUMBER_TYPES);
+const NumberType = OneOf(NUMBER_TYPES);
 const PhoneInput = t.String({ minLength: 1, maxLength: 64, description: "Any common shape; stored as E.164" });
 export const PhoneNumber = t.Object({
   id: Uuid,
@@ -195,7 +199,7 @@ export const LeadQuery = t.Object(
 );
 
 // Call logs
-const CallStatus = t.UnionEnum(CALL_STATUSES as [CallStatusName, ...CallStatusName[]]);
+const CallStatus = OneOf(CALL_STATUSES);
 export const CallLog = t.Object({
   id: Uuid,
   provider_call_id: t.String(),
@@ -208,7 +212,7 @@ export const CallLog = t.Object({
   from_number: Nullable(t.String()),
   to_number: Nullable(t.String()),
   agent_name: t.String(),
-  agent_source: t.UnionEnum(AGENT_SOURCES),
+  agent_source: OneOf(AGENT_SOURCES),
   status: CallStatus,
   created_at: Timestamp,
   caller_joined_at: Nullable(Timestamp),

@@ -215,9 +215,14 @@ export async function getAgent(db: Db, principal: Principal, id: string) {
   return agentView(first(rows, "agent", id));
 }
 
-/** A new default replaces the tenant's old one in the same transaction (the index allows one). */
+/**
+ * A new default replaces the tenant's old one in the same transaction (the index allows one).
+ * The tenant row is locked first so concurrent "make this the default" requests take turns
+ * instead of meeting on the index.
+ */
 async function clearDefault(tx: Db, tenantId: string | null, keep?: string) {
   if (!tenantId) return;
+  await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for("update");
   await tx
     .update(agents)
     .set({ isDefault: false })

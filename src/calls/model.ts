@@ -6,19 +6,23 @@ const NO_NUL = "^[^\\u0000]*$";
 const text = (description: string) =>
   t.Optional(t.Nullable(t.String({ maxLength: 512, pattern: NO_NUL, description })));
 
-export const SipInboundRequest = t.Object({
-  call_id: t.String({
-    minLength: 1,
-    maxLength: 256,
-    pattern: NO_NUL,
-    description: "The SIP provider's call id (idempotency key)",
-  }),
-  trunk_id: text("SIP trunk id"),
-  trunk_phone_number: text("Number dialed, as the trunk saw it; used when to_number is absent"),
-  from_number: text("Caller; empty, 'anonymous' or absent when withheld"),
-  to_number: text("Number dialed"),
-  room_name: text("Room the call is bridged into"),
-});
+export const SipInboundRequest = t.Object(
+  {
+    call_id: t.String({
+      minLength: 1,
+      maxLength: 256,
+      pattern: NO_NUL,
+      description: "The SIP provider's call id (idempotency key)",
+    }),
+    trunk_id: text("SIP trunk id"),
+    trunk_phone_number: text("Number dialed, as the trunk saw it; used when to_number is absent"),
+    from_number: text("Caller; empty, 'anonymous' or absent when withheld"),
+    to_number: text("Number dialed"),
+    room_name: text("Room the call is bridged into"),
+  },
+  // Glue code in front of LiveKit may pass along more SIP facts; they are not a reason to drop a call.
+  { additionalProperties: true },
+);
 export type SipInboundRequest = Static<typeof SipInboundRequest>;
 
 export const SipInboundResponse = t.Object({
