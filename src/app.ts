@@ -16,6 +16,7 @@ import {
   UnsupportedMediaTypeError,
 } from "./errors";
 import { healthRoutes } from "./health/routes";
+import { apiDocs } from "./openapi";
 import { createLiveKitClients, type LiveKitClients } from "./livekit/clients";
 import { liveKitRoutes } from "./livekit/routes";
 import { createWebhookAuth } from "./livekit/webhook";
@@ -98,7 +99,8 @@ export function createApp(deps: AppDeps) {
           clock: deps.clock ?? (() => new Date()),
         },
       }),
-    );
+    )
+    .use(apiDocs());
   routes = app.routes;
   return app;
 }
@@ -126,7 +128,8 @@ function parseBody(text: string, contentType: string): unknown {
   }
   // Every endpoint takes JSON; `curl -d` without a content type deserves a clear answer.
   if (text.trim() !== "") throw new UnsupportedMediaTypeError(contentType);
-  return undefined;
+  // null, not undefined: "handled, no body", so a route's own JSON parser does not re-read the stream.
+  return null;
 }
 
 /** What an error means to the client; undefined for a real failure (logged, answered 500). */

@@ -260,5 +260,3 @@ export const ApiKeyCreate = t.Object(
   strict,
 );
 export const ApiKeyQuery = t.Object({ ...tenantFilter, ...paging }, strict);
-
-export const NoContent = t.Void({ description: "No content" });

@@ -7,6 +7,11 @@ import * as admin from "./service";
 
 const errors = { 400: m.ErrorBody, 401: m.ErrorBody, 403: m.ErrorBody, 404: m.ErrorBody, 409: m.ErrorBody, 422: m.ErrorBody };
 const doc = (tag: string, summary: string) => ({ tags: [tag], summary, security: [{ bearerAuth: [] }] });
+/**
+ * Deletes answer 204 with no body. The OpenAPI plugin turns a void response schema into an
+ * invalid document, so the summary says it instead.
+ */
+const deleted = (tag: string, summary: string) => doc(tag, `${summary}; answers 204, no body`);
 
 export function adminRoutes(deps: admin.AdminDeps) {
   const db = deps.database.db;
@@ -32,7 +37,7 @@ export function adminRoutes(deps: admin.AdminDeps) {
           set.status = 201;
           return admin.createTenant(db, body);
         },
-        { body: m.TenantCreate, response: { 201: m.Tenant, ...errors }, detail: doc("tenants", "Create a tenant") },
+        { parse: "json", body: m.TenantCreate, response: { 201: m.Tenant, ...errors }, detail: doc("tenants", "Create a tenant") },
       )
       .get(
         "/tenants/:id",
@@ -48,7 +53,7 @@ export function adminRoutes(deps: admin.AdminDeps) {
           admin.assertAdmin(principal);
           return admin.updateTenant(db, params.id, body);
         },
-        { params: m.IdParams, body: m.TenantUpdate, response: { 200: m.Tenant, ...errors }, detail: doc("tenants", "Update a tenant") },
+        { params: m.IdParams, parse: "json", body: m.TenantUpdate, response: { 200: m.Tenant, ...errors }, detail: doc("tenants", "Update a tenant") },
       )
       .post(
         "/tenants/:id/deactivate",
@@ -75,7 +80,7 @@ export function adminRoutes(deps: admin.AdminDeps) {
           set.status = 201;
           return admin.createAgent(db, principal, body);
         },
-        { body: m.AgentCreate, response: { 201: m.Agent, ...errors }, detail: doc("agents", "Create an agent") },
+        { parse: "json", body: m.AgentCreate, response: { 201: m.Agent, ...errors }, detail: doc("agents", "Create an agent") },
       )
       .get("/agents/:id", ({ principal, params }) => admin.getAgent(db, principal, params.id), {
         params: m.IdParams,
@@ -84,7 +89,7 @@ export function adminRoutes(deps: admin.AdminDeps) {
       })
       .patch("/agents/:id", ({ principal, params, body }) => admin.updateAgent(db, principal, params.id, body), {
         params: m.IdParams,
-        body: m.AgentUpdate,
+        parse: "json", body: m.AgentUpdate,
         response: { 200: m.Agent, ...errors },
         detail: doc("agents", "Update an agent"),
       })
@@ -97,8 +102,8 @@ export function adminRoutes(deps: admin.AdminDeps) {
         {
           params: m.IdParams,
           query: m.AgentDeleteQuery,
-          response: { 204: m.NoContent, ...errors },
-          detail: doc("agents", "Delete an agent (409 while campaigns use it, unless unlink=true)"),
+          response: errors,
+          detail: deleted("agents", "Delete an agent (409 while campaigns use it, unless unlink=true)"),
         },
       )
 
@@ -114,7 +119,7 @@ export function adminRoutes(deps: admin.AdminDeps) {
           set.status = 201;
           return admin.createCampaign(db, principal, body);
         },
-        { body: m.CampaignCreate, response: { 201: m.Campaign, ...errors }, detail: doc("campaigns", "Create a campaign") },
+        { parse: "json", body: m.CampaignCreate, response: { 201: m.Campaign, ...errors }, detail: doc("campaigns", "Create a campaign") },
       )
       .get("/campaigns/:id", ({ principal, params }) => admin.getCampaign(db, principal, params.id), {
         params: m.IdParams,
@@ -123,7 +128,7 @@ export function adminRoutes(deps: admin.AdminDeps) {
       })
       .patch("/campaigns/:id", ({ principal, params, body }) => admin.updateCampaign(db, principal, params.id, body), {
         params: m.IdParams,
-        body: m.CampaignUpdate,
+        parse: "json", body: m.CampaignUpdate,
         response: { 200: m.Campaign, ...errors },
         detail: doc("campaigns", "Update a campaign"),
       })
@@ -135,8 +140,8 @@ export function adminRoutes(deps: admin.AdminDeps) {
         },
         {
           params: m.IdParams,
-          response: { 204: m.NoContent, ...errors },
-          detail: doc("campaigns", "Delete a campaign (its numbers are unlinked; its leads and call logs are kept)"),
+          response: errors,
+          detail: deleted("campaigns", "Delete a campaign (its numbers are unlinked; its leads and call logs are kept)"),
         },
       )
 
@@ -153,7 +158,7 @@ export function adminRoutes(deps: admin.AdminDeps) {
           return admin.createPhoneNumber(deps, principal, body);
         },
         {
-          body: m.PhoneNumberCreate,
+          parse: "json", body: m.PhoneNumberCreate,
           response: { 201: m.PhoneNumber, ...errors },
           detail: doc("phone-numbers", "Add a phone number (any common shape; stored as E.164)"),
         },
@@ -165,7 +170,7 @@ export function adminRoutes(deps: admin.AdminDeps) {
       })
       .patch("/phone-numbers/:id", ({ principal, params, body }) => admin.updatePhoneNumber(deps, principal, params.id, body), {
         params: m.IdParams,
-        body: m.PhoneNumberUpdate,
+        parse: "json", body: m.PhoneNumberUpdate,
         response: { 200: m.PhoneNumber, ...errors },
         detail: doc("phone-numbers", "Update a phone number"),
       })
@@ -177,8 +182,8 @@ export function adminRoutes(deps: admin.AdminDeps) {
         },
         {
           params: m.IdParams,
-          response: { 204: m.NoContent, ...errors },
-          detail: doc("phone-numbers", "Delete a phone number (past calls keep the number they dialed)"),
+          response: errors,
+          detail: deleted("phone-numbers", "Delete a phone number (past calls keep the number they dialed)"),
         },
       )
 
@@ -195,7 +200,7 @@ export function adminRoutes(deps: admin.AdminDeps) {
       })
       .patch("/leads/:id", ({ principal, params, body }) => admin.updateLead(db, principal, params.id, body), {
         params: m.IdParams,
-        body: m.LeadUpdate,
+        parse: "json", body: m.LeadUpdate,
         response: { 200: m.Lead, ...errors },
         detail: doc("leads", "Update a lead"),
       })
@@ -207,8 +212,8 @@ export function adminRoutes(deps: admin.AdminDeps) {
         },
         {
           params: m.IdParams,
-          response: { 204: m.NoContent, ...errors },
-          detail: doc("leads", "Delete a lead (its call logs are kept, unlinked)"),
+          response: errors,
+          detail: deleted("leads", "Delete a lead (its call logs are kept, unlinked)"),
         },
       )
 
@@ -237,7 +242,7 @@ export function adminRoutes(deps: admin.AdminDeps) {
         ({ principal, params, body }) => admin.updateCallLogStatus(deps, principal, params.id, body.status),
         {
           params: m.IdParams,
-          body: m.CallLogUpdate,
+          parse: "json", body: m.CallLogUpdate,
           response: { 200: m.CallLog, ...errors },
           detail: doc("call-logs", "Fix a call's status (forward only: ringing, in_progress, then a final status)"),
         },
@@ -257,7 +262,7 @@ export function adminRoutes(deps: admin.AdminDeps) {
           return { ...apiKey, key };
         },
         {
-          body: m.ApiKeyCreate,
+          parse: "json", body: m.ApiKeyCreate,
           response: { 201: m.NewApiKey, ...errors },
           detail: doc("api-keys", "Create an API key (the key is in this answer only)"),
         },
@@ -273,7 +278,7 @@ export function adminRoutes(deps: admin.AdminDeps) {
           await revokeApiKey(db, principal, params.id);
           set.status = 204;
         },
-        { params: m.IdParams, response: { 204: m.NoContent, ...errors }, detail: doc("api-keys", "Revoke an API key") },
+        { params: m.IdParams, response: errors, detail: deleted("api-keys", "Revoke an API key") },
       )
   );
 }

@@ -1,5 +1,6 @@
 import { Elysia } from "elysia";
 import { BadRequestError } from "../errors";
+import { LIVEKIT_SIGNATURE } from "../openapi";
 import { type SipInboundResponse as SipInboundResponseBody, SipInboundRequest, SipInboundResponse, TestCallRequest, TestCallResponse } from "./model";
 import { type CallRouting, callMetadata, type RoutingDeps, routeInboundCall } from "./service";
 
@@ -48,7 +49,14 @@ export function callRoutes(deps: RoutingDeps, options: CallRoutesOptions) {
       });
       return toSipInboundResponse(routing);
     },
-    { body: SipInboundRequest, response: SipInboundResponse, detail: { summary: "Decide the agent for an inbound call" } },
+    {
+      // Route-level JSON parsing is what the OpenAPI plugin reads the body's content type from;
+      // app.ts's parser still reads the body first (signatures need the raw text).
+      parse: "json",
+      body: SipInboundRequest,
+      response: SipInboundResponse,
+      detail: { summary: "Decide the agent for an inbound call", tags: ["webhooks"], security: LIVEKIT_SIGNATURE },
+    },
   );
   if (!options.testEndpointEnabled) return app;
   return app.post(
@@ -71,6 +79,11 @@ export function callRoutes(deps: RoutingDeps, options: CallRoutesOptions) {
       });
       return { success: routing.recorded, test_data: testData, response: toSipInboundResponse(routing) };
     },
-    { body: TestCallRequest, response: TestCallResponse, detail: { summary: "Route a made-up call through the same flow" } },
+    {
+      parse: "json",
+      body: TestCallRequest,
+      response: TestCallResponse,
+      detail: { summary: "Route a made-up call through the same flow", tags: ["webhooks"], security: [] },
+    },
   );
 }

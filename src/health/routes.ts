@@ -28,7 +28,7 @@ async function probeDatabase(deps: HealthDeps) {
 }
 
 export function healthRoutes(deps: HealthDeps) {
-  return new Elysia({ name: "health" })
+  return new Elysia({ name: "health", detail: { tags: ["health"], security: [] } })
     .get("/healthz", () => ({ status: "ok" }), { detail: { summary: "The process is alive" } })
     .get(
       "/readyz",

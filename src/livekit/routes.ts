@@ -1,4 +1,5 @@
 import { Elysia, t } from "elysia";
+import { LIVEKIT_SIGNATURE } from "../openapi";
 import { type LiveKitEventDeps, handleLiveKitEvent } from "./service";
 import type { WebhookAuth } from "./webhook";
 
@@ -22,7 +23,16 @@ export function liveKitRoutes(deps: LiveKitRoutesDeps) {
         { ok: t.Boolean(), event: t.String(), id: t.String(), result: t.String() },
         { additionalProperties: true },
       ),
-      detail: { summary: "LiveKit's signed webhooks (application/webhook+json)" },
+      detail: {
+        summary: "LiveKit's signed webhooks",
+        tags: ["webhooks"],
+        security: LIVEKIT_SIGNATURE,
+        requestBody: {
+          required: true,
+          description: "A LiveKit WebhookEvent in protobuf JSON, exactly as LiveKit sends it",
+          content: { "application/webhook+json": { schema: { type: "object" } } },
+        },
+      },
     },
   );
 }
