@@ -26,7 +26,11 @@ ALTER TABLE "call_logs" ADD CONSTRAINT "call_logs_phone_number_id_phone_numbers_
 -- Deleting a lead unlinks its calls but leaves them with their tenant: SET NULL of lead_id only.
 ALTER TABLE "call_logs" ADD CONSTRAINT "call_logs_lead_same_tenant_fk" FOREIGN KEY ("lead_id","tenant_id") REFERENCES "public"."leads"("id","tenant_id") ON DELETE SET NULL ("lead_id") ON UPDATE no action;--> statement-breakpoint
 CREATE UNIQUE INDEX "campaigns_tenant_name_key" ON "campaigns" USING btree ("tenant_id","name") WHERE "campaigns"."deleted_at" is null;--> statement-breakpoint
-CREATE INDEX "leads_tenant_created_idx" ON "leads" USING btree ("tenant_id","created_at");--> statement-breakpoint
+CREATE INDEX "leads_tenant_created_idx" ON "leads" USING btree ("tenant_id","created_at","id");--> statement-breakpoint
+-- Newest-first pages of the admin API, keyed by (created_at, id), per tenant and across tenants.
+DROP INDEX "call_logs_tenant_created_idx";--> statement-breakpoint
+CREATE INDEX "call_logs_tenant_created_idx" ON "call_logs" USING btree ("tenant_id","created_at","id");--> statement-breakpoint
+CREATE INDEX "call_logs_created_idx" ON "call_logs" USING btree ("created_at","id");--> statement-breakpoint
 -- A number may not be linked to a deleted campaign (the composite key only checks that it exists).
 CREATE FUNCTION "phone_number_campaign_live"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

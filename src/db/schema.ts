@@ -145,7 +145,7 @@ export const leads = pgTable(
     // concurrent calls from one caller meet here and become one row.
     unique("leads_caller_key").on(t.tenantId, t.campaignId, t.phoneNumber).nullsNotDistinct(),
     unique("leads_id_tenant_key").on(t.id, t.tenantId),
-    index("leads_tenant_created_idx").on(t.tenantId, t.createdAt),
+    index("leads_tenant_created_idx").on(t.tenantId, t.createdAt, t.id),
     foreignKey({
       name: "leads_campaign_same_tenant_fk",
       columns: [t.campaignId, t.tenantId],
@@ -215,7 +215,9 @@ export const callLogs = pgTable(
     check("call_logs_status_check", inList("status", CALL_STATUSES)),
     check("call_logs_agent_source_check", inList("agent_source", AGENT_SOURCES)),
     index("call_logs_room_name_idx").on(t.roomName),
-    index("call_logs_tenant_created_idx").on(t.tenantId, t.createdAt),
+    // Newest-first pages of the admin API, per tenant and across tenants.
+    index("call_logs_tenant_created_idx").on(t.tenantId, t.createdAt, t.id),
+    index("call_logs_created_idx").on(t.createdAt, t.id),
   ],
 );
 
