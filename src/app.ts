@@ -5,13 +5,14 @@ import { adminRoutes } from "./admin/routes";
 import { callRoutes } from "./calls/routes";
 import type { Config } from "./config";
 import type { Database } from "./db/client";
-import { constraintViolation } from "./db/errors";
+import { constraintViolation, isDatabaseUnavailable } from "./db/errors";
 import {
   AppError,
   BadRequestError,
   ConflictError,
   NotFoundError,
   PayloadTooLargeError,
+  UnavailableError,
   UnprocessableError,
   UnsupportedMediaTypeError,
 } from "./errors";
@@ -59,9 +60,9 @@ export function createApp(deps: AppDeps) {
     })
     .onError(({ code, error, set, request }) => {
       const problem = toAppError(code, error, request);
-      if (!problem) {
-        logger.error({ err: error, path: new URL(request.url).pathname }, "unhandled error");
-      }
+      const path = new URL(request.url).pathname;
+      if (!problem) logger.error({ err: error, path }, "unhandled error");
+      else if (problem.status === 503 && !(error instanceof AppError)) logger.warn({ err: error, path }, "database unavailable");
       const answer = problem ?? new AppError(500, "internal", "internal error");
       set.status = answer.status;
       return answer.toBody();
@@ -143,6 +144,7 @@ function toAppError(code: string | number, error: unknown, request: Request): Ap
   if (code === "NOT_FOUND") {
     return new NotFoundError(`no route for ${request.method} ${new URL(request.url).pathname}`);
   }
+  if (isDatabaseUnavailable(error)) return new UnavailableError("database unavailable; retry later");
   const violation = constraintViolation(error);
   if (!violation) return undefined;
   const field = violation.field;

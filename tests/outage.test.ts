@@ -87,6 +87,17 @@ async function expectHealthReportsDown(client: Client) {
   expect(alive.status).toBe(200);
 }
 
+/** Key checks need the database: with it gone, an operator is told to retry (503), never a 500. */
+async function expectAdminUnavailable(client: Client) {
+  const res = await client.app.handle(
+    new Request("http://localhost/api/v1/call-logs", { headers: { authorization: `Bearer sb_${"k".repeat(43)}` } }),
+  );
+  expect(res.status).toBe(503);
+  expect((await json(res)).error).toMatchObject({ code: "unavailable", message: expect.stringContaining("database") });
+  expect(client.logs.some((l) => l.msg === "database unavailable" && l.level === "warn")).toBe(true);
+  expect(client.logs.some((l) => l.msg === "unhandled error")).toBe(false);
+}
+
 describe("connection refused", () => {
   const url = "postgresql://root@127.0.0.1:1/none";
   let database: Database;
@@ -100,6 +111,10 @@ describe("connection refused", () => {
 
   test("the caller gets the system default and the failure is logged", async () => {
     await expectAnsweredWithoutDatabase(client, "refused-1");
+  });
+
+  test("the admin API answers 503 unavailable, not 500, and says so in the error shape", async () => {
+    await expectAdminUnavailable(client);
   });
 
   test("the error line says why: the connection was refused", async () => {
@@ -145,6 +160,10 @@ describe("a database that accepts connections and never answers", () => {
 
   test("the caller is still answered, by the system default, and the failure is logged", async () => {
     await expectAnsweredWithoutDatabase(client, "hung-1");
+  });
+
+  test("the admin API answers 503 unavailable within the statement timeout", async () => {
+    await expectAdminUnavailable(client);
   });
 
   test("the error line says why: a timeout", async () => {

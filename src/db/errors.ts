@@ -50,3 +50,17 @@ export function constraintViolation(error: unknown): ConstraintViolation | null 
   }
   return null;
 }
+
+/**
+ * The database could not be reached or gave up (refused, reset, shutting down, too many
+ * connections, our own deadline): worth a retry, so a 503 rather than a 500.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  for (let e = error as Record<string, unknown> | undefined, depth = 0; e && depth < 5; depth++) {
+    if (e.name === "TimeoutError") return true;
+    const code = typeof e.code === "string" ? e.code : "";
+    if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECTION_\w+|08\w{3}|57P\w{2}|53\w{3})$/.test(code)) return true;
+    e = e.cause as Record<string, unknown> | undefined;
+  }
+  return false;
+}
