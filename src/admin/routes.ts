@@ -20,6 +20,20 @@ export function adminRoutes(deps: admin.AdminDeps) {
       .derive(async ({ request }) => ({
         principal: await authenticate(deps.database, request.headers.get("authorization")),
       }))
+      // Who changed what: one line per write, naming the key (never the key itself).
+      .onAfterResponse(({ request, set, principal }) => {
+        if (request.method === "GET") return;
+        deps.logger.info(
+          {
+            key_id: principal?.keyId ?? null,
+            key_tenant: principal?.kind === "tenant" ? principal.tenantId : null,
+            method: request.method,
+            path: new URL(request.url).pathname,
+            status: set.status,
+          },
+          "admin write",
+        );
+      })
 
       // Tenants: admin keys only.
       .get(

@@ -9,11 +9,13 @@ import type { Database, Db } from "../db/client";
 import { constraintViolation } from "../db/errors";
 import { agents, apiKeys, type CallStatus, callLogs, campaigns, leads, phoneNumbers, tenants } from "../db/schema";
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from "../errors";
+import type { Logger } from "../logger";
 import { type ApiKeyView, apiKeyView, createApiKey, type Principal } from "./keys";
 import { DEFAULT_PAGE, MAX_PAGE } from "./model";
 
 export interface AdminDeps {
   database: Database;
+  logger: Logger;
   /** Region for numbers written without a country code. */
   region: string;
 }
