@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { createApiKey } from "../src/admin/keys";
-import { type AdminClient, type ApiAnswer, adminClient } from "./support/admin";
+import { type AdminClient, type ApiAnswer, adminClient, apiRequest } from "./support/admin";
 import { openTestContext, type TestContext } from "./support/context";
 
 const SIP_INBOUND = "/api/v1/webhooks/livekit/sip-inbound";
@@ -57,25 +57,8 @@ async function expectHiddenLikeMissing(
 }
 
 /** Raw request with whatever Authorization header (or none) the test wants. */
-async function rawCall(
-  method: string,
-  path: string,
-  authorization: string | undefined,
-  body?: unknown,
-): Promise<ApiAnswer> {
-  const headers: Record<string, string> = {};
-  if (authorization !== undefined) headers.authorization = authorization;
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await ctx.app.handle(
-    new Request(`http://localhost/api/v1${path}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    }),
-  );
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const rawCall = (method: string, path: string, authorization: string | undefined, body?: unknown) =>
+  apiRequest(ctx, method, path, authorization, body);
 
 /** Every row of a list, following next_cursor; a non-200 first page is returned as is. */
 async function listAll(client: AdminClient, path: string): Promise<ApiAnswer<any[]>> {
