@@ -21,6 +21,7 @@ ALTER TABLE "campaigns" ADD COLUMN "deleted_at" timestamp with time zone;--> sta
 ALTER TABLE "leads" ADD COLUMN "email" text;--> statement-breakpoint
 ALTER TABLE "leads" ADD COLUMN "metadata" jsonb DEFAULT '{}'::jsonb NOT NULL;--> statement-breakpoint
 ALTER TABLE "api_keys" ADD CONSTRAINT "api_keys_tenant_id_tenants_id_fk" FOREIGN KEY ("tenant_id") REFERENCES "public"."tenants"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+CREATE INDEX "api_keys_prefix_idx" ON "api_keys" USING btree ("prefix");--> statement-breakpoint
 CREATE INDEX "api_keys_tenant_created_idx" ON "api_keys" USING btree ("tenant_id","created_at");--> statement-breakpoint
 ALTER TABLE "call_logs" ADD CONSTRAINT "call_logs_phone_number_id_phone_numbers_id_fk" FOREIGN KEY ("phone_number_id") REFERENCES "public"."phone_numbers"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
 -- Deleting a lead unlinks its calls but leaves them with their tenant: SET NULL of lead_id only.
@@ -32,16 +33,34 @@ DROP INDEX "call_logs_tenant_created_idx";--> statement-breakpoint
 CREATE INDEX "call_logs_tenant_created_idx" ON "call_logs" USING btree ("tenant_id","created_at","id");--> statement-breakpoint
 CREATE INDEX "call_logs_created_idx" ON "call_logs" USING btree ("created_at","id");--> statement-breakpoint
 -- A number may not be linked to a deleted campaign (the composite key only checks that it exists).
+-- FOR SHARE waits for a campaign being deleted right now and then sees it deleted; a plain read
+-- would let the link commit after the delete has unlinked the campaign's numbers.
 CREATE FUNCTION "phone_number_campaign_live"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF NEW.campaign_id IS NOT NULL AND EXISTS (
-    SELECT 1 FROM campaigns c WHERE c.id = NEW.campaign_id AND c.deleted_at IS NOT NULL
-  ) THEN
-    RAISE EXCEPTION 'phone number % may not use deleted campaign %', NEW.e164, NEW.campaign_id
-      USING ERRCODE = 'foreign_key_violation';
+  IF NEW.campaign_id IS NOT NULL THEN
+    PERFORM 1 FROM campaigns c WHERE c.id = NEW.campaign_id AND c.deleted_at IS NULL FOR SHARE;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'phone number % may not use deleted campaign %', NEW.e164, NEW.campaign_id
+        USING ERRCODE = 'foreign_key_violation';
+    END IF;
   END IF;
   RETURN NEW;
 END $$;
 --> statement-breakpoint
 CREATE TRIGGER "phone_numbers_campaign_live" BEFORE INSERT OR UPDATE OF campaign_id ON "phone_numbers"
   FOR EACH ROW EXECUTE FUNCTION "phone_number_campaign_live"();
+--> statement-breakpoint
+-- 0001's check read the agent without a lock, so a campaign could be created with an agent that
+-- was at that moment moving to another tenant. FOR SHARE waits for such a move and checks the
+-- agent as it ends up (a move, in turn, waits for the campaign and then sees it: 0002).
+CREATE OR REPLACE FUNCTION "campaign_agent_same_tenant"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.agent_id IS NOT NULL THEN
+    PERFORM 1 FROM agents a WHERE a.id = NEW.agent_id AND (a.tenant_id IS NULL OR a.tenant_id = NEW.tenant_id) FOR SHARE;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'campaign "%" may only use agents of its own tenant or system agents', NEW.name
+        USING ERRCODE = 'foreign_key_violation';
+    END IF;
+  END IF;
+  RETURN NEW;
+END $$;

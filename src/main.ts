@@ -27,7 +27,8 @@ Usage:
   switchboard livekit status     list LiveKit trunks and rules, and numbers missing from LiveKit
   switchboard keys create --admin [--label L]
   switchboard keys create --tenant NAME [--label L]
-                                 print a new admin API key (shown once; only its hash is stored)
+                                 print a new API key for every tenant (--admin) or for one
+                                 (shown once; only its hash is stored)
   switchboard keys list          list API keys (prefix, tenant, label, created, last used, revoked)
   switchboard keys revoke ID     revoke an API key
   switchboard --help | --version
@@ -143,6 +144,9 @@ async function keysCommand(config: Config, args: string[]): Promise<number> {
       return 0;
     }
     if (sub === "revoke" && id) {
+      if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) {
+        throw new UsageError(`"${id}" is not a key id (the first column of switchboard keys list)`);
+      }
       await revokeApiKey(db, { kind: "admin", keyId: "cli" }, id);
       console.log(`revoked ${id}`);
       return 0;

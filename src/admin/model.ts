@@ -1,9 +1,13 @@
 // The admin API's models (below) and the directory file `switchboard seed FILE` loads: tenants with their agents, campaigns and numbers.
 import type { TUnsafe } from "@sinclair/typebox";
 import { type Static, type TSchema, t } from "elysia";
+import { NO_NUL } from "../calls/model";
 import { AGENT_SOURCES, CALL_STATUSES, CAMPAIGN_STATUSES, NUMBER_TYPES } from "../db/schema";
 
-const name = t.String({ minLength: 1, maxLength: 200 });
+/** Text as PostgreSQL can store it: no NUL characters. Every string the API takes in is one. */
+const Text = (options: { minLength?: number; maxLength: number; description?: string }) =>
+  t.String({ pattern: NO_NUL, ...options });
+const name = Text({ minLength: 1, maxLength: 200 });
 
 export const DirectoryAgent = t.Object(
   {
@@ -25,7 +29,7 @@ export const DirectoryCampaign = t.Object(
 
 export const DirectoryPhoneNumber = t.Object(
   {
-    number: t.String({ minLength: 1, maxLength: 64 }),
+    number: Text({ minLength: 1, maxLength: 64 }),
     campaign: t.Optional(name),
     type: t.Optional(t.UnionEnum(NUMBER_TYPES)),
     active: t.Optional(t.Boolean()),
@@ -63,20 +67,23 @@ const OneOf = <T extends string>(values: readonly T[]) =>
   t.Union(values.map((v) => t.Literal(v))) as unknown as TUnsafe<T>;
 const Nullable = <T extends TSchema>(schema: T, options: { description?: string } = {}) =>
   t.Union([schema, t.Null()], options);
-const Metadata = t.Record(t.String(), t.Unknown(), { description: "Free-form JSON object" });
-const LeadStatus = t.String({ minLength: 1, maxLength: 50 });
-const Email = t.String({ format: "email", maxLength: 320 });
+export const METADATA_MAX_DEPTH = 16;
+const Metadata = t.Record(t.String(), t.Unknown(), {
+  description: `Free-form JSON object (nested at most ${METADATA_MAX_DEPTH} levels, no NUL characters)`,
+});
+const LeadStatus = Text({ minLength: 1, maxLength: 50 });
+const Email = t.String({ format: "email", pattern: NO_NUL, maxLength: 320 });
 const strict = { additionalProperties: false } as const;
 
 export const IdParams = t.Object({ id: Uuid });
-export const CallIdParams = t.Object({ provider_call_id: t.String({ minLength: 1, maxLength: 512 }) });
+export const CallIdParams = t.Object({ provider_call_id: Text({ minLength: 1, maxLength: 512 }) });
 
 export const DEFAULT_PAGE = 50;
 export const MAX_PAGE = 500;
 const paging = {
   // The range is checked by the service: Elysia's coerced query numbers report range errors without the field's name.
   limit: t.Optional(t.Integer({ description: `Page size, 1 to ${MAX_PAGE} (default ${DEFAULT_PAGE})` })),
-  cursor: t.Optional(t.String({ maxLength: 200, description: "next_cursor of the previous page" })),
+  cursor: t.Optional(Text({ maxLength: 200, description: "next_cursor of the previous page" })),
 };
 const tenantFilter = { tenant_id: t.Optional(Uuid) };
 
@@ -115,7 +122,7 @@ const agentFields = {
   name,
   is_default: t.Optional(t.Boolean()),
   is_active: t.Optional(t.Boolean()),
-  description: t.Optional(Nullable(t.String({ maxLength: 2000 }))),
+  description: t.Optional(Nullable(Text({ maxLength: 2000 }))),
   metadata: t.Optional(Metadata),
 };
 export const AgentCreate = t.Object(
@@ -127,7 +134,7 @@ export const AgentCreate = t.Object(
 );
 export const AgentUpdate = t.Partial(t.Object({ tenant_id: Nullable(Uuid), ...agentFields }), strict);
 export const AgentQuery = t.Object(
-  { ...tenantFilter, is_active: t.Optional(t.Boolean()), is_default: t.Optional(t.Boolean()), name: t.Optional(t.String()), ...paging },
+  { ...tenantFilter, is_active: t.Optional(t.Boolean()), is_default: t.Optional(t.Boolean()), name: t.Optional(name), ...paging },
   strict,
 );
 export const AgentDeleteQuery = t.Object(
@@ -152,7 +159,7 @@ export const CampaignQuery = t.Object({ ...tenantFilter, status: t.Optional(Camp
 
 // Phone numbers
 const NumberType = OneOf(NUMBER_TYPES);
-const PhoneInput = t.String({ minLength: 1, maxLength: 64, description: "Any common shape; stored as E.164" });
+const PhoneInput = Text({ minLength: 1, maxLength: 64, description: "Any common shape; stored as E.164" });
 export const PhoneNumber = t.Object({
   id: Uuid,
   tenant_id: Uuid,
@@ -255,7 +262,7 @@ export const ApiKeyCreate = t.Object(
   {
     tenant_id: t.Optional(Uuid),
     admin: t.Optional(t.Boolean({ description: "An admin key (all tenants); admin keys only" })),
-    label: t.Optional(t.String({ maxLength: 200 })),
+    label: t.Optional(Text({ maxLength: 200 })),
   },
   strict,
 );

@@ -5,7 +5,15 @@ import { authenticate, revokeApiKey } from "./keys";
 import * as m from "./model";
 import * as admin from "./service";
 
-const errors = { 400: m.ErrorBody, 401: m.ErrorBody, 403: m.ErrorBody, 404: m.ErrorBody, 409: m.ErrorBody, 422: m.ErrorBody };
+const errors = {
+  400: m.ErrorBody,
+  401: m.ErrorBody,
+  403: m.ErrorBody,
+  404: m.ErrorBody,
+  409: m.ErrorBody,
+  422: m.ErrorBody,
+  503: m.ErrorBody,
+};
 const doc = (tag: string, summary: string) => ({ tags: [tag], summary, security: [{ bearerAuth: [] }] });
 /**
  * Deletes answer 204 with no body. The OpenAPI plugin turns a void response schema into an

@@ -1,6 +1,8 @@
 // The admin API's logic: tenants, agents, campaigns, numbers, leads, call logs and keys, each
-// seen through the caller's principal. A tenant key's scope is part of every statement's WHERE,
-// so another tenant's row is never read, changed or told apart from a missing one.
+// seen through the caller's principal. A tenant key's scope is in the WHERE of every statement
+// that finds rows by what the caller sent; rows reached from those (a campaign's numbers, an
+// agent's campaigns) belong to the same tenant by foreign keys and triggers. So another tenant's
+// row is never read, changed or told apart from a missing one.
 import { and, desc, eq, gte, isNull, lt, or, type SQL, sql } from "drizzle-orm";
 import type { PgColumn, PgTable } from "drizzle-orm/pg-core";
 import { normalizePhoneNumber, numberTypeOf } from "../calls/phone";
@@ -11,7 +13,7 @@ import { agents, apiKeys, type CallStatus, callLogs, campaigns, leads, phoneNumb
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from "../errors";
 import type { Logger } from "../logger";
 import { type ApiKeyView, apiKeyView, createApiKey, type Principal } from "./keys";
-import { DEFAULT_PAGE, MAX_PAGE } from "./model";
+import { DEFAULT_PAGE, MAX_PAGE, METADATA_MAX_DEPTH } from "./model";
 
 export interface AdminDeps {
   database: Database;
@@ -30,8 +32,11 @@ interface Paging {
   cursor?: string;
 }
 
-const iso = (date: Date | null) => date?.toISOString() ?? null;
-const isoOf = (date: Date) => date.toISOString();
+function iso(date: Date): string;
+function iso(date: Date | null): string | null;
+function iso(date: Date | null) {
+  return date?.toISOString() ?? null;
+}
 
 // ---------------------------------------------------------------- scope
 
@@ -68,13 +73,56 @@ export function assertAdmin(principal: Principal) {
 }
 
 /** An admin key may narrow a list to one tenant; a tenant key's lists are its tenant's anyway. */
-const tenantFilter = (column: PgColumn, tenantId: string | undefined) => (tenantId ? eq(column, tenantId) : undefined);
+const forTenant = (column: PgColumn, tenantId: string | undefined) => (tenantId ? eq(column, tenantId) : undefined);
 
 function phoneFilter(column: PgColumn, value: string | undefined, field: string, region: string) {
   if (value === undefined) return undefined;
   const e164 = normalizePhoneNumber(value, region);
   if (!e164) throw new BadRequestError(`${field}: "${value}" is not a phone number`, field);
   return eq(column, e164);
+}
+
+/**
+ * A time as PostgreSQL will read it, or null when it has none: checked here so an impossible
+ * date (February 30th, year 0) is a 400 naming the field rather than a database error.
+ */
+function storableTime(value: string): string | null {
+  const time = new Date(value);
+  const year = time.getUTCFullYear();
+  const valid = !Number.isNaN(time.getTime()) && year >= 1970 && year <= 9999 && isCalendarDate(value.slice(0, 10));
+  return valid ? time.toISOString() : null;
+}
+
+function timeParam(value: string, field: string): string {
+  const time = storableTime(value);
+  if (!time) throw new BadRequestError(`${field}: "${value}" is not a date-time between 1970 and 9999`, field);
+  return time;
+}
+
+/** JavaScript rolls February 30th over to March 1st; PostgreSQL refuses it, and so do we. */
+function isCalendarDate(ymd: string): boolean {
+  const [y, m, d] = ymd.split("-").map(Number) as [number, number, number];
+  const date = new Date(Date.UTC(y, m - 1, d));
+  return date.getUTCFullYear() === y && date.getUTCMonth() === m - 1 && date.getUTCDate() === d;
+}
+
+/**
+ * Metadata is stored as jsonb: PostgreSQL refuses NUL characters in it, and very deep nesting
+ * costs the database a recursion per level. Both are refused here, naming the field.
+ */
+export function assertStorableJson(value: unknown, field: string, depth = 0): void {
+  if (depth > METADATA_MAX_DEPTH) {
+    throw new BadRequestError(`${field}: nested deeper than ${METADATA_MAX_DEPTH} levels`, field);
+  }
+  if (typeof value === "string") {
+    if (value.includes("\u0000")) throw new BadRequestError(`${field}: contains a NUL character`, field);
+    return;
+  }
+  if (value === null || typeof value !== "object") return;
+  for (const [key, inner] of Object.entries(value)) {
+    if (key.includes("\u0000")) throw new BadRequestError(`${field}: a key contains a NUL character`, field);
+    assertStorableJson(inner, field, depth + 1);
+  }
 }
 
 function first<T>(rows: T[], what: string, id: string): T {
@@ -128,14 +176,17 @@ function decodeCursor(cursor: string): { createdAt: string; id: string } {
   const wellFormed =
     /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(createdAt) &&
     /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id);
-  if (!wellFormed) throw new BadRequestError("cursor: not a cursor this API gave out", "cursor");
+  const notOurs = new BadRequestError("cursor: not a cursor this API gave out", "cursor");
+  if (!wellFormed) throw notOurs;
+  // The shape can be right and the time impossible (month 13, year 0): that too is not one of ours.
+  if (!storableTime(createdAt)) throw notOurs;
   return { createdAt, id };
 }
 
 // ---------------------------------------------------------------- tenants
 
 type TenantRow = typeof tenants.$inferSelect;
-const tenantView = (r: TenantRow) => ({ id: r.id, name: r.name, is_active: r.active, created_at: isoOf(r.createdAt) });
+const tenantView = (r: TenantRow) => ({ id: r.id, name: r.name, is_active: r.active, created_at: iso(r.createdAt) });
 
 export const listTenants = (db: Db, query: { is_active?: boolean } & Paging) =>
   listPage(db, tenants, [query.is_active === undefined ? undefined : eq(tenants.active, query.is_active)], query, tenantView);
@@ -171,7 +222,7 @@ const agentView = (r: AgentRow) => ({
   is_active: r.active,
   description: r.description,
   metadata: r.metadata,
-  created_at: isoOf(r.createdAt),
+  created_at: iso(r.createdAt),
 });
 
 export interface AgentFields {
@@ -182,13 +233,16 @@ export interface AgentFields {
   metadata?: Record<string, unknown>;
 }
 
-const agentValues = (body: AgentFields) => ({
-  name: body.name,
-  isDefault: body.is_default,
-  active: body.is_active,
-  description: body.description,
-  metadata: body.metadata,
-});
+function agentValues(body: AgentFields) {
+  if (body.metadata !== undefined) assertStorableJson(body.metadata, "metadata");
+  return {
+    name: body.name,
+    isDefault: body.is_default,
+    active: body.is_active,
+    description: body.description,
+    metadata: body.metadata,
+  };
+}
 
 export const listAgents = (
   db: Db,
@@ -200,7 +254,7 @@ export const listAgents = (
     agents,
     [
       visible(principal, agents.tenantId, true),
-      tenantFilter(agents.tenantId, query.tenant_id),
+      forTenant(agents.tenantId, query.tenant_id),
       query.is_active === undefined ? undefined : eq(agents.active, query.is_active),
       query.is_default === undefined ? undefined : eq(agents.isDefault, query.is_default),
       query.name === undefined ? undefined : eq(agents.name, query.name),
@@ -283,17 +337,19 @@ export async function deleteAgent(db: Db, principal: Principal, id: string, unli
   try {
     await db.transaction(async (tx) => {
       const target = and(eq(agents.id, id), writable(principal, agents.tenantId));
-      const [agent] = await tx.select({ id: agents.id }).from(agents).where(target).for("update");
-      if (!agent) await explainUnwritableAgent(tx, principal, id);
+      const [agent] = await tx.select({ tenantId: agents.tenantId }).from(agents).where(target).for("update");
+      if (!agent) return explainUnwritableAgent(tx, principal, id);
+      // The triggers keep a tenant's agent to its own campaigns; the scope says so once more.
+      const users = and(eq(campaigns.agentId, id), agent.tenantId ? eq(campaigns.tenantId, agent.tenantId) : undefined);
       if (unlink) {
-        await tx.update(campaigns).set({ agentId: null }).where(eq(campaigns.agentId, id));
+        await tx.update(campaigns).set({ agentId: null }).where(users);
       } else {
-        const users = await tx.select({ id: campaigns.id }).from(campaigns).where(eq(campaigns.agentId, id));
-        if (users.length > 0) {
+        const using = await tx.select({ id: campaigns.id }).from(campaigns).where(users);
+        if (using.length > 0) {
           throw new ConflictError(
-            `agent ${id} is used by ${users.length} campaign(s); delete with ?unlink=true to detach it`,
+            `agent ${id} is used by ${using.length} campaign(s); delete with ?unlink=true to detach it`,
             undefined,
-            { campaign_ids: users.map((u) => u.id) },
+            { campaign_ids: using.map((u) => u.id) },
           );
         }
       }
@@ -317,7 +373,7 @@ const campaignView = (r: CampaignRow) => ({
   name: r.name,
   agent_id: r.agentId,
   status: r.status,
-  created_at: isoOf(r.createdAt),
+  created_at: iso(r.createdAt),
 });
 
 type CampaignStatus = CampaignRow["status"];
@@ -335,7 +391,7 @@ export const listCampaigns = (
     [
       isNull(campaigns.deletedAt),
       visible(principal, campaigns.tenantId),
-      tenantFilter(campaigns.tenantId, query.tenant_id),
+      forTenant(campaigns.tenantId, query.tenant_id),
       query.status ? eq(campaigns.status, query.status) : undefined,
       query.agent_id ? eq(campaigns.agentId, query.agent_id) : undefined,
     ],
@@ -401,7 +457,7 @@ const numberView = (r: NumberRow) => ({
   campaign_id: r.campaignId,
   type: r.numberType,
   is_active: r.active,
-  created_at: isoOf(r.createdAt),
+  created_at: iso(r.createdAt),
 });
 
 function e164Of(value: string, region: string): string {
@@ -420,7 +476,7 @@ export const listPhoneNumbers = (
     phoneNumbers,
     [
       visible(principal, phoneNumbers.tenantId),
-      tenantFilter(phoneNumbers.tenantId, query.tenant_id),
+      forTenant(phoneNumbers.tenantId, query.tenant_id),
       query.campaign_id ? eq(phoneNumbers.campaignId, query.campaign_id) : undefined,
       query.is_active === undefined ? undefined : eq(phoneNumbers.active, query.is_active),
       phoneFilter(phoneNumbers.e164, query.number, "number", deps.region),
@@ -514,8 +570,8 @@ const leadView = (r: LeadRow) => ({
   status: r.status,
   metadata: r.metadata,
   last_call_at: iso(r.lastCallAt),
-  created_at: isoOf(r.createdAt),
-  updated_at: isoOf(r.updatedAt),
+  created_at: iso(r.createdAt),
+  updated_at: iso(r.updatedAt),
 });
 
 export const listLeads = (
@@ -528,7 +584,7 @@ export const listLeads = (
     leads,
     [
       visible(principal, leads.tenantId),
-      tenantFilter(leads.tenantId, query.tenant_id),
+      forTenant(leads.tenantId, query.tenant_id),
       query.campaign_id ? eq(leads.campaignId, query.campaign_id) : undefined,
       query.status === undefined ? undefined : eq(leads.status, query.status),
       phoneFilter(leads.phoneNumber, query.phone_number, "phone_number", deps.region),
@@ -549,6 +605,7 @@ export async function updateLead(
   id: string,
   body: { name?: string; status?: string; email?: string | null; metadata?: Record<string, unknown> },
 ) {
+  if (body.metadata !== undefined) assertStorableJson(body.metadata, "metadata");
   const set = { name: body.name, status: body.status, email: body.email, metadata: body.metadata };
   const rows = hasValues(set)
     ? await db
@@ -582,7 +639,7 @@ const callLogView = (r: CallLogRow) => ({
   agent_name: r.agentName,
   agent_source: r.agentSource,
   status: r.status,
-  created_at: isoOf(r.createdAt),
+  created_at: iso(r.createdAt),
   caller_joined_at: iso(r.callerJoinedAt),
   answered_at: iso(r.answeredAt),
   ended_at: iso(r.endedAt),
@@ -590,7 +647,7 @@ const callLogView = (r: CallLogRow) => ({
   disconnect_reason: r.disconnectReason,
   dispatch_id: r.dispatchId,
   metadata: r.metadata,
-  updated_at: isoOf(r.updatedAt),
+  updated_at: iso(r.updatedAt),
 });
 
 export const listCallLogs = (
@@ -612,14 +669,14 @@ export const listCallLogs = (
     callLogs,
     [
       visible(principal, callLogs.tenantId),
-      tenantFilter(callLogs.tenantId, query.tenant_id),
+      forTenant(callLogs.tenantId, query.tenant_id),
       query.campaign_id ? eq(callLogs.campaignId, query.campaign_id) : undefined,
       query.lead_id ? eq(callLogs.leadId, query.lead_id) : undefined,
       query.status ? eq(callLogs.status, query.status) : undefined,
       phoneFilter(callLogs.fromNumber, query.from_number, "from_number", deps.region),
       phoneFilter(callLogs.toNumber, query.to_number, "to_number", deps.region),
-      query.since ? gte(callLogs.createdAt, sql`${query.since}::timestamptz`) : undefined,
-      query.until ? lt(callLogs.createdAt, sql`${query.until}::timestamptz`) : undefined,
+      query.since ? gte(callLogs.createdAt, sql`${timeParam(query.since, "since")}::timestamptz`) : undefined,
+      query.until ? lt(callLogs.createdAt, sql`${timeParam(query.until, "until")}::timestamptz`) : undefined,
     ],
     query,
     callLogView,
@@ -636,14 +693,13 @@ export async function getCallLog(db: Db, principal: Principal, by: { id: string 
 
 /** A person fixing a call's status follows the rule webhooks follow: forward only. */
 export async function updateCallLogStatus(deps: AdminDeps, principal: Principal, id: string, status: CallStatus) {
-  const current = await getCallLog(deps.database.db, principal, { id });
-  if (current.status === status) return current;
-  const moved = await correctCallStatus(deps.database, { id, status });
-  if (!moved) {
-    const now = await getCallLog(deps.database.db, principal, { id });
-    throw new ConflictError(`status: a call cannot move from ${now.status} to ${status}`, "status");
+  const tenantId = principal.kind === "tenant" ? principal.tenantId : undefined;
+  const moved = await correctCallStatus(deps.database, { id, status, tenantId });
+  const call = await getCallLog(deps.database.db, principal, { id });
+  if (!moved && call.status !== status) {
+    throw new ConflictError(`status: a call cannot move from ${call.status} to ${status}`, "status");
   }
-  return getCallLog(deps.database.db, principal, { id });
+  return call;
 }
 
 // ---------------------------------------------------------------- api keys
@@ -652,7 +708,7 @@ export const listApiKeys = (db: Db, principal: Principal, query: { tenant_id?: s
   listPage(
     db,
     apiKeys,
-    [visible(principal, apiKeys.tenantId), tenantFilter(apiKeys.tenantId, query.tenant_id)],
+    [visible(principal, apiKeys.tenantId), forTenant(apiKeys.tenantId, query.tenant_id)],
     query,
     apiKeyView,
   );

@@ -388,7 +388,10 @@ const statusRank = sql.raw(
  * A person's correction of a call's status, held to the webhooks' rule: forward only (a final
  * status is final). Returns false when the call is already at or past that point.
  */
-export async function correctCallStatus(database: Database, fix: { id: string; status: CallStatus }): Promise<boolean> {
+export async function correctCallStatus(
+  database: Database,
+  fix: { id: string; status: CallStatus; /** Only a call of this tenant. */ tenantId?: string },
+): Promise<boolean> {
   const rank = CALL_STATUS_RANK[fix.status];
   const final = rank === CALL_STATUS_RANK.completed;
   const rows = await database.rows(sql`
@@ -398,6 +401,7 @@ export async function correctCallStatus(database: Database, fix: { id: string; s
         ended_at = case when ${final} then coalesce(ended_at, now()) else ended_at end,
         updated_at = now()
     where id = ${fix.id} and ${statusRank} < ${rank}
+      and (${fix.tenantId ?? null}::uuid is null or tenant_id = ${fix.tenantId ?? null}::uuid)
     returning id`);
   return rows.length > 0;
 }

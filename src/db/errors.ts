@@ -32,13 +32,19 @@ const KINDS: Record<string, ConstraintViolation["kind"]> = {
   "23505": "unique",
   "23503": "reference",
   "23514": "check",
-  "22P02": "invalid_value",
 };
+
+/**
+ * A value the database cannot take (class 22: bad dates, NUL characters, numbers out of range;
+ * 54001: nesting too deep). Models and services refuse these first; this is the backstop.
+ */
+const kindOf = (code: string): ConstraintViolation["kind"] | undefined =>
+  KINDS[code] ?? (code.startsWith("22") || code === "54001" ? "invalid_value" : undefined);
 
 /** The violation behind an error from postgres.js or PGlite (through Drizzle's wrapper), if it is one. */
 export function constraintViolation(error: unknown): ConstraintViolation | null {
   for (let e = error as Record<string, unknown> | undefined, depth = 0; e && depth < 5; depth++) {
-    const kind = typeof e.code === "string" ? KINDS[e.code] : undefined;
+    const kind = typeof e.code === "string" ? kindOf(e.code) : undefined;
     if (kind) {
       // postgres.js names it constraint_name, PGlite constraint.
       const constraint = (e.constraint_name ?? e.constraint) as string | undefined;
@@ -53,13 +59,14 @@ export function constraintViolation(error: unknown): ConstraintViolation | null 
 
 /**
  * The database could not be reached or gave up (refused, reset, shutting down, too many
- * connections, our own deadline): worth a retry, so a 503 rather than a 500.
+ * connections, a statement or lock timeout, a deadlock, our own deadline): worth a retry, so a
+ * 503 rather than a 500.
  */
 export function isDatabaseUnavailable(error: unknown): boolean {
   for (let e = error as Record<string, unknown> | undefined, depth = 0; e && depth < 5; depth++) {
     if (e.name === "TimeoutError") return true;
     const code = typeof e.code === "string" ? e.code : "";
-    if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECTION_\w+|08\w{3}|57P\w{2}|53\w{3})$/.test(code)) return true;
+    if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECTION_\w+|08\w{3}|57P\w{2}|57014|55P03|40001|40P01|53\w{3})$/.test(code)) return true;
     e = e.cause as Record<string, unknown> | undefined;
   }
   return false;

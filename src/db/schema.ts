@@ -239,7 +239,11 @@ export const apiKeys = pgTable(
     lastUsedAt: timestamp("last_used_at", { withTimezone: true }),
     revokedAt: timestamp("revoked_at", { withTimezone: true }),
   },
-  (t) => [index("api_keys_tenant_created_idx").on(t.tenantId, t.createdAt)],
+  (t) => [
+    // A presented key is found by its prefix, then its hash is compared in constant time.
+    index("api_keys_prefix_idx").on(t.prefix),
+    index("api_keys_tenant_created_idx").on(t.tenantId, t.createdAt),
+  ],
 );
 
 /** LiveKit webhook deliveries already acted on, keyed by the event id (`EV_...`). */
