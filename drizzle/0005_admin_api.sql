@@ -34,10 +34,12 @@ CREATE INDEX "call_logs_tenant_created_idx" ON "call_logs" USING btree ("tenant_
 CREATE INDEX "call_logs_created_idx" ON "call_logs" USING btree ("created_at","id");--> statement-breakpoint
 -- A number may not be linked to a deleted campaign (the composite key only checks that it exists).
 -- FOR SHARE waits for a campaign being deleted right now and then sees it deleted; a plain read
--- would let the link commit after the delete has unlinked the campaign's numbers.
+-- would let the link commit after the delete has unlinked the campaign's numbers. Only a new link
+-- is checked: re-checking an unchanged one would wait on the campaign while holding the number,
+-- the opposite order of a campaign delete, and deadlock with it.
 CREATE FUNCTION "phone_number_campaign_live"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF NEW.campaign_id IS NOT NULL THEN
+  IF NEW.campaign_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.campaign_id IS DISTINCT FROM OLD.campaign_id) THEN
     PERFORM 1 FROM campaigns c WHERE c.id = NEW.campaign_id AND c.deleted_at IS NULL FOR SHARE;
     IF NOT FOUND THEN
       RAISE EXCEPTION 'phone number % may not use deleted campaign %', NEW.e164, NEW.campaign_id
@@ -51,12 +53,15 @@ CREATE TRIGGER "phone_numbers_campaign_live" BEFORE INSERT OR UPDATE OF campaign
   FOR EACH ROW EXECUTE FUNCTION "phone_number_campaign_live"();
 --> statement-breakpoint
 -- 0001's check read the agent without a lock, so a campaign could be created with an agent that
--- was at that moment moving to another tenant. FOR SHARE waits for such a move and checks the
--- agent as it ends up (a move, in turn, waits for the campaign and then sees it: 0002).
+-- was at that moment moving to another tenant. FOR KEY SHARE waits for such a move (tenant_id is
+-- part of the agent's unique key) and checks the agent as it ends up; a move, in turn, waits for
+-- the campaign and then sees it (0002). It does not wait for other agent changes (is_default,
+-- description), and only a changed link is checked, so ordinary edits never wait on each other.
 CREATE OR REPLACE FUNCTION "campaign_agent_same_tenant"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF NEW.agent_id IS NOT NULL THEN
-    PERFORM 1 FROM agents a WHERE a.id = NEW.agent_id AND (a.tenant_id IS NULL OR a.tenant_id = NEW.tenant_id) FOR SHARE;
+  IF NEW.agent_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.agent_id IS DISTINCT FROM OLD.agent_id
+      OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id) THEN
+    PERFORM 1 FROM agents a WHERE a.id = NEW.agent_id AND (a.tenant_id IS NULL OR a.tenant_id = NEW.tenant_id) FOR KEY SHARE;
     IF NOT FOUND THEN
       RAISE EXCEPTION 'campaign "%" may only use agents of its own tenant or system agents', NEW.name
         USING ERRCODE = 'foreign_key_violation';

@@ -59,7 +59,7 @@ export function createApp(deps: AppDeps) {
       return parseBody(text, contentType);
     })
     .onError(({ code, error, set, request }) => {
-      const problem = toAppError(code, error, request);
+      const problem = toAppError(code, error, request, logger);
       const path = new URL(request.url).pathname;
       if (!problem) logger.error({ err: error, path }, "unhandled error");
       else if (problem.status === 503 && !(error instanceof AppError)) logger.warn({ err: error, path }, "database unavailable");
@@ -134,7 +134,7 @@ function parseBody(text: string, contentType: string): unknown {
 }
 
 /** What an error means to the client; undefined for a real failure (logged, answered 500). */
-function toAppError(code: string | number, error: unknown, request: Request): AppError | undefined {
+function toAppError(code: string | number, error: unknown, request: Request, logger: Logger): AppError | undefined {
   // Elysia wraps whatever a parser throws in a ParseError; ours carry the real answer.
   const cause = code === "PARSE" ? (error as Error).cause : undefined;
   if (cause instanceof AppError) return cause;
@@ -157,6 +157,8 @@ function toAppError(code: string | number, error: unknown, request: Request): Ap
     case "check":
       return new UnprocessableError(`${about}not allowed (${violation.constraint ?? "check"})`, field);
     case "invalid_value":
+      // The models should have refused this value before the database saw it: worth a look.
+      logger.warn({ sqlstate: violation.code, path: new URL(request.url).pathname }, "value refused by the database");
       return new BadRequestError(`${about}not a valid value`, field);
   }
 }

@@ -60,6 +60,21 @@ describe("values PostgreSQL cannot store are refused with the field named", () =
     expect(names.filter((n: string) => n.startsWith("m"))).toEqual(["m5"]);
   });
 
+  test("unpaired surrogates, which PostgreSQL would store as a different string", async () => {
+    await expectRefused(keyA.post("/agents", { name: "x\ud800y" }), "name");
+    await expectRefused(keyA.post("/agents", { name: "s1", metadata: { a: "\udc00" } }), "metadata");
+    await expectRefused(keyA.post("/agents", { name: "s2", metadata: { "\ud800": 1 } }), "metadata");
+    const paired = await keyA.post("/agents", { name: "emoji \u{1F4DE}", metadata: { "\u{1F4DE}": "\u{1F4DE}" } });
+    expect(paired.status).toBe(201);
+    expect(paired.body.name).toBe("emoji \u{1F4DE}");
+  });
+
+  test("valid times in any offset, before 1970 or as a bare date are taken as given", async () => {
+    for (const since of ["1969-12-31T23:59:59Z", "2024-02-29T00:30:00%2B01:00", "2024-03-01", "2024-03-01T00:00:00.000900Z"]) {
+      expect({ since, status: (await keyA.get(`/call-logs?since=${since}`)).status }).toEqual({ since, status: 200 });
+    }
+  });
+
   test("impossible times in since/until and forged cursors", async () => {
     await expectRefused(keyA.get("/call-logs?since=2024-02-30T00:00:00Z"), "since");
     await expectRefused(keyA.get("/call-logs?since=0000-01-01T00:00:00Z"), "since");
@@ -151,6 +166,29 @@ describe.skipIf(!onPostgres)("races between requests (PostgreSQL)", () => {
       expect(deleted.status).toBe(204);
       expect([201, 422]).toContain(created.status);
     }
+    expect(await numbersOnDeletedCampaigns()).toBe(0);
+  });
+
+  test("ordinary edits racing a delete or a default switch do not deadlock (no 503)", async () => {
+    const statuses: string[] = [];
+    for (let i = 0; i < 15; i++) {
+      // A campaign delete against a number edit that keeps the number's campaign.
+      const campaign = (await keyA.post("/campaigns", { name: `kept-${i}` })).body.id;
+      const number = (await keyA.post("/phone-numbers", { number: `+1 415 555 ${2000 + i}`, campaign_id: campaign })).body.id;
+      const [deleted, edited] = await Promise.all([
+        keyA.delete(`/campaigns/${campaign}`),
+        keyA.patch(`/phone-numbers/${number}`, { campaign_id: campaign, is_active: false }),
+      ]);
+      statuses.push(`${deleted.status}`, `${edited.status}`);
+      // A default switch against a campaign taking the old default.
+      const oldDefault = (await keyA.post("/agents", { name: `default-${i}`, is_default: true })).body.id;
+      const [switched, created] = await Promise.all([
+        keyA.post("/agents", { name: `default-${i}-next`, is_default: true }),
+        keyA.post("/campaigns", { name: `on-default-${i}`, agent_id: oldDefault }),
+      ]);
+      statuses.push(`${switched.status}`, `${created.status}`);
+    }
+    expect(statuses.filter((s) => s === "503" || s === "500")).toEqual([]);
     expect(await numbersOnDeletedCampaigns()).toBe(0);
   });
 

@@ -1,12 +1,15 @@
 // The admin API's models (below) and the directory file `switchboard seed FILE` loads: tenants with their agents, campaigns and numbers.
 import type { TUnsafe } from "@sinclair/typebox";
 import { type Static, type TSchema, t } from "elysia";
-import { NO_NUL } from "../calls/model";
 import { AGENT_SOURCES, CALL_STATUSES, CAMPAIGN_STATUSES, NUMBER_TYPES } from "../db/schema";
 
-/** Text as PostgreSQL can store it: no NUL characters. Every string the API takes in is one. */
+/**
+ * Text as PostgreSQL stores it: no NUL, no unpaired UTF-16 surrogate (it would be stored as
+ * U+FFFD, a different string). Every string the admin API takes in is one.
+ */
+const STORABLE_TEXT = "^(?:[^\\u0000\\ud800-\\udfff]|[\\ud800-\\udbff][\\udc00-\\udfff])*$";
 const Text = (options: { minLength?: number; maxLength: number; description?: string }) =>
-  t.String({ pattern: NO_NUL, ...options });
+  t.String({ pattern: STORABLE_TEXT, ...options });
 const name = Text({ minLength: 1, maxLength: 200 });
 
 export const DirectoryAgent = t.Object(
@@ -72,7 +75,7 @@ const Metadata = t.Record(t.String(), t.Unknown(), {
   description: `Free-form JSON object (nested at most ${METADATA_MAX_DEPTH} levels, no NUL characters)`,
 });
 const LeadStatus = Text({ minLength: 1, maxLength: 50 });
-const Email = t.String({ format: "email", pattern: NO_NUL, maxLength: 320 });
+const Email = t.String({ format: "email", pattern: STORABLE_TEXT, maxLength: 320 });
 const strict = { additionalProperties: false } as const;
 
 export const IdParams = t.Object({ id: Uuid });

@@ -83,19 +83,28 @@ function phoneFilter(column: PgColumn, value: string | undefined, field: string,
 }
 
 /**
- * A time as PostgreSQL will read it, or null when it has none: checked here so an impossible
- * date (February 30th, year 0) is a 400 naming the field rather than a database error.
+ * A time PostgreSQL will read as the client meant it, or null: checked here so an impossible
+ * date (February 30th, year 0) is a 400 naming the field rather than a database error. The
+ * text itself is passed on, keeping its offset and any microseconds.
  */
 function storableTime(value: string): string | null {
   const time = new Date(value);
-  const year = time.getUTCFullYear();
-  const valid = !Number.isNaN(time.getTime()) && year >= 1970 && year <= 9999 && isCalendarDate(value.slice(0, 10));
-  return valid ? time.toISOString() : null;
+  // PostgreSQL takes offsets up to 15:59 and, in this format, years 1 to 9999.
+  const offsetHours = Number(/([+-])(\d\d):?\d\d$/.exec(value)?.[2] ?? 0);
+  const valid =
+    !Number.isNaN(time.getTime()) &&
+    time.getUTCFullYear() <= 9999 &&
+    offsetHours <= 15 &&
+    !value.startsWith("0000") &&
+    isCalendarDate(value.slice(0, 10));
+  if (!valid) return null;
+  // A bare date is midnight UTC, as JavaScript reads it, not midnight wherever the database is.
+  return value.length === 10 ? `${value}T00:00:00Z` : value;
 }
 
 function timeParam(value: string, field: string): string {
   const time = storableTime(value);
-  if (!time) throw new BadRequestError(`${field}: "${value}" is not a date-time between 1970 and 9999`, field);
+  if (!time) throw new BadRequestError(`${field}: "${value}" is not a valid date-time`, field);
   return time;
 }
 
@@ -115,15 +124,17 @@ export function assertStorableJson(value: unknown, field: string, depth = 0): vo
     throw new BadRequestError(`${field}: nested deeper than ${METADATA_MAX_DEPTH} levels`, field);
   }
   if (typeof value === "string") {
-    if (value.includes("\u0000")) throw new BadRequestError(`${field}: contains a NUL character`, field);
+    if (!isStorableText(value)) throw new BadRequestError(`${field}: contains a NUL or an unpaired surrogate`, field);
     return;
   }
   if (value === null || typeof value !== "object") return;
   for (const [key, inner] of Object.entries(value)) {
-    if (key.includes("\u0000")) throw new BadRequestError(`${field}: a key contains a NUL character`, field);
+    if (!isStorableText(key)) throw new BadRequestError(`${field}: a key contains a NUL or an unpaired surrogate`, field);
     assertStorableJson(inner, field, depth + 1);
   }
 }
+
+const isStorableText = (text: string) => !text.includes("\u0000") && text.isWellFormed();
 
 function first<T>(rows: T[], what: string, id: string): T {
   if (rows.length === 0) throw new NotFoundError(`${what} ${id} not found`);
@@ -278,7 +289,8 @@ export async function getAgent(db: Db, principal: Principal, id: string) {
  */
 async function clearDefault(tx: Db, tenantId: string | null, keep?: string) {
   if (!tenantId) return;
-  await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for("update");
+  // NO KEY UPDATE: serialises default changes without blocking foreign-key checks on the tenant.
+  await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for("no key update");
   await tx
     .update(agents)
     .set({ isDefault: false })

@@ -2,7 +2,7 @@
 import { type Static, t } from "elysia";
 
 /** PostgreSQL text cannot hold NUL; refuse it at the door rather than fail at the insert. */
-export const NO_NUL = "^[^\\u0000]*$";
+const NO_NUL = "^[^\\u0000]*$";
 const text = (description: string) =>
   t.Optional(t.Nullable(t.String({ maxLength: 512, pattern: NO_NUL, description })));
 

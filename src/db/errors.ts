@@ -3,6 +3,8 @@
 
 export interface ConstraintViolation {
   kind: "unique" | "reference" | "check" | "invalid_value";
+  /** The SQLSTATE. */
+  code: string;
   /** The API field the constraint is about, when one can be named. */
   field?: string;
   constraint?: string;
@@ -35,11 +37,13 @@ const KINDS: Record<string, ConstraintViolation["kind"]> = {
 };
 
 /**
- * A value the database cannot take (class 22: bad dates, NUL characters, numbers out of range;
- * 54001: nesting too deep). Models and services refuse these first; this is the backstop.
+ * Values a client can send that the database cannot take: bad text for a type (22P02), bad
+ * dates and offsets (22007, 22008, 22009), NUL in text or jsonb (22021, 22P05), nesting too deep (54001). Models and
+ * services refuse these first; this is the backstop. Other data errors are our bugs: 500s.
  */
+const INPUT_ERRORS = new Set(["22P02", "22007", "22008", "22009", "22021", "22P05", "54001"]);
 const kindOf = (code: string): ConstraintViolation["kind"] | undefined =>
-  KINDS[code] ?? (code.startsWith("22") || code === "54001" ? "invalid_value" : undefined);
+  KINDS[code] ?? (INPUT_ERRORS.has(code) ? "invalid_value" : undefined);
 
 /** The violation behind an error from postgres.js or PGlite (through Drizzle's wrapper), if it is one. */
 export function constraintViolation(error: unknown): ConstraintViolation | null {
@@ -50,7 +54,7 @@ export function constraintViolation(error: unknown): ConstraintViolation | null 
       const constraint = (e.constraint_name ?? e.constraint) as string | undefined;
       const message = String(e.message ?? "");
       const field = FIELDS.find(([pattern]) => pattern.test(constraint ?? message))?.[1];
-      return { kind, field, constraint, message };
+      return { kind, code: e.code as string, field, constraint, message };
     }
     e = e.cause as Record<string, unknown> | undefined;
   }
