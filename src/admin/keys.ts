@@ -16,7 +16,7 @@ const LAST_USED_RESOLUTION_S = 60;
 /** Who is calling: an admin key sees every tenant, a tenant key only its own. */
 export type Principal = { kind: "admin"; keyId: string } | { kind: "tenant"; keyId: string; tenantId: string };
 
-export type ApiKeyRow = typeof apiKeys.$inferSelect;
+type ApiKeyRow = typeof apiKeys.$inferSelect;
 
 export interface ApiKeyView {
   id: string;

@@ -119,7 +119,7 @@ function isCalendarDate(ymd: string): boolean {
  * Metadata is stored as jsonb: PostgreSQL refuses NUL characters in it, and very deep nesting
  * costs the database a recursion per level. Both are refused here, naming the field.
  */
-export function assertStorableJson(value: unknown, field: string, depth = 0): void {
+function assertStorableJson(value: unknown, field: string, depth = 0): void {
   if (depth > METADATA_MAX_DEPTH) {
     throw new BadRequestError(`${field}: nested deeper than ${METADATA_MAX_DEPTH} levels`, field);
   }
@@ -236,7 +236,7 @@ const agentView = (r: AgentRow) => ({
   created_at: iso(r.createdAt),
 });
 
-export interface AgentFields {
+interface AgentFields {
   name?: string;
   is_default?: boolean;
   is_active?: boolean;
