@@ -2,9 +2,8 @@
 // the database down. The answer tells LiveKit whether to deliver the event again (503) or not
 // (2xx), and the call log keeps what happened.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import type { SQL } from "drizzle-orm";
-import { type Database, openDatabase } from "../src/db/client";
-import { openTestContext, type TestContext, testEnv } from "./support/context";
+import { openTestContext, type TestContext } from "./support/context";
+import { openSwitchedDatabase, type SwitchedDatabase } from "./support/switched-database";
 import {
   acmeDirectory,
   CALLER,
@@ -232,24 +231,16 @@ describe("the database is down", () => {
 
 describe("the database comes back after a join was handled without it", () => {
   // The real database behind a switch that makes every statement fail like a refused connection.
-  let real: Database;
+  let switchable: SwitchedDatabase;
+  let state: SwitchedDatabase["state"];
   let ctx: TestContext;
-  const state = { down: false };
   beforeAll(async () => {
-    const env = testEnv();
-    real = await openDatabase({ databaseUrl: env.DATABASE_URL, dataDir: "memory://", poolMax: 4, statementTimeoutMs: 10_000 });
-    const switched: Database = {
-      ...real,
-      rows: <T extends Record<string, unknown>>(query: SQL) =>
-        state.down
-          ? Promise.reject(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" }))
-          : real.rows<T>(query),
-      ping: () => (state.down ? Promise.reject(new Error("connect ECONNREFUSED")) : real.ping()),
-    };
-    ctx = await openTestContext(liveKitEnv(fake, { LIVEKIT_DISPATCH_RETRIES: "1" }), { database: switched });
+    switchable = await openSwitchedDatabase();
+    state = switchable.state;
+    ctx = await openTestContext(liveKitEnv(fake, { LIVEKIT_DISPATCH_RETRIES: "1" }), { database: switchable.database });
   });
   afterAll(async () => {
-    await real?.close();
+    await switchable?.close();
   });
   beforeEach(async () => {
     state.down = false;

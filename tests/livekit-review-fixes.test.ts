@@ -5,15 +5,15 @@
 // database being down or hung still gets the caller an agent while LiveKit is asked to redeliver,
 // absurd int64 times are not a 500, and a dispatch already in the room (another agent's) is kept.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { eq, type SQL, sql } from "drizzle-orm";
-import { PgDialect } from "drizzle-orm/pg-core";
+import { eq, sql } from "drizzle-orm";
 import { AgentDispatchClient } from "livekit-server-sdk";
 import { createApp } from "../src/app";
 import { loadConfig } from "../src/config";
 import { type Database, openDatabase } from "../src/db/client";
 import { leads } from "../src/db/schema";
 import { createLogger } from "../src/logger";
-import { type LogLine, openTestContext, type TestContext, testEnv } from "./support/context";
+import { type LogLine, openTestContext, type TestContext } from "./support/context";
+import { openSwitchedDatabase, type SwitchedDatabase } from "./support/switched-database";
 import {
   acmeDirectory,
   answer,
@@ -51,49 +51,23 @@ const fake = useFakeLiveKit();
 const deliver = async (context: TestContext, event: WebhookEvent) => post(context, await signDelivery(event, TEST_KEYS));
 
 // ---------------------------------------------------------------------------------------------
-// One real database behind a switch: `down` fails every statement like a refused connection;
-// `failNext` fails only the next statement whose SQL matches (a blip in the middle of a delivery).
+// One real database behind a switch (tests/support/switched-database.ts).
 
-const dialect = new PgDialect();
-const sqlText = (query: SQL) => dialect.sqlToQuery(query).sql;
-const refused = () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
-
-const state = { down: false, failNext: [] as RegExp[] };
-let real: Database;
-let switched: Database;
+let switchable: SwitchedDatabase;
+let state: SwitchedDatabase["state"];
 /** Dispatch on (the default). */
 let ctx: TestContext;
 /** LIVEKIT_DISPATCH=false: LiveKit's own dispatch rules place agents; Switchboard only logs calls. */
 let ctxNoDispatch: TestContext;
 
 beforeAll(async () => {
-  real = await openDatabase({
-    databaseUrl: testEnv().DATABASE_URL,
-    dataDir: "memory://",
-    poolMax: 4,
-    statementTimeoutMs: 10_000,
-  });
-  switched = {
-    ...real,
-    rows: <T extends Record<string, unknown>>(query: SQL) => {
-      if (state.down) return Promise.reject(refused());
-      const text = sqlText(query);
-      const index = state.failNext.findIndex((pattern) => pattern.test(text));
-      if (index >= 0) {
-        state.failNext.splice(index, 1);
-        return Promise.reject(refused());
-      }
-      return real.rows<T>(query);
-    },
-    ping: () => (state.down ? Promise.reject(refused()) : real.ping()),
-    // Both contexts share `real`; it is closed once, below.
-    close: async () => {},
-  };
-  ctx = await openTestContext(liveKitEnv(fake, { LIVEKIT_DISPATCH_RETRIES: "1" }), { database: switched });
-  ctxNoDispatch = await openTestContext(liveKitEnv(fake, { LIVEKIT_DISPATCH: "false" }), { database: switched });
+  switchable = await openSwitchedDatabase();
+  state = switchable.state;
+  ctx = await openTestContext(liveKitEnv(fake, { LIVEKIT_DISPATCH_RETRIES: "1" }), { database: switchable.database });
+  ctxNoDispatch = await openTestContext(liveKitEnv(fake, { LIVEKIT_DISPATCH: "false" }), { database: switchable.database });
 });
 afterAll(async () => {
-  await real?.close();
+  await switchable?.close();
 });
 beforeEach(async () => {
   state.down = false;
@@ -431,7 +405,7 @@ describe("a CreateDispatch that LiveKit carries out but answers too late", () =>
   test("no second agent: the claim is kept until LiveKit's list can tell, then that dispatch is adopted", async () => {
     const slow = await openTestContext(
       liveKitEnv(fake, { LIVEKIT_DISPATCH_BUDGET_MS: "300", LIVEKIT_DISPATCH_RETRIES: "3" }),
-      { database: switched },
+      { database: switchable.database },
     );
     const call = newCall();
     const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);

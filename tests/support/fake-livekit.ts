@@ -199,6 +199,28 @@ function paginate<T>(items: T[], idOf: (t: T) => string, page: Pagination | unde
   return out;
 }
 
+/**
+ * How LiveKit's SIP list calls select: the ids asked for (in that order; the real server sends
+ * null for a missing id, which JSON lists of messages cannot carry through protobuf-es, so
+ * missing ones are left out), else a page of all; then, when a filter is given, the items that
+ * match it plus wildcards (items with an empty list match everything).
+ */
+function listSelection<T>(
+  store: Map<string, T>,
+  request: { ids: string[]; page: Pagination | undefined; filter: string[] },
+  idOf: (item: T) => string,
+  keysOf: (item: T) => string[],
+): T[] {
+  let items =
+    request.ids.length > 0
+      ? request.ids.map((id) => store.get(id)).filter((item) => item !== undefined)
+      : paginate([...store.values()], idOf, request.page);
+  if (request.filter.length > 0) {
+    items = items.filter((item) => keysOf(item).length === 0 || keysOf(item).some((key) => request.filter.includes(key)));
+  }
+  return items;
+}
+
 /** The part of a protobuf-es message the fake uses. */
 interface Message {
   toJsonString(): string;
@@ -291,18 +313,12 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
       service: "SIP",
       request: ListSIPInboundTrunkRequest,
       handle(req: ListSIPInboundTrunkRequest) {
-        let items = [...trunks.values()];
-        if (req.trunkIds.length > 0) {
-          // In the order asked for; the real server sends null for a missing id, which JSON lists
-          // of messages cannot carry through protobuf-es, so missing ones are left out.
-          items = req.trunkIds.map((id) => trunks.get(id)).filter((t) => t !== undefined);
-        } else {
-          items = paginate(items, (t) => t.sipTrunkId, req.page);
-        }
-        if (req.numbers.length > 0) {
-          // Trunks holding one of the numbers, plus wildcard trunks (no numbers).
-          items = items.filter((t) => t.numbers.length === 0 || t.numbers.some((n) => req.numbers.includes(n)));
-        }
+        const items = listSelection(
+          trunks,
+          { ids: req.trunkIds, page: req.page, filter: req.numbers },
+          (t) => t.sipTrunkId,
+          (t) => t.numbers,
+        );
         return new ListSIPInboundTrunkResponse({ items: items.map((t) => t.clone()) });
       },
     },
@@ -375,16 +391,12 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
       service: "SIP",
       request: ListSIPDispatchRuleRequest,
       handle(req: ListSIPDispatchRuleRequest) {
-        let items = [...rules.values()];
-        if (req.dispatchRuleIds.length > 0) {
-          items = req.dispatchRuleIds.map((id) => rules.get(id)).filter((r) => r !== undefined);
-        } else {
-          items = paginate(items, (r) => r.sipDispatchRuleId, req.page);
-        }
-        if (req.trunkIds.length > 0) {
-          // Rules naming one of the trunks, plus wildcard rules (no trunk ids).
-          items = items.filter((r) => r.trunkIds.length === 0 || r.trunkIds.some((id) => req.trunkIds.includes(id)));
-        }
+        const items = listSelection(
+          rules,
+          { ids: req.dispatchRuleIds, page: req.page, filter: req.trunkIds },
+          (r) => r.sipDispatchRuleId,
+          (r) => r.trunkIds,
+        );
         return new ListSIPDispatchRuleResponse({ items: items.map((r) => r.clone()) });
       },
     },

@@ -1,0 +1,44 @@
+// One real database behind a switch, for outage tests that need the database back afterwards:
+// `down` fails every statement like a refused connection; `failNext` fails only the next
+// statement whose SQL matches (a blip in the middle of a delivery).
+import type { SQL } from "drizzle-orm";
+import { PgDialect } from "drizzle-orm/pg-core";
+import { type Database, openDatabase } from "../../src/db/client";
+import { testEnv } from "./context";
+
+export interface SwitchedDatabase {
+  /** Hand this to the apps under test; closing it does nothing, so several contexts may share it. */
+  database: Database;
+  state: { down: boolean; failNext: RegExp[] };
+  /** Closes the real database underneath. */
+  close(): Promise<void>;
+}
+
+const dialect = new PgDialect();
+const refused = () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+
+export async function openSwitchedDatabase(): Promise<SwitchedDatabase> {
+  const real = await openDatabase({
+    databaseUrl: testEnv().DATABASE_URL,
+    dataDir: "memory://",
+    poolMax: 4,
+    statementTimeoutMs: 10_000,
+  });
+  const state = { down: false, failNext: [] as RegExp[] };
+  const database: Database = {
+    ...real,
+    rows: <T extends Record<string, unknown>>(query: SQL) => {
+      if (state.down) return Promise.reject(refused());
+      const text = dialect.sqlToQuery(query).sql;
+      const index = state.failNext.findIndex((pattern) => pattern.test(text));
+      if (index >= 0) {
+        state.failNext.splice(index, 1);
+        return Promise.reject(refused());
+      }
+      return real.rows<T>(query);
+    },
+    ping: () => (state.down ? Promise.reject(refused()) : real.ping()),
+    close: async () => {},
+  };
+  return { database, state, close: () => real.close() };
+}
