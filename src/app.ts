@@ -81,7 +81,7 @@ export function createApp(deps: AppDeps) {
         authorize: (request) => webhookAuth.verifyBody(rawBody(request), request.headers.get("authorization")),
       }),
     )
-    .use(adminRoutes({ database, logger, region: config.defaultRegion }))
+    .use(adminRoutes({ database, logger, region: config.defaultRegion, systemDefaultAgent: config.systemDefaultAgent }))
     .use(
       liveKitRoutes({
         auth: webhookAuth,

@@ -1,13 +1,15 @@
 #!/usr/bin/env bun
 // The switchboard command: serve (default), migrate, seed FILE, livekit provision|status.
 import { parseArgs } from "node:util";
+import { and, eq, isNotNull } from "drizzle-orm";
 import { applyDirectory, DirectoryError } from "./admin/directory";
 import { apiKeyView, createApiKey, revokeApiKey, tenantIdByName } from "./admin/keys";
 import { createApp } from "./app";
 import { assertServable, type Config, ConfigError, loadConfig } from "./config";
 import { type Database, openDatabase } from "./db/client";
+import { constraintViolation } from "./db/errors";
 import { migrate } from "./db/migrate";
-import { apiKeys } from "./db/schema";
+import { agents, apiKeys } from "./db/schema";
 import { AppError } from "./errors";
 import { createLiveKitClients } from "./livekit/clients";
 import { HOLD_MS } from "./livekit/dispatch";
@@ -38,6 +40,9 @@ embedded PostgreSQL in DATA_DIR (default ./data) is used.`;
 
 class UsageError extends Error {}
 
+/** The database refused a migration over data someone has to fix first (the message says what). */
+class MigrationRefusedError extends Error {}
+
 async function main(argv: string[]): Promise<number> {
   const [command = "serve", ...args] = argv;
   if (command === "--help" || command === "-h" || command === "help") {
@@ -56,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
       return serve(config, logger);
     case "migrate":
       return withDatabase(config, async (database) => {
-        const { applied } = await migrate(database);
+        const { applied } = await migrateDatabase(database);
         console.log(applied.length ? `applied: ${applied.join(", ")}` : "database is up to date");
         return 0;
       });
@@ -64,8 +69,9 @@ async function main(argv: string[]): Promise<number> {
       const file = args[0];
       if (!file) throw new UsageError("seed needs a FILE: switchboard seed examples/directory.json");
       return withDatabase(config, async (database) => {
-        if (config.migrateOnStart) await migrate(database);
-        const summary = await applyDirectory(database.db, await readJson(file), config.defaultRegion);
+        if (config.migrateOnStart) await migrateDatabase(database);
+        const directory = await readJson(file);
+        const summary = await applyDirectory(database.db, directory, config.defaultRegion, config.systemDefaultAgent);
         console.log(
           `seeded ${file}: ${summary.tenants} tenants, ${summary.agents} agents, ` +
             `${summary.campaigns} campaigns, ${summary.phoneNumbers} phone numbers`,
@@ -93,7 +99,7 @@ async function liveKitCommand(config: Config, args: string[]): Promise<number> {
     roomPrefix: config.livekit.roomPrefix,
   };
   return withDatabase(config, async (database) => {
-    if (config.migrateOnStart) await migrate(database);
+    if (config.migrateOnStart) await migrateDatabase(database);
     if (sub === "status") {
       for (const line of await liveKitStatus(database, clients.sip)) console.log(line);
       return 0;
@@ -121,7 +127,7 @@ async function keysCommand(config: Config, args: string[]): Promise<number> {
   const { positionals, values } = parsed;
   const [sub, id] = positionals;
   return withDatabase(config, async (database) => {
-    if (config.migrateOnStart) await migrate(database);
+    if (config.migrateOnStart) await migrateDatabase(database);
     const db = database.db;
     if (sub === "create") {
       if (Boolean(values.admin) === Boolean(values.tenant)) throw new UsageError(`give --admin or --tenant NAME\n${usage}`);
@@ -173,6 +179,20 @@ async function readJson(path: string): Promise<unknown> {
   }
 }
 
+/**
+ * Migrates in one transaction. A constraint the data breaks (0006's check for agent names two
+ * tenants share) leaves everything as it was, and its message says what to fix: no stack trace.
+ */
+async function migrateDatabase(database: Database) {
+  try {
+    return await migrate(database);
+  } catch (error) {
+    const violation = constraintViolation(error);
+    if (violation) throw new MigrationRefusedError(violation.message);
+    throw error;
+  }
+}
+
 async function withDatabase(config: Config, work: (database: Database) => Promise<number>): Promise<number> {
   const database = await openDatabase(databaseOptions(config));
   try {
@@ -194,9 +214,10 @@ function databaseOptions(config: Config) {
 async function serve(config: Config, logger: Logger): Promise<number> {
   const database = await openDatabase(databaseOptions(config));
   if (config.migrateOnStart) {
-    const { applied } = await migrate(database);
+    const { applied } = await migrateDatabase(database);
     if (applied.length) logger.info({ applied }, "migrations applied");
   }
+  void warnOnTenantAgentNamedLikeSystemDefault(database, config.systemDefaultAgent, logger);
   const livekit = createLiveKitClients(config.livekit);
   // A LiveKit join takes up to four bounded database steps and the dispatch budget; the event
   // hold and dispatch claim must outlast that or a redelivery may act alongside it.
@@ -260,6 +281,27 @@ async function serve(config: Config, logger: Logger): Promise<number> {
   return stopped.promise;
 }
 
+/**
+ * A tenant's agent the admin API would refuse today can exist from before SYSTEM_DEFAULT_AGENT
+ * changed: LiveKit dispatches by name, so that tenant's worker would get the system default's callers.
+ */
+async function warnOnTenantAgentNamedLikeSystemDefault(database: Database, name: string, logger: Logger) {
+  try {
+    const taken = await database.db
+      .select({ id: agents.id, tenantId: agents.tenantId })
+      .from(agents)
+      .where(and(eq(agents.name, name), isNotNull(agents.tenantId)));
+    for (const agent of taken) {
+      logger.warn(
+        { agent_id: agent.id, tenant_id: agent.tenantId, agent_name: name },
+        "a tenant's agent has the SYSTEM_DEFAULT_AGENT name: calls for the system default reach that tenant's worker; rename the agent or change SYSTEM_DEFAULT_AGENT",
+      );
+    }
+  } catch (error) {
+    logger.warn({ err: error }, "could not check agent names against SYSTEM_DEFAULT_AGENT");
+  }
+}
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
@@ -273,6 +315,10 @@ main(process.argv.slice(2)).then(
     }
     if (error instanceof AppError) {
       console.error(`switchboard: ${error.message}`);
+      process.exit(1);
+    }
+    if (error instanceof MigrationRefusedError) {
+      console.error(`switchboard: migration refused, nothing was changed: ${error.message}`);
       process.exit(1);
     }
     if (error instanceof DirectoryError) {

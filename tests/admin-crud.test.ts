@@ -513,20 +513,24 @@ describe("agents", () => {
     expect((await sipCall("+14155550100", "+12125550142")).agentName).toBe(SYSTEM_DEFAULT);
   });
 
-  test("a duplicate name in one tenant is 409 naming name; other tenants and system-wide may reuse it", async () => {
+  test("agent names are unique across tenants and system-wide agents: 409 naming name, nothing changed", async () => {
     const tenant = await newTenant();
     const other = await newTenant();
     const sales = await newAgent(tenant.id, "sales");
     const desk = await newAgent(tenant.id, "desk");
+    const shared = await newAgent(null, "shared");
     expectError(await api.post("/agents", { tenant_id: tenant.id, name: "sales" }), 409, "conflict", "name");
     expectError(await api.patch(`/agents/${desk.id}`, { name: "sales" }), 409, "conflict", "name");
-    expect(ok(await api.get(`/agents/${desk.id}`))).toEqual(desk);
-
-    expect((await newAgent(other.id, "sales")).name).toBe("sales");
-    expect((await newAgent(null, "sales")).tenant_id).toBeNull();
+    // LiveKit dispatches by name: another tenant's "sales" would answer this tenant's callers.
+    expectError(await api.post("/agents", { tenant_id: other.id, name: "sales" }), 409, "conflict", "name");
     expectError(await api.post("/agents", { tenant_id: null, name: "sales" }), 409, "conflict", "name");
-    expect(await countRows("agents")).toBe(4);
+    expectError(await api.post("/agents", { tenant_id: other.id, name: "shared" }), 409, "conflict", "name");
+    expectError(await api.patch(`/agents/${desk.id}`, { name: "shared" }), 409, "conflict", "name");
+
+    expect(await countRows("agents")).toBe(3);
     expect(ok(await api.get(`/agents/${sales.id}`))).toEqual(sales);
+    expect(ok(await api.get(`/agents/${desk.id}`))).toEqual(desk);
+    expect(ok(await api.get(`/agents/${shared.id}`))).toEqual(shared);
   });
 
   test("deleting an agent campaigns use: 409 with their ids, then ?unlink=true detaches and deletes it", async () => {

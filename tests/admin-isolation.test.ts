@@ -739,3 +739,74 @@ describe("API keys", () => {
     expect(Date.parse(lastUsed as string)).toBeGreaterThanOrEqual(Date.parse(key.created_at) - 60_000);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// 7. Agent names: one namespace across tenants (LiveKit dispatches agents by name)
+// ---------------------------------------------------------------------------------------------
+
+describe("agent names are one namespace across tenants", () => {
+  const systemDefault = () => ctx.config.systemDefaultAgent;
+
+  /** 409 naming `name`; beyond the name B itself sent, nothing in it tells of tenant A. */
+  function expectNameTaken(answer: ApiAnswer, requested: string) {
+    expectError(answer, 409, "conflict");
+    expect(answer.body.error.details?.field).toBe("name");
+    const told = JSON.stringify(answer.body).replaceAll(requested, "<name>");
+    for (const secret of [A.id, A.name, A.agentId, A.keyId]) expect(told).not.toContain(secret);
+  }
+
+  /** 409 naming `name`, saying the name is the system default agent's. */
+  function expectSystemDefaultRefused(answer: ApiAnswer) {
+    expectError(answer, 409, "conflict");
+    expect(answer.body.error.details?.field).toBe("name");
+    expect(answer.body.error.message).toContain("system default");
+  }
+
+  test("B's key creating an agent named like A's → 409 naming name, A's agent untouched, nothing created", async () => {
+    const taken = snapshotA.rows.agents.name;
+    expectNameTaken(await B.client.post("/agents", { name: taken }), taken);
+    expectNameTaken(await B.client.post("/agents", { name: taken, is_default: true }), taken);
+    await expectARowUnchanged("agents");
+    await expectBUnchanged();
+  });
+
+  test("B's key renaming its agent to A's agent's name → 409 naming name, both agents unchanged", async () => {
+    const taken = snapshotA.rows.agents.name;
+    expectNameTaken(await B.client.patch(`/agents/${B.agentId}`, { name: taken }), taken);
+    await expectARowUnchanged("agents");
+    await expectBUnchanged();
+  });
+
+  test("B's key creating or renaming an agent to the system default agent's name → 409 naming name", async () => {
+    expectSystemDefaultRefused(await B.client.post("/agents", { name: systemDefault() }));
+    expectSystemDefaultRefused(await B.client.patch(`/agents/${B.agentId}`, { name: systemDefault() }));
+    await expectBUnchanged();
+  });
+
+  test("the admin key cannot give B an agent named like A's, or like the system default, either", async () => {
+    const taken = snapshotA.rows.agents.name;
+    expectNameTaken(await admin.post("/agents", { tenant_id: B.id, name: taken }), taken);
+    expectNameTaken(await admin.patch(`/agents/${B.agentId}`, { name: taken }), taken);
+    expectNameTaken(await admin.post("/agents", { tenant_id: null, name: taken }), taken);
+    expectSystemDefaultRefused(await admin.post("/agents", { tenant_id: B.id, name: systemDefault() }));
+    expectSystemDefaultRefused(await admin.patch(`/agents/${B.agentId}`, { name: systemDefault() }));
+    await expectARowUnchanged("agents");
+    await expectBUnchanged();
+  });
+
+  test("a system-wide agent may carry the system default's name, but cannot be moved into a tenant", async () => {
+    const fallback = await created(admin.post("/agents", { tenant_id: null, name: systemDefault() }));
+    try {
+      expect(fallback).toMatchObject({ tenant_id: null, name: systemDefault() });
+      expectSystemDefaultRefused(await admin.patch(`/agents/${fallback.id}`, { tenant_id: B.id }));
+      const back = await admin.get(`/agents/${fallback.id}`);
+      expectStatus(back, 200);
+      expect(back.body).toEqual(fallback);
+      // Nor can a tenant key take it (system-wide agents are changed with an admin key only).
+      expectError(await A.client.patch(`/agents/${fallback.id}`, { tenant_id: A.id }), 403, "forbidden");
+      await expectBUnchanged();
+    } finally {
+      expect(await admin.delete(`/agents/${fallback.id}`)).toEqual({ status: 204, body: undefined });
+    }
+  });
+});

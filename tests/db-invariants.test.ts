@@ -1,6 +1,7 @@
 // What the database itself refuses, whichever code writes to it: a campaign dispatching another
 // tenant's agent, a call log pointing into a tenant it does not belong to (or into one while
-// belonging to none), two default agents for one tenant, two leads for one caller. And migrations:
+// belonging to none), two default agents for one tenant, two agents of one name in any tenants,
+// two leads for one caller. And migrations:
 // applying them again changes nothing. Runs on PGlite and on the PostgreSQL named by DATABASE_URL.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { type SQL, sql } from "drizzle-orm";
@@ -197,6 +198,18 @@ describe("one default agent per tenant, one lead per caller", () => {
       sql`insert into leads (tenant_id, campaign_id, phone_number, name) values (${w.tenantA}, null, '+12125550142', 'A, no campaign')`,
     );
     expect(await all(sql`select id from leads where phone_number = '+12125550142'`)).toHaveLength(3);
+  });
+});
+
+describe("agent names are one namespace (LiveKit dispatches agents by name)", () => {
+  test("no other tenant's agent, and no system agent, can take a name an agent has", async () => {
+    for (const tenantId of [w.tenantB, null]) {
+      const insert = database.db.execute(sql`insert into agents (tenant_id, name) values (${tenantId}::uuid, 'a-agent')`);
+      expect(await refusal(insert)).toContain("agents_name_key");
+    }
+    const rename = database.db.execute(sql`update agents set name = 'a-agent' where id = ${w.agentB}`);
+    expect(await refusal(rename)).toContain("agents_name_key");
+    expect(await all(sql`select id, tenant_id from agents where name = 'a-agent'`)).toEqual([{ id: w.agentA, tenant_id: w.tenantA }]);
   });
 });
 

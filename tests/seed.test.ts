@@ -25,7 +25,9 @@ beforeAll(async () => {
 afterAll(() => ctx.close());
 beforeEach(() => ctx.reset());
 
-const apply = (directory: unknown) => applyDirectory(ctx.database.db, directory, "US");
+/** Loads `directory` as `switchboard seed` would, with the configured system default agent unless told another. */
+const apply = (directory: unknown, systemDefaultAgent = ctx.config.systemDefaultAgent) =>
+  applyDirectory(ctx.database.db, directory, "US", systemDefaultAgent);
 
 /** Every row of the directory tables, ordered by id. */
 async function snapshot() {
@@ -44,9 +46,9 @@ async function counts() {
 }
 
 /** The problems applyDirectory reports for `directory`; fails when it applies cleanly. */
-async function problemsOf(directory: unknown): Promise<DirectoryProblem[]> {
+async function problemsOf(directory: unknown, systemDefaultAgent?: string): Promise<DirectoryProblem[]> {
   try {
-    await apply(directory);
+    await apply(directory, systemDefaultAgent);
   } catch (error) {
     expect(error).toBeInstanceOf(DirectoryError);
     return (error as DirectoryError).problems;
@@ -201,6 +203,73 @@ describe("problems are reported by JSON path", () => {
     expect(number!.tenantId).toBe(owner!.id);
   });
 
+  test("one agent name under two tenants of the file (LiveKit dispatches by name)", async () => {
+    const problems = await problemsOf({
+      tenants: [
+        { name: "a", agents: [{ name: "receptionist", default: true }] },
+        { name: "b", agents: [{ name: "b-sales" }, { name: "receptionist" }] },
+      ],
+    });
+    expect(problems).toEqual([{ path: "$.tenants[1].agents[1].name", message: expect.stringContaining("$.tenants[0].agents[0]") }]);
+    expect(await counts()).toEqual({ tenants: 0, agents: 0, campaigns: 0, phoneNumbers: 0 });
+  });
+
+  test("a tenant's agent named like a system-wide agent of the file, or two system-wide agents of one name", async () => {
+    const problems = await problemsOf({
+      agents: [{ name: "shared-overflow" }, { name: "shared-overflow", active: false }],
+      tenants: [{ name: "a", agents: [{ name: "shared-overflow" }] }],
+    });
+    expect(problems).toEqual([
+      { path: "$.agents[1].name", message: expect.stringContaining("$.agents[0]") },
+      { path: "$.tenants[0].agents[0].name", message: expect.stringContaining("$.agents[0]") },
+    ]);
+  });
+
+  test("a tenant's agent named like the system default agent; a system-wide one may be", async () => {
+    const systemDefault = ctx.config.systemDefaultAgent;
+    const problems = await problemsOf({ tenants: [{ name: "a", agents: [{ name: systemDefault, default: true }] }] });
+    expect(problems).toEqual([{ path: "$.tenants[0].agents[0].name", message: expect.stringContaining("system default") }]);
+    expect(await counts()).toEqual({ tenants: 0, agents: 0, campaigns: 0, phoneNumbers: 0 });
+
+    await apply({ agents: [{ name: systemDefault }], tenants: [tenant("a", { campaigns: [{ name: "c", agent: systemDefault }] })] });
+    const [row] = await ctx.database.db.select().from(agents).where(eq(agents.name, systemDefault));
+    expect(row!.tenantId).toBeNull();
+  });
+
+  test("the system default agent's name is the configured one (SYSTEM_DEFAULT_AGENT)", async () => {
+    const directory = { tenants: [{ name: "a", agents: [{ name: "front-desk" }] }] };
+    expect(await problemsOf(directory, "front-desk")).toEqual([
+      { path: "$.tenants[0].agents[0].name", message: expect.stringContaining("system default") },
+    ]);
+    expect(await apply(directory)).toMatchObject({ tenants: 1, agents: 1 });
+  });
+
+  test("an agent name that already belongs to another tenant in the database", async () => {
+    await apply({ tenants: [{ name: "owner", agents: [{ name: "receptionist", default: true }] }] });
+    const before = await snapshot();
+    const problems = await problemsOf({
+      tenants: [
+        tenant("bystander"),
+        { name: "thief", agents: [{ name: "thief-sales" }, { name: "receptionist", default: true }] },
+      ],
+    });
+    expect(problems).toEqual([{ path: "$.tenants[1].agents[1].name", message: expect.stringContaining("another tenant") }]);
+    // The owner keeps its agent (still its default); nothing of the file was applied.
+    expect(await snapshot()).toEqual(before);
+  });
+
+  test("an agent name that is system-wide in the database, or a system-wide name a tenant's agent has", async () => {
+    await apply({ agents: [{ name: "shared-overflow" }], tenants: [tenant("owner")] });
+    const before = await snapshot();
+    expect(await problemsOf({ tenants: [{ name: "a", agents: [{ name: "shared-overflow" }] }] })).toEqual([
+      { path: "$.tenants[0].agents[0].name", message: expect.stringContaining("system-wide") },
+    ]);
+    expect(await problemsOf({ agents: [{ name: "owner-default" }], tenants: [] })).toEqual([
+      { path: "$.agents[0].name", message: expect.stringContaining("another tenant") },
+    ]);
+    expect(await snapshot()).toEqual(before);
+  });
+
   test("two default agents in one tenant", async () => {
     const problems = await problemsOf({
       tenants: [{ name: "a", agents: [{ name: "x", default: true }, { name: "y", default: true }] }],
@@ -276,12 +345,13 @@ describe("switchboard seed FILE", () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   /** Runs the CLI on the suite's database: DATABASE_URL when set, else an embedded one in a temp DATA_DIR. */
-  function seed(file: string) {
+  function seed(file: string, extraEnv: Record<string, string> = {}) {
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? "",
       HOME: process.env.HOME ?? dir,
       DATA_DIR: join(dir, "data"),
       LOG_LEVEL: "silent",
+      ...extraEnv,
     };
     if (process.env.DATABASE_URL) env.DATABASE_URL = process.env.DATABASE_URL;
     const result = Bun.spawnSync([process.execPath, "src/main.ts", "seed", file], { cwd: ROOT, env, stdout: "pipe", stderr: "pipe" });
@@ -326,6 +396,16 @@ describe("switchboard seed FILE", () => {
     expect(stderr).toContain("$.tenants[0].campaigns[0].agent");
     expect(stdout).not.toContain("seeded");
     expect(await tenantNamesInCliDatabase()).not.toContain("Bad Tenant");
+  }, CLI_TIMEOUT);
+
+  test("a tenant's agent named like SYSTEM_DEFAULT_AGENT exits 1 with the JSON path, and changes nothing", async () => {
+    const file = join(dir, "system-default.json");
+    writeFileSync(file, JSON.stringify({ tenants: [{ name: "Front Desk Tenant", agents: [{ name: "front-desk" }] }] }));
+    const { code, stdout, stderr } = seed(file, { SYSTEM_DEFAULT_AGENT: "front-desk" });
+    expect(code).toBe(1);
+    expect(stderr).toContain("$.tenants[0].agents[0].name");
+    expect(stdout).not.toContain("seeded");
+    expect(await tenantNamesInCliDatabase()).not.toContain("Front Desk Tenant");
   }, CLI_TIMEOUT);
 
   test("a file that is not JSON, or not there, fails naming the file", () => {

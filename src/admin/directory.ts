@@ -1,8 +1,9 @@
 // Loads a directory file (tenants, agents, campaigns, numbers) into the database: validated
 // as a whole first, then applied in one transaction keyed by natural keys, so a file either
 // lands entirely or not at all, and loading it twice changes nothing. The natural keys are the
-// schema's unique keys: tenants(name), agents(tenant_id, name), campaigns(tenant_id, name),
-// phone_numbers(e164).
+// schema's unique keys: tenants(name), agents(name), campaigns(tenant_id, name), phone_numbers(e164).
+// Agent names are one namespace across tenants (LiveKit dispatches by name), so a file never
+// takes an agent from another tenant, or a system-wide one: that is a problem, like a number.
 import { Value } from "@sinclair/typebox/value";
 import { and, eq, isNull, ne } from "drizzle-orm";
 import { normalizePhoneNumber, numberTypeOf } from "../calls/phone";
@@ -30,19 +31,23 @@ export interface DirectorySummary {
   phoneNumbers: number;
 }
 
-/** Parses, checks and applies a directory; throws DirectoryError listing every problem found. */
-export async function applyDirectory(db: Db, input: unknown, region: string): Promise<DirectorySummary> {
-  const file = checkDirectory(input, region);
+/**
+ * Parses, checks and applies a directory; throws DirectoryError listing every problem found.
+ * `systemDefaultAgent` (SYSTEM_DEFAULT_AGENT) is a name no tenant's agent may take.
+ */
+export async function applyDirectory(
+  db: Db,
+  input: unknown,
+  region: string,
+  systemDefaultAgent: string,
+): Promise<DirectorySummary> {
+  const file = checkDirectory(input, region, systemDefaultAgent);
   const summary: DirectorySummary = { tenants: 0, agents: 0, campaigns: 0, phoneNumbers: 0 };
   await db.transaction(async (tx) => {
     const systemAgentIds = new Map<string, string>();
-    for (const agent of file.agents ?? []) {
-      const [row] = await tx
-        .insert(agents)
-        .values({ tenantId: null, name: agent.name, active: agent.active ?? true })
-        .onConflictDoUpdate({ target: [agents.tenantId, agents.name], set: { active: agent.active ?? true } })
-        .returning({ id: agents.id });
-      systemAgentIds.set(agent.name, row!.id);
+    for (const [a, agent] of (file.agents ?? []).entries()) {
+      const row = await upsertAgent(tx, null, agent.name, { active: agent.active ?? true }, `$.agents[${a}].name`);
+      systemAgentIds.set(agent.name, row.id);
       summary.agents++;
     }
 
@@ -64,14 +69,10 @@ export async function applyDirectory(db: Db, input: unknown, region: string): Pr
           .where(and(eq(agents.tenantId, tenantId), eq(agents.isDefault, true), ne(agents.name, newDefault)));
       }
       const agentIds = new Map(systemAgentIds);
-      for (const agent of tenant.agents ?? []) {
+      for (const [a, agent] of (tenant.agents ?? []).entries()) {
         const values = { isDefault: agent.default ?? false, active: agent.active ?? true };
-        const [row] = await tx
-          .insert(agents)
-          .values({ tenantId, name: agent.name, ...values })
-          .onConflictDoUpdate({ target: [agents.tenantId, agents.name], set: values })
-          .returning({ id: agents.id });
-        agentIds.set(agent.name, row!.id);
+        const row = await upsertAgent(tx, tenantId, agent.name, values, `$.tenants[${t}].agents[${a}].name`);
+        agentIds.set(agent.name, row.id);
         summary.agents++;
       }
 
@@ -119,8 +120,33 @@ export async function applyDirectory(db: Db, input: unknown, region: string): Pr
   return summary;
 }
 
+/**
+ * Inserts the agent, or updates it if its name is already this owner's (tenantId, or null for
+ * system-wide). The WHERE turns "the name is another owner's" into zero rows, not a silent move.
+ */
+async function upsertAgent(
+  tx: Db,
+  tenantId: string | null,
+  name: string,
+  values: { isDefault?: boolean; active: boolean },
+  path: string,
+): Promise<{ id: string }> {
+  const owner = tenantId === null ? isNull(agents.tenantId) : eq(agents.tenantId, tenantId);
+  const [row] = await tx
+    .insert(agents)
+    .values({ tenantId, name, ...values })
+    .onConflictDoUpdate({ target: agents.name, set: values, setWhere: owner })
+    .returning({ id: agents.id });
+  if (row) return row;
+  const [other] = await tx.select({ tenantId: agents.tenantId }).from(agents).where(eq(agents.name, name));
+  const whose = other?.tenantId === null ? "a system-wide agent" : "another tenant";
+  throw new DirectoryError([
+    { path, message: `"${name}" already belongs to ${whose} (agent names are unique across tenants)` },
+  ]);
+}
+
 /** Every problem in the file at once, each with its JSON path. */
-export function checkDirectory(input: unknown, region: string): DirectoryFile {
+export function checkDirectory(input: unknown, region: string, systemDefaultAgent: string): DirectoryFile {
   const schemaProblems = [...Value.Errors(DirectoryFile, input)].map((e) => ({
     path: jsonPath(e.path),
     message: e.message,
@@ -129,6 +155,11 @@ export function checkDirectory(input: unknown, region: string): DirectoryFile {
   const file = input as DirectoryFile;
   const problems: DirectoryProblem[] = [];
   const systemAgents = new Set((file.agents ?? []).map((a) => a.name));
+  const agentOwners = new Map<string, string>();
+  for (const [a, agent] of (file.agents ?? []).entries()) {
+    const problem = agentNameProblem(agent.name, `$.agents[${a}]`, agentOwners, null);
+    if (problem) problems.push(problem);
+  }
   const tenantNames = new Set<string>();
   const numberOwners = new Map<string, string>();
 
@@ -142,6 +173,9 @@ export function checkDirectory(input: unknown, region: string): DirectoryFile {
     for (const [a, agent] of (tenant.agents ?? []).entries()) {
       if (agentNames.has(agent.name)) {
         problems.push({ path: `${at}.agents[${a}].name`, message: `duplicate agent "${agent.name}"` });
+      } else {
+        const problem = agentNameProblem(agent.name, `${at}.agents[${a}]`, agentOwners, systemDefaultAgent);
+        if (problem) problems.push(problem);
       }
       agentNames.add(agent.name);
       if (agent.default && ++defaults > 1) {
@@ -185,6 +219,32 @@ export function checkDirectory(input: unknown, region: string): DirectoryFile {
   }
   if (problems.length > 0) throw new DirectoryError(problems);
   return file;
+}
+
+/**
+ * Agent names are one namespace (LiveKit dispatches by name): a name listed once in the whole
+ * file, and no tenant's agent named like the system default. `owners` maps each name seen to
+ * where it was listed; `systemDefaultAgent` is null for system-wide agents, which may take it.
+ */
+function agentNameProblem(
+  name: string,
+  at: string,
+  owners: Map<string, string>,
+  systemDefaultAgent: string | null,
+): DirectoryProblem | undefined {
+  const path = `${at}.name`;
+  if (name === systemDefaultAgent) {
+    return {
+      path,
+      message: `"${name}" is the system default agent (SYSTEM_DEFAULT_AGENT); LiveKit dispatches agents by name, so a tenant's agent cannot take it`,
+    };
+  }
+  const first = owners.get(name);
+  if (first) {
+    return { path, message: `"${name}" is already listed at ${first} (agent names are unique across tenants and system-wide agents)` };
+  }
+  owners.set(name, at);
+  return undefined;
 }
 
 /** `/tenants/0/agents/1/name` -> `$.tenants[0].agents[1].name` */

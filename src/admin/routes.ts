@@ -100,7 +100,7 @@ export function adminRoutes(deps: admin.AdminDeps) {
         "/agents",
         async ({ principal, body, set }) => {
           set.status = 201;
-          return admin.createAgent(db, principal, body);
+          return admin.createAgent(deps, principal, body);
         },
         { parse: "json", body: m.AgentCreate, response: { 201: m.Agent, ...errors }, detail: doc("agents", "Create an agent") },
       )
@@ -109,7 +109,7 @@ export function adminRoutes(deps: admin.AdminDeps) {
         response: { 200: m.Agent, ...errors },
         detail: doc("agents", "Get an agent"),
       })
-      .patch("/agents/:id", ({ principal, params, body }) => admin.updateAgent(db, principal, params.id, body), {
+      .patch("/agents/:id", ({ principal, params, body }) => admin.updateAgent(deps, principal, params.id, body), {
         params: m.IdParams,
         parse: "json", body: m.AgentUpdate,
         response: { 200: m.Agent, ...errors },

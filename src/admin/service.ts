@@ -20,6 +20,8 @@ export interface AdminDeps {
   logger: Logger;
   /** Region for numbers written without a country code. */
   region: string;
+  /** SYSTEM_DEFAULT_AGENT: the agent name calls no tenant claims are dispatched to. */
+  systemDefaultAgent: string;
 }
 
 export interface Page<T> {
@@ -297,38 +299,73 @@ async function clearDefault(tx: Db, tenantId: string | null, keep?: string) {
     .where(and(eq(agents.tenantId, tenantId), eq(agents.isDefault, true), keep ? sql`${agents.id} <> ${keep}` : undefined));
 }
 
-export async function createAgent(db: Db, principal: Principal, body: AgentFields & { tenant_id?: string | null; name: string }) {
+/**
+ * LiveKit dispatches agents by name, one namespace per project: a tenant's agent named like the
+ * system default would receive every caller the system default answers. A system-wide agent may
+ * carry the name (it may well be the system default's own row).
+ */
+function assertNotSystemDefault(deps: AdminDeps, agent: { tenantId: string | null; name: string }) {
+  if (agent.tenantId === null || agent.name !== deps.systemDefaultAgent) return;
+  throw new ConflictError(
+    `name: "${agent.name}" is the system default agent (SYSTEM_DEFAULT_AGENT); LiveKit dispatches agents by name, so a tenant's agent cannot take it`,
+    "name",
+  );
+}
+
+/** Agent names are unique across tenants: say why, never whose agent has the name. */
+function explainNameTaken(error: unknown): never {
+  if (constraintViolation(error)?.constraint === "agents_name_key") {
+    throw new ConflictError(
+      "name: already taken; agent names are unique across all tenants (LiveKit dispatches agents by name)",
+      "name",
+    );
+  }
+  throw error;
+}
+
+export async function createAgent(
+  deps: AdminDeps,
+  principal: Principal,
+  body: AgentFields & { tenant_id?: string | null; name: string },
+) {
   const tenantId = tenantForCreate(principal, body.tenant_id);
-  return db.transaction(async (tx) => {
-    if (body.is_default) await clearDefault(tx, tenantId);
-    const [row] = await tx
-      .insert(agents)
-      .values({ ...agentValues(body), name: body.name, tenantId })
-      .returning();
-    return agentView(row!);
-  });
+  assertNotSystemDefault(deps, { tenantId, name: body.name });
+  return deps.database.db
+    .transaction(async (tx) => {
+      if (body.is_default) await clearDefault(tx, tenantId);
+      const [row] = await tx
+        .insert(agents)
+        .values({ ...agentValues(body), name: body.name, tenantId })
+        .returning();
+      return agentView(row!);
+    })
+    .catch(explainNameTaken);
 }
 
 export async function updateAgent(
-  db: Db,
+  deps: AdminDeps,
   principal: Principal,
   id: string,
   body: AgentFields & { tenant_id?: string | null },
 ) {
   assertMayMoveTo(principal, body.tenant_id);
-  return db.transaction(async (tx) => {
-    const set = { ...agentValues(body), tenantId: body.tenant_id };
-    const target = and(eq(agents.id, id), writable(principal, agents.tenantId));
-    if (body.is_default) {
-      const [current] = await tx.select({ tenantId: agents.tenantId }).from(agents).where(target);
-      await clearDefault(tx, body.tenant_id === undefined ? (current?.tenantId ?? null) : body.tenant_id, id);
-    }
-    const rows = hasValues(set)
-      ? await tx.update(agents).set(set).where(target).returning()
-      : await tx.select().from(agents).where(target);
-    if (rows.length === 0) await explainUnwritableAgent(tx, principal, id);
-    return agentView(rows[0]!);
-  });
+  return deps.database.db
+    .transaction(async (tx) => {
+      const set = { ...agentValues(body), tenantId: body.tenant_id };
+      const target = and(eq(agents.id, id), writable(principal, agents.tenantId));
+      if (body.is_default) {
+        const [current] = await tx.select({ tenantId: agents.tenantId }).from(agents).where(target);
+        await clearDefault(tx, body.tenant_id === undefined ? (current?.tenantId ?? null) : body.tenant_id, id);
+      }
+      const rows = hasValues(set)
+        ? await tx.update(agents).set(set).where(target).returning()
+        : await tx.select().from(agents).where(target);
+      if (rows.length === 0) await explainUnwritableAgent(tx, principal, id);
+      // Checked on the row as written (a rename, a move or both); throwing rolls the write back.
+      if (body.name !== undefined || body.tenant_id !== undefined) assertNotSystemDefault(deps, rows[0]!);
+      return agentView(rows[0]!);
+    })
+    .catch(explainNameTaken);
 }
 
 /** Nothing matched: a system-wide agent a tenant key may read but not change, or nothing at all. */

@@ -14,7 +14,7 @@ export interface ConstraintViolation {
 /** Constraint (or trigger message) to the API field it guards. */
 const FIELDS: [RegExp, string][] = [
   [/^tenants_name_unique$/, "name"],
-  [/^agents_tenant_name_key$/, "name"],
+  [/^agents_name_key$/, "name"],
   [/^agents_one_default_per_tenant$/, "is_default"],
   [/^agents_default_has_tenant$/, "is_default"],
   [/^agents_tenant_id_tenants_id_fk$/, "tenant_id"],

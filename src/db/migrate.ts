@@ -8,6 +8,7 @@ import m0002 from "../../drizzle/0002_agent_tenant_moves.sql" with { type: "text
 import m0003 from "../../drizzle/0003_numbers_can_move_tenant.sql" with { type: "text" };
 import m0004 from "../../drizzle/0004_webhook_event_actions.sql" with { type: "text" };
 import m0005 from "../../drizzle/0005_admin_api.sql" with { type: "text" };
+import m0006 from "../../drizzle/0006_real_livekit_rooms.sql" with { type: "text" };
 import { type Database, rowsOf } from "./client";
 
 const MIGRATION_SQL: Record<string, string> = {
@@ -17,6 +18,7 @@ const MIGRATION_SQL: Record<string, string> = {
   "0003_numbers_can_move_tenant": m0003,
   "0004_webhook_event_actions": m0004,
   "0005_admin_api": m0005,
+  "0006_real_livekit_rooms": m0006,
 };
 
 /** Any constant works; it only has to be the same for every Switchboard process. */
@@ -26,8 +28,11 @@ export interface MigrationResult {
   applied: string[];
 }
 
-export async function migrate(database: Database): Promise<MigrationResult> {
-  const pending = journal.entries.map((entry) => {
+/** Applies every pending migration, or those up to and including `until` (a tag; for tests of upgrades). */
+export async function migrate(database: Database, until?: string): Promise<MigrationResult> {
+  const count = until === undefined ? journal.entries.length : journal.entries.findIndex((e) => e.tag === until) + 1;
+  if (count === 0) throw new Error(`no migration ${until} in the journal`);
+  const pending = journal.entries.slice(0, count).map((entry) => {
     const text = MIGRATION_SQL[entry.tag];
     if (text === undefined) throw new Error(`migration ${entry.tag} is in the journal but not in MIGRATION_SQL`);
     return { tag: entry.tag, statements: text.split("--> statement-breakpoint") };

@@ -19,7 +19,12 @@ import {
 
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
 
-export const AGENT_SOURCES = ["campaign", "tenant_default", "system_default"] as const;
+/**
+ * Why a call's agent is the one it is: Switchboard's routing (campaign, tenant_default,
+ * system_default), or dispatch_rule, an agent LiveKit had already placed in the caller's room
+ * (a dispatch rule's room_config) that Switchboard kept rather than start a second one.
+ */
+export const AGENT_SOURCES = ["campaign", "tenant_default", "system_default", "dispatch_rule"] as const;
 export type AgentSource = (typeof AGENT_SOURCES)[number];
 
 export const CAMPAIGN_STATUSES = ["active", "paused", "completed", "archived"] as const;
@@ -55,8 +60,12 @@ export const agents = pgTable(
     id: uuid("id").primaryKey().defaultRandom(),
     /** null: a system-wide agent any tenant's campaign may use. */
     tenantId: uuid("tenant_id").references(() => tenants.id),
-    /** The agent name LiveKit dispatches; the worker registers with the same `agentName`. */
-    name: text("name").notNull(),
+    /**
+     * The agent name LiveKit dispatches; the worker registers with the same `agentName`. LiveKit
+     * knows one namespace of agent names per project, so names are unique across tenants: a
+     * tenant's agent named like another tenant's would receive that tenant's callers.
+     */
+    name: text("name").notNull().unique("agents_name_key"),
     isDefault: boolean("is_default").notNull().default(false),
     active: boolean("active").notNull().default(true),
     description: text("description"),
@@ -65,7 +74,9 @@ export const agents = pgTable(
     createdAt: createdAt(),
   },
   (t) => [
-    unique("agents_tenant_name_key").on(t.tenantId, t.name).nullsNotDistinct(),
+    // Keeps tenant_id a key column: the campaign trigger's FOR KEY SHARE then waits for an agent
+    // moving to another tenant (0005). Names alone are unique, so this is not about names.
+    unique("agents_id_tenant_key").on(t.id, t.tenantId),
     // At most one default agent per tenant.
     uniqueIndex("agents_one_default_per_tenant").on(t.tenantId).where(sql`${t.isDefault}`),
     // The system-wide fallback is configuration (SYSTEM_DEFAULT_AGENT), not a row.
@@ -161,6 +172,11 @@ export const callLogs = pgTable(
     /** The SIP provider's call id: the idempotency key of every webhook about this call. */
     providerCallId: text("provider_call_id").notNull().unique(),
     roomName: text("room_name"),
+    /**
+     * The sid (RM_...) of the room the caller joined. Room names are reused by later callers; the
+     * sid is not, so agent joins and room_finished find their call by it.
+     */
+    roomSid: text("room_sid"),
     trunkId: text("trunk_id"),
     /** Caller in E.164; null when withheld or unparsable (the raw value is kept in from_raw). */
     fromNumber: text("from_number"),
@@ -215,6 +231,7 @@ export const callLogs = pgTable(
     check("call_logs_status_check", inList("status", CALL_STATUSES)),
     check("call_logs_agent_source_check", inList("agent_source", AGENT_SOURCES)),
     index("call_logs_room_name_idx").on(t.roomName),
+    index("call_logs_room_sid_idx").on(t.roomSid),
     // Newest-first pages of the admin API, per tenant and across tenants.
     index("call_logs_tenant_created_idx").on(t.tenantId, t.createdAt, t.id),
     index("call_logs_created_idx").on(t.createdAt, t.id),

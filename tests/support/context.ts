@@ -75,7 +75,7 @@ export async function openTestContext(
       ),
     get: (path) => app.handle(new Request(`http://localhost${path}`)),
     seed: async (directory) => {
-      await applyDirectory(database.db, directory, config.defaultRegion);
+      await applyDirectory(database.db, directory, config.defaultRegion, config.systemDefaultAgent);
     },
     reset,
     close: () => database.close(),
