@@ -97,6 +97,7 @@ export function createApp(deps: AppDeps) {
                   budgetMs: config.livekit.dispatchBudgetMs,
                 }
               : undefined,
+          deliveryBudgetMs: config.livekit.webhookBudgetMs,
           clock: deps.clock ?? (() => new Date()),
         },
       }),

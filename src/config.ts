@@ -34,7 +34,10 @@ export const EnvSchema = t.Object({
   LIVEKIT_DISPATCH: bool(true),
   LIVEKIT_DISPATCH_RETRIES: int(3, 0, 10),
   LIVEKIT_DISPATCH_RETRY_BASE_MS: int(250, 1, 60_000),
-  LIVEKIT_DISPATCH_BUDGET_MS: int(4000, 100, 60_000),
+  // LiveKit drops a room's queued events once they waited 30 s, and tries a delivery 5 times with
+  // 1+2+4+8 s between: 5 answers of at most 2.9 s and the back-off stay inside those 30 s.
+  LIVEKIT_WEBHOOK_BUDGET_MS: int(2500, 200, 2900),
+  LIVEKIT_DISPATCH_BUDGET_MS: int(1500, 100, 2800),
   LIVEKIT_ROOM_PREFIX: t.String({ default: "call-", minLength: 1 }),
   LIVEKIT_TRUNK_NAME: t.String({ default: "switchboard-inbound", minLength: 1 }),
   LIVEKIT_DISPATCH_RULE_NAME: t.String({ default: "switchboard-inbound", minLength: 1 }),
@@ -72,6 +75,8 @@ export interface Config {
     dispatchRetryBaseMs: number;
     /** Bound on all dispatch attempts for one webhook delivery. */
     dispatchBudgetMs: number;
+    /** Bound on the time to answer one webhook delivery, dispatch included. */
+    webhookBudgetMs: number;
     roomPrefix: string;
     trunkName: string;
     dispatchRuleName: string;
@@ -113,6 +118,12 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   if (Boolean(env.LIVEKIT_API_KEY) !== Boolean(env.LIVEKIT_API_SECRET)) {
     throw new ConfigError("LIVEKIT_API_SECRET", "LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be set together");
   }
+  if (env.LIVEKIT_DISPATCH_BUDGET_MS >= env.LIVEKIT_WEBHOOK_BUDGET_MS) {
+    throw new ConfigError(
+      "LIVEKIT_DISPATCH_BUDGET_MS",
+      `must be less than LIVEKIT_WEBHOOK_BUDGET_MS (${env.LIVEKIT_WEBHOOK_BUDGET_MS}): the dispatch happens inside the delivery`,
+    );
+  }
   const production = env.NODE_ENV === "production";
   return {
     production,
@@ -139,6 +150,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       dispatchRetries: env.LIVEKIT_DISPATCH_RETRIES,
       dispatchRetryBaseMs: env.LIVEKIT_DISPATCH_RETRY_BASE_MS,
       dispatchBudgetMs: env.LIVEKIT_DISPATCH_BUDGET_MS,
+      webhookBudgetMs: env.LIVEKIT_WEBHOOK_BUDGET_MS,
       roomPrefix: env.LIVEKIT_ROOM_PREFIX,
       trunkName: env.LIVEKIT_TRUNK_NAME,
       dispatchRuleName: env.LIVEKIT_DISPATCH_RULE_NAME,

@@ -16,6 +16,7 @@ import {
   newCall,
   postEventReply as post,
   SYSTEM_DEFAULT_AGENT,
+  sipCallerJoins,
   TEST_KEYS,
   useFakeLiveKit,
   useLiveKitApp,
@@ -44,7 +45,7 @@ describe("LiveKit's API is down when the caller joins (LIVEKIT_DISPATCH_RETRIES=
 
   test("503 so LiveKit retries, the call log is intact; the same delivery later dispatches once", async () => {
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const delivery = await sipCallerJoins(fake, call);
 
     await fake.setDown(true);
     const failed = await post(ctx, delivery);
@@ -82,7 +83,7 @@ describe("LiveKit's API is down when the caller joins (LIVEKIT_DISPATCH_RETRIES=
     expect(creates).toHaveLength(1);
     expect(creates[0]!.status).toBe(200);
     expect(creates[0]!.request.agentName).toBe(CAMPAIGN_AGENT);
-    const dispatches = fake.dispatches(call.room);
+    const dispatches = fake.agentDispatches(call.room);
     expect(dispatches).toHaveLength(1);
 
     const after = await callLog(ctx, call.callId);
@@ -103,32 +104,32 @@ describe("LiveKit's API failing for a while and refusing for good (LIVEKIT_DISPA
   test("two 503s then success: dispatched within the same webhook", async () => {
     const call = newCall();
     fake.failNext("CreateDispatch", 2, 503);
-    const res = await post(ctx, await signDelivery(sipParticipantJoined(call), TEST_KEYS));
+    const res = await post(ctx, await sipCallerJoins(fake, call));
     expect(res.status).toBe(200);
     expect(res.body.dispatch).toMatchObject({ kind: "dispatched" });
 
     const creates = fake.calls("CreateDispatch");
     expect(creates.map((c) => c.status)).toEqual([503, 503, 200]);
-    expect(fake.dispatches(call.room)).toHaveLength(1);
-    expect(fake.dispatches()).toHaveLength(1);
+    expect(fake.agentDispatches(call.room)).toHaveLength(1);
+    expect(fake.agentDispatches()).toHaveLength(1);
     expect(attemptLines(ctx, call.callId)).toHaveLength(2);
 
     const log = await callLog(ctx, call.callId);
-    expect(log).toMatchObject({ dispatchId: fake.dispatches(call.room)[0]!.id, dispatchError: null, dispatchAttempts: 1 });
+    expect(log).toMatchObject({ dispatchId: fake.agentDispatches(call.room)[0]!.id, dispatchError: null, dispatchAttempts: 1 });
   });
 
   test("a 429 is retried too", async () => {
     const call = newCall();
     fake.failNext("CreateDispatch", 1, 429);
-    const res = await post(ctx, await signDelivery(sipParticipantJoined(call), TEST_KEYS));
+    const res = await post(ctx, await sipCallerJoins(fake, call));
     expect(res.status).toBe(200);
     expect(fake.calls("CreateDispatch").map((c) => c.status)).toEqual([429, 200]);
-    expect(fake.dispatches(call.room)).toHaveLength(1);
+    expect(fake.agentDispatches(call.room)).toHaveLength(1);
   });
 
-  test("a non-retryable 400 is tried once, recorded on the call log, and answered 2xx (a retry cannot help)", async () => {
+  test("a non-retryable 400 is tried once, ends the call as failed with the reason, and is answered 2xx (a retry cannot help)", async () => {
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const delivery = await sipCallerJoins(fake, call);
     fake.failNext("CreateDispatch", 1, 400);
     const res = await post(ctx, delivery);
     expect(res.status).toBe(200);
@@ -136,7 +137,7 @@ describe("LiveKit's API failing for a while and refusing for good (LIVEKIT_DISPA
 
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
     expect(fake.calls("CreateDispatch")[0]!.status).toBe(400);
-    expect(fake.dispatches()).toHaveLength(0);
+    expect(fake.agentDispatches()).toHaveLength(0);
     const attempts = attemptLines(ctx, call.callId);
     expect(attempts).toHaveLength(1);
     expect(attempts[0]!.retryable).toBe(false);
@@ -145,7 +146,14 @@ describe("LiveKit's API failing for a while and refusing for good (LIVEKIT_DISPA
     );
 
     const log = await callLog(ctx, call.callId);
-    expect(log).toMatchObject({ status: "ringing", dispatchId: null, dispatchClaimedAt: null, dispatchAttempts: 1 });
+    expect(log).toMatchObject({
+      status: "failed",
+      disconnectReason: "AGENT_DISPATCH_FAILED",
+      dispatchId: null,
+      dispatchClaimedAt: null,
+      dispatchAttempts: 1,
+    });
+    expect(log.endedAt).not.toBeNull();
     expect(log.dispatchError).toContain("injected failure");
 
     // The event was acted on: a redelivery of it is a duplicate and tries nothing.
@@ -164,7 +172,7 @@ describe("the app's API secret does not match LiveKit's", () => {
     const call = newCall();
     // LiveKit signs webhooks with the secret the app has.
     const appKeys = { apiKey: TEST_KEYS.apiKey, apiSecret: wrongSecret };
-    const res = await post(ctx, await signDelivery(sipParticipantJoined(call), appKeys));
+    const res = await post(ctx, await sipCallerJoins(fake, call, {}, appKeys));
     expect(res.status).toBe(200);
     expect(res.body.dispatch).toMatchObject({ kind: "failed", retryable: false });
 
@@ -217,12 +225,12 @@ describe("the database is down", () => {
 
   test("a SIP caller's join: the system default agent is still dispatched, and the webhook answers 503", async () => {
     const call = newCall();
-    const res = await post(ctx, await signDelivery(sipParticipantJoined(call), TEST_KEYS));
+    const res = await post(ctx, await sipCallerJoins(fake, call));
     expect(res.status).toBe(503);
     const creates = fake.calls("CreateDispatch");
     expect(creates).toHaveLength(1);
     expect(creates[0]).toMatchObject({ status: 200, request: { agentName: SYSTEM_DEFAULT_AGENT, room: call.room } });
-    expect(fake.dispatches(call.room)).toHaveLength(1);
+    expect(fake.agentDispatches(call.room)).toHaveLength(1);
     const metadata = JSON.parse(creates[0]!.request.metadata as string) as Json;
     expect(metadata).toMatchObject({ call_log_id: null, agent_source: "system_default", from_number: CALLER, to_number: CAMPAIGN_NUMBER });
     expect(ctx.logs.some((l) => l.level === "error" && l.call_id === call.callId)).toBe(true);
@@ -251,31 +259,31 @@ describe("the database comes back after a join was handled without it", () => {
 
   test("LiveKit's redelivery of the join does not put a second, different agent in the caller's room", async () => {
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const delivery = await sipCallerJoins(fake, call);
 
     state.down = true;
     const first = await post(ctx, delivery);
     expect(first.status).toBe(503);
-    expect(fake.dispatches(call.room).map((d) => d.agentName)).toEqual([SYSTEM_DEFAULT_AGENT]);
+    expect(fake.agentDispatches(call.room).map((d) => d.agentName)).toEqual([SYSTEM_DEFAULT_AGENT]);
 
     state.down = false;
     const redelivered = await post(ctx, delivery);
     expect(redelivered.status).toBe(200);
     // The caller already has an agent: a second one would talk over the first.
-    expect(fake.dispatches(call.room).map((d) => d.agentName)).toEqual([SYSTEM_DEFAULT_AGENT]);
+    expect(fake.agentDispatches(call.room).map((d) => d.agentName)).toEqual([SYSTEM_DEFAULT_AGENT]);
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
     const log = await callLog(ctx, call.callId);
-    expect(log.dispatchId).toBe(fake.dispatches(call.room)[0]!.id);
+    expect(log.dispatchId).toBe(fake.agentDispatches(call.room)[0]!.id);
   });
 
   test("a redelivery while the database is still down does not dispatch again", async () => {
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const delivery = await sipCallerJoins(fake, call);
     state.down = true;
     expect((await post(ctx, delivery)).status).toBe(503);
     expect((await post(ctx, delivery)).status).toBe(503);
     // LiveKit's list of the room's dispatches is the only guard without a database.
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
-    expect(fake.dispatches(call.room)).toHaveLength(1);
+    expect(fake.agentDispatches(call.room)).toHaveLength(1);
   });
 });

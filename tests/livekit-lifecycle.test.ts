@@ -17,6 +17,7 @@ import {
   plus,
   postEvent,
   SYSTEM_DEFAULT_AGENT,
+  sipCallerJoinedEvent,
   TEST_KEYS,
   useLiveKitApp,
 } from "./support/livekit-app";
@@ -54,7 +55,7 @@ const eventMs = (event: WebhookEvent) => Number(event.createdAt) * 1000;
 describe("a call that is answered and hung up", () => {
   test("join, agent joins 2 s later, caller leaves at 62 s: completed, answered, exact duration, lead contacted", async () => {
     const call = newCall();
-    const join = sipParticipantJoined(call);
+    const join = sipCallerJoinedEvent(fake, call);
     const agent = agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 2_000) });
     const left = sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 62_000), reason: "CLIENT_INITIATED" });
 
@@ -89,7 +90,7 @@ describe("a call that is answered and hung up", () => {
 
   test("a repeated caller left (new event id) changes nothing", async () => {
     const call = newCall();
-    await deliver(sipParticipantJoined(call));
+    await deliver(sipCallerJoinedEvent(fake, call));
     await deliver(agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 2_000) }));
     await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 62_000) }));
     const before = await callLog(ctx, call.callId);
@@ -110,7 +111,7 @@ describe("a call that is answered and hung up", () => {
 describe("calls no agent answered", () => {
   test("the caller hangs up before an agent joins: abandoned, lead missed", async () => {
     const call = newCall();
-    const join = sipParticipantJoined(call);
+    const join = sipCallerJoinedEvent(fake, call);
     await deliver(join);
     const left = sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 30_000) });
     expect((await deliver(left)).action).toBe("call ended (abandoned)");
@@ -128,7 +129,7 @@ describe("calls no agent answered", () => {
   for (const reason of ["USER_REJECTED", "SIP_TRUNK_FAILURE", "USER_UNAVAILABLE"] as const) {
     test(`the call ends with ${reason}: failed`, async () => {
       const call = newCall();
-      await deliver(sipParticipantJoined(call));
+      await deliver(sipCallerJoinedEvent(fake, call));
       await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 5_000), reason }));
       const log = await callLog(ctx, call.callId);
       expect(log).toMatchObject({ status: "failed", disconnectReason: reason, answeredAt: null, durationMs: 5_000 });
@@ -138,7 +139,7 @@ describe("calls no agent answered", () => {
 
   test("participant_connection_aborted of the SIP participant ends the call", async () => {
     const call = newCall();
-    await deliver(sipParticipantJoined(call));
+    await deliver(sipCallerJoinedEvent(fake, call));
     const aborted = sipConnectionAborted({ room: call.room, callId: call.callId, at: plus(call.at, 3_000) });
     expect(aborted.event).toBe("participant_connection_aborted");
     expect((await deliver(aborted)).result).toBe("handled");
@@ -200,7 +201,7 @@ describe("events out of order", () => {
 
   test("room_finished after a completed call changes nothing", async () => {
     const call = newCall();
-    await deliver(sipParticipantJoined(call));
+    await deliver(sipCallerJoinedEvent(fake, call));
     await deliver(agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 2_000) }));
     await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 62_000) }));
     const before = await callLog(ctx, call.callId);
@@ -221,7 +222,7 @@ describe("events out of order", () => {
 
   test("room_finished ends a call still ringing in the room", async () => {
     const call = newCall();
-    await deliver(sipParticipantJoined(call));
+    await deliver(sipCallerJoinedEvent(fake, call));
     const finished = await deliver(roomFinished({ room: call.room, at: plus(call.at, 40_000) }));
     expect(finished.action).toBe("room finished, 1 call(s) ended");
     const log = await callLog(ctx, call.callId);
@@ -244,7 +245,7 @@ describe("events out of order", () => {
 
   test("an agent joining after the caller left does not move the call back", async () => {
     const call = newCall();
-    await deliver(sipParticipantJoined(call));
+    await deliver(sipCallerJoinedEvent(fake, call));
     await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 4_000) }));
     const late = await deliver(agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 5_000) }));
     expect(late.action).toBe("agent joined (no ringing call)");
@@ -254,7 +255,7 @@ describe("events out of order", () => {
 
   test("a repeated agent join after a completed call does not move the call back", async () => {
     const call = newCall();
-    await deliver(sipParticipantJoined(call));
+    await deliver(sipCallerJoinedEvent(fake, call));
     const agent = { room: call.room, agentName: CAMPAIGN_AGENT, at: plus(call.at, 2_000) };
     await deliver(agentJoined(agent));
     await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 62_000) }));
@@ -275,7 +276,7 @@ describe("events out of order", () => {
 describe("callers whose number is hidden", () => {
   test("a hidePhoneNumber join is routed to the system default, logged, and creates no lead", async () => {
     const call = newCall();
-    const join = sipParticipantJoined({ ...call, hidePhoneNumber: true });
+    const join = sipCallerJoinedEvent(fake, call, { hidePhoneNumber: true });
     expect(join.participant!.attributes["sip.phoneNumber"]).toBeUndefined();
     expect(join.participant!.attributes["sip.trunkPhoneNumber"]).toBeUndefined();
     const body = await deliver(join);

@@ -31,6 +31,8 @@ import {
   plus,
   postEventReply as post,
   SIP_INBOUND_PATH,
+  sipCallerJoinedEvent,
+  sipCallerJoins,
   startHungPostgres,
   SYSTEM_DEFAULT_AGENT,
   TEST_KEYS,
@@ -83,7 +85,7 @@ beforeEach(async () => {
 describe("an event held by a delivery that died (crash recovery)", () => {
   test("LiveKit's redelivery of the SIP join, 30 s after the hold was taken, acts: one agent, a complete record", async () => {
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const delivery = await sipCallerJoins(fake, call);
     const id = delivery.event.id;
     // What a process that died mid-way leaves behind: the event held, never marked done.
     await ctx.database.db.execute(sql`
@@ -98,7 +100,7 @@ describe("an event held by a delivery that died (crash recovery)", () => {
     const creates = fake.calls("CreateDispatch");
     expect(creates).toHaveLength(1);
     expect(creates[0]).toMatchObject({ status: 200, request: { agentName: CAMPAIGN_AGENT, room: call.room } });
-    const dispatches = fake.dispatches(call.room);
+    const dispatches = fake.agentDispatches(call.room);
     expect(dispatches).toHaveLength(1);
 
     const log = await callLog(ctx, call.callId);
@@ -120,7 +122,7 @@ describe("an event held by a delivery that died (crash recovery)", () => {
     // the last attempt, so that attempt acts. The caller must get an agent from it: it is the
     // last delivery LiveKit makes.
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const delivery = await sipCallerJoins(fake, call);
     const inbound = JSON.stringify({ call_id: call.callId, to_number: CAMPAIGN_NUMBER, from_number: CALLER });
     const routed = await ctx.post(SIP_INBOUND_PATH, inbound, { authorization: await signBody(inbound, TEST_KEYS) });
     expect(routed.status).toBe(200);
@@ -134,9 +136,9 @@ describe("an event held by a delivery that died (crash recovery)", () => {
 
     const res = await post(ctx, delivery);
     expect(res.status).toBe(200);
-    expect(fake.dispatches(call.room)).toHaveLength(1);
+    expect(fake.agentDispatches(call.room)).toHaveLength(1);
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
-    expect((await callLog(ctx, call.callId)).dispatchId).toBe(fake.dispatches(call.room)[0]!.id);
+    expect((await callLog(ctx, call.callId)).dispatchId).toBe(fake.agentDispatches(call.room)[0]!.id);
   });
 });
 
@@ -163,7 +165,7 @@ describe("an event another delivery is still working on (in-flight hold)", () =>
 describe("a delivery that failed on a database blip is acted on when redelivered", () => {
   async function ringingCall() {
     const call = newCall();
-    const joined = await deliver(ctx, sipParticipantJoined(call));
+    const joined = await deliver(ctx, sipCallerJoinedEvent(fake, call));
     expect(joined.status).toBe(200);
     return call;
   }
@@ -241,7 +243,7 @@ describe("room_finished is about one room (its sid), not every room of that name
     expect(finished.body.action).toBe("room finished, 0 call(s) ended");
 
     const call = newCall({ room });
-    const join = sipParticipantJoined({ ...call, roomSid: "RM_newRoomBBBB" });
+    const join = sipCallerJoinedEvent(fake, call, { roomSid: "RM_newRoomBBBB" });
     expect(join.room!.sid).toBe("RM_newRoomBBBB");
     const joined = await deliver(ctx, join);
     expect(joined.status).toBe(200);
@@ -250,7 +252,7 @@ describe("room_finished is about one room (its sid), not every room of that name
 
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
     const log = await callLog(ctx, call.callId);
-    expect(log).toMatchObject({ status: "ringing", endedAt: null, disconnectReason: null, dispatchId: fake.dispatches(room)[0]!.id });
+    expect(log).toMatchObject({ status: "ringing", endedAt: null, disconnectReason: null, dispatchId: fake.agentDispatches(room)[0]!.id });
   });
 
   test("a join that arrives after its own room (same sid) finished is ended, with no agent sent", async () => {
@@ -316,7 +318,7 @@ describe("out-of-range int64 times in a signed event", () => {
   for (const [name, times] of cases) {
     test(`${name}: the join and the leave are handled (2xx) and the call is timed from the clock`, async () => {
       const call = newCall();
-      const delivery = await signDelivery(absurd(sipParticipantJoined(call), times), TEST_KEYS);
+      const delivery = await signDelivery(absurd(sipCallerJoinedEvent(fake, call), times), TEST_KEYS);
       // The wire carries the absurd values, as a broken or hostile sender would.
       expect(delivery.body).toContain(`"createdAt":"${times.createdAt}"`);
 
@@ -347,12 +349,12 @@ describe("a dispatch already in the room for another agent (e.g. placed by a dis
     const existing = await new AgentDispatchClient(fake.url, TEST_KEYS.apiKey, TEST_KEYS.apiSecret).createDispatch(call.room, "rule-agent");
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
 
-    const joined = await deliver(ctx, sipParticipantJoined(call));
+    const joined = await deliver(ctx, sipCallerJoinedEvent(fake, call));
     expect(joined.status).toBe(200);
     expect(joined.body.dispatch).toMatchObject({ kind: "dispatched", reused: true, dispatchId: existing.id });
 
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
-    expect(fake.dispatches(call.room).map((d) => d.agentName)).toEqual(["rule-agent"]);
+    expect(fake.agentDispatches(call.room).map((d) => d.agentName)).toEqual(["rule-agent"]);
     const log = await callLog(ctx, call.callId);
     expect(log.dispatchId).toBe(existing.id);
     expect(log.agentName).toBe("rule-agent");
@@ -384,7 +386,7 @@ describe("a database that accepts connections and never answers (DB_STATEMENT_TI
 
   test("a SIP join is answered (503) and the system default agent is still dispatched, once", async () => {
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const delivery = await sipCallerJoins(fake, call);
     const res = await app.handle(new Request(`http://localhost${EVENTS_PATH}`, { method: "POST", headers: delivery.headers, body: delivery.body }));
     const body = await answer(res);
     expect(res.status).toBe(503);
@@ -393,7 +395,7 @@ describe("a database that accepts connections and never answers (DB_STATEMENT_TI
     const creates = fake.calls("CreateDispatch");
     expect(creates).toHaveLength(1);
     expect(creates[0]).toMatchObject({ status: 200, request: { agentName: SYSTEM_DEFAULT_AGENT, room: call.room } });
-    expect(fake.dispatches(call.room)).toHaveLength(1);
+    expect(fake.agentDispatches(call.room)).toHaveLength(1);
     const metadata = JSON.parse(creates[0]!.request.metadata as string) as Json;
     expect(metadata).toMatchObject({ call_log_id: null, agent_source: "system_default", from_number: CALLER, to_number: CAMPAIGN_NUMBER });
   }, 20_000);
@@ -408,7 +410,7 @@ describe("a CreateDispatch that LiveKit carries out but answers too late", () =>
       { database: switchable.database },
     );
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const delivery = await sipCallerJoins(fake, call);
     fake.delayNext("CreateDispatch", 1500);
 
     // The budget runs out while the create is in flight: LiveKit will redeliver.
@@ -428,8 +430,8 @@ describe("a CreateDispatch that LiveKit carries out but answers too late", () =>
     expect(later.status).toBe(200);
     expect(later.body.dispatch).toMatchObject({ kind: "dispatched", reused: true });
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
-    expect(fake.dispatches(call.room)).toHaveLength(1);
-    expect((await callLog(slow, call.callId)).dispatchId).toBe(fake.dispatches(call.room)[0]!.id);
+    expect(fake.agentDispatches(call.room)).toHaveLength(1);
+    expect((await callLog(slow, call.callId)).dispatchId).toBe(fake.agentDispatches(call.room)[0]!.id);
   });
 });
 
@@ -438,7 +440,7 @@ describe("a CreateDispatch that LiveKit carries out but answers too late", () =>
 describe("SIP attributes PostgreSQL cannot store", () => {
   test("a NUL in a SIP header attribute does not keep the call from being recorded", async () => {
     const call = newCall();
-    const joined = await deliver(ctx, sipParticipantJoined({ ...call, attributes: { "sip.h.x-note": "before\u0000after" } }));
+    const joined = await deliver(ctx, sipCallerJoinedEvent(fake, call, { attributes: { "sip.h.x-note": "before\u0000after" } }));
     expect(joined.status).toBe(200);
     const log = await callLog(ctx, call.callId);
     expect(log.agentName).toBe(CAMPAIGN_AGENT);

@@ -155,13 +155,18 @@ describe("fake LiveKit API", () => {
     expect(calls[0]?.request.metadata).toBe("{}");
     expect(calls[0]?.grants?.video).toEqual({ roomAdmin: true, room: "room1" });
 
+    // CreateDispatch created room1 (auto_create), which came with its implicit empty-name dispatch.
     const listed = await client.listDispatch("room1");
-    expect(listed.map((d) => d.id)).toEqual([created.id]);
-    expect(await client.listDispatch("other-room")).toEqual([]);
+    expect(listed.map((d) => [d.agentName, d.id])).toEqual([
+      ["", fake.dispatches("room1")[0]!.id],
+      ["agent-a", created.id],
+    ]);
+    // A room that does not exist: no node answers for it.
+    await expect(client.listDispatch("other-room")).rejects.toMatchObject({ status: 503, code: "unavailable" });
     expect((await client.getDispatch(created.id, "room1"))?.agentName).toBe("agent-a");
 
     await client.deleteDispatch(created.id, "room1");
-    expect(await client.listDispatch("room1")).toEqual([]);
+    expect((await client.listDispatch("room1")).map((d) => d.agentName)).toEqual([""]);
   });
 
   test("a client with the wrong secret is unauthenticated", async () => {
@@ -182,16 +187,17 @@ describe("fake LiveKit API", () => {
     expect(err.code).toBe("unavailable");
     expect(fake.dispatches("room1")).toHaveLength(0);
     await client.createDispatch("room1", "agent-a");
-    expect(fake.dispatches("room1")).toHaveLength(1);
+    expect(fake.agentDispatches("room1")).toHaveLength(1);
 
     fake.failNext("ListDispatch", 2, 500);
     await expect(client.listDispatch("room1")).rejects.toMatchObject({ status: 500, code: "internal" });
     await expect(client.listDispatch("room1")).rejects.toMatchObject({ status: 500 });
-    expect(await client.listDispatch("room1")).toHaveLength(1);
+    expect((await client.listDispatch("room1")).map((d) => d.agentName)).toEqual(["", "agent-a"]);
   });
 
   test("setDown refuses connections; setDown(false) listens again on the same port", async () => {
     const client = new AgentDispatchClient(fake.url, apiKey, apiSecret);
+    fake.createRoom("room1");
     await client.listDispatch("room1"); // leave a kept-alive connection behind
     await fake.setDown(true);
     expect(fake.down).toBe(true);

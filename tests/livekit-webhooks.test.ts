@@ -19,6 +19,7 @@ import {
   newCall as newSipCall,
   postEvent,
   SIP_INBOUND_PATH,
+  sipCallerJoins,
   SYSTEM_DEFAULT_AGENT,
   TENANT_DEFAULT_AGENT,
   TEST_KEYS,
@@ -69,7 +70,7 @@ describe("a valid signed event", () => {
   test("is accepted (200) and acted on: routed to the campaign agent, logged, dispatched into the event's room", async () => {
     await ctx.seed(directory);
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const delivery = await sipCallerJoins(fake, call);
     const res = await post(delivery);
     expect(res.status).toBe(200);
     const body = await answer(res);
@@ -81,7 +82,7 @@ describe("a valid signed event", () => {
     expect(creates[0]!.status).toBe(200);
     expect(creates[0]!.request.agentName).toBe(CAMPAIGN_AGENT);
     expect(creates[0]!.request.room).toBe(call.room);
-    const dispatches = fake.dispatches(call.room);
+    const dispatches = fake.agentDispatches(call.room);
     expect(dispatches).toHaveLength(1);
     expect(body.dispatch.dispatchId).toBe(dispatches[0]!.id);
 
@@ -129,7 +130,7 @@ describe("a valid signed event", () => {
   test("a number without a campaign is dispatched the tenant's default agent", async () => {
     await ctx.seed(directory);
     const call = newCall({ to: "(415) 555-0101" });
-    const res = await post(await signDelivery(sipParticipantJoined(call), TEST_KEYS));
+    const res = await post(await sipCallerJoins(fake, call));
     expect(res.status).toBe(200);
     expect(fake.calls("CreateDispatch").map((c) => c.request.agentName)).toEqual([TENANT_DEFAULT_AGENT]);
     const [log] = await callLogRows(ctx);
@@ -139,7 +140,7 @@ describe("a valid signed event", () => {
   test("an unknown dialed number is dispatched the system default agent", async () => {
     await ctx.seed(directory);
     const call = newCall({ to: "+13105550000" });
-    const res = await post(await signDelivery(sipParticipantJoined(call), TEST_KEYS));
+    const res = await post(await sipCallerJoins(fake, call));
     expect(res.status).toBe(200);
     expect(fake.calls("CreateDispatch").map((c) => c.request.agentName)).toEqual([SYSTEM_DEFAULT_AGENT]);
     const [log] = await callLogRows(ctx);
@@ -149,7 +150,7 @@ describe("a valid signed event", () => {
   test("the wire form has int64 fields as strings and kind as the enum name, and is accepted", async () => {
     await ctx.seed(directory);
     const call = newCall({ at: new Date("2025-08-22T08:00:00.456Z") });
-    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const delivery = await sipCallerJoins(fake, call);
     expect(delivery.body).toContain('"kind":"SIP"');
     expect(delivery.body).toContain('"joinedAt":"');
     expect(delivery.body).toContain('"joinedAtMs":"1755849600456"');
@@ -319,7 +320,7 @@ describe("repeated deliveries", () => {
   test("the same delivery posted twice is acted on once", async () => {
     await ctx.seed(directory);
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const delivery = await sipCallerJoins(fake, call);
     const first = await post(delivery);
     const second = await post(delivery);
     expect(first.status).toBe(200);
@@ -331,7 +332,7 @@ describe("repeated deliveries", () => {
     const creates = fake.calls("CreateDispatch");
     expect(creates).toHaveLength(1);
     expect(creates[0]!.status).toBe(200);
-    expect(fake.dispatches(call.room)).toHaveLength(1);
+    expect(fake.agentDispatches(call.room)).toHaveLength(1);
     expect(await eventRows(ctx)).toHaveLength(1);
     expect(ctx.logs.some((l) => l.msg === "repeated delivery ignored" && l.event_id === delivery.event.id)).toBe(true);
   });
@@ -339,7 +340,7 @@ describe("repeated deliveries", () => {
   test("the same delivery posted three times concurrently dispatches exactly once", async () => {
     await ctx.seed(directory);
     const call = newCall();
-    const delivery = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const delivery = await sipCallerJoins(fake, call);
     const responses = await Promise.all([post(delivery), post(delivery), post(delivery)]);
     // One delivery acts. The others find it either done (200, duplicate) or still in hand
     // (503: LiveKit redelivers later, so the event is not lost if the first attempt fails).
@@ -356,18 +357,18 @@ describe("repeated deliveries", () => {
     expect((await answer(again)).result).toBe("duplicate");
 
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
-    expect(fake.dispatches(call.room)).toHaveLength(1);
+    expect(fake.agentDispatches(call.room)).toHaveLength(1);
     const logs = await callLogRows(ctx);
     expect(logs).toHaveLength(1);
-    expect(logs[0]!.dispatchId).toBe(fake.dispatches(call.room)[0]!.id);
+    expect(logs[0]!.dispatchId).toBe(fake.agentDispatches(call.room)[0]!.id);
     expect(await eventRows(ctx)).toHaveLength(1);
   });
 
   test("a join resent with a new event id for the same SIP call dispatches once", async () => {
     await ctx.seed(directory);
     const call = newCall();
-    const first = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
-    const resent = await signDelivery(sipParticipantJoined(call), TEST_KEYS);
+    const first = await sipCallerJoins(fake, call);
+    const resent = await sipCallerJoins(fake, call);
     expect(resent.event.id).not.toBe(first.event.id);
 
     const a = await post(first);
@@ -378,10 +379,10 @@ describe("repeated deliveries", () => {
     expect((await answer(b)).dispatch).toMatchObject({ kind: "skipped" });
 
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
-    expect(fake.dispatches(call.room)).toHaveLength(1);
+    expect(fake.agentDispatches(call.room)).toHaveLength(1);
     const logs = await callLogRows(ctx);
     expect(logs).toHaveLength(1);
-    expect(logs[0]!.dispatchId).toBe(fake.dispatches(call.room)[0]!.id);
+    expect(logs[0]!.dispatchId).toBe(fake.agentDispatches(call.room)[0]!.id);
     expect(await eventRows(ctx)).toHaveLength(2);
   });
 
@@ -389,7 +390,7 @@ describe("repeated deliveries", () => {
     await ctx.seed(directory);
     const call = newCall();
     const deliveries: WebhookDelivery[] = [];
-    for (let i = 0; i < 3; i++) deliveries.push(await signDelivery(sipParticipantJoined(call), TEST_KEYS));
+    for (let i = 0; i < 3; i++) deliveries.push(await sipCallerJoins(fake, call));
     expect(new Set(deliveries.map((d) => d.event.id)).size).toBe(3);
     const responses = await Promise.all(deliveries.map(post));
     // One dispatches; the others find it dispatched (200, skipped) or still being dispatched
@@ -406,7 +407,7 @@ describe("repeated deliveries", () => {
     }
 
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
-    expect(fake.dispatches(call.room)).toHaveLength(1);
+    expect(fake.agentDispatches(call.room)).toHaveLength(1);
     expect(await callLogRows(ctx)).toHaveLength(1);
   });
 
@@ -417,11 +418,11 @@ describe("repeated deliveries", () => {
     const existing = await new AgentDispatchClient(fake.url, apiKey, apiSecret).createDispatch(call.room, CAMPAIGN_AGENT);
     const before = fake.calls("CreateDispatch").length;
 
-    const res = await post(await signDelivery(sipParticipantJoined(call), TEST_KEYS));
+    const res = await post(await sipCallerJoins(fake, call));
     expect(res.status).toBe(200);
     expect((await answer(res)).dispatch).toMatchObject({ kind: "dispatched", reused: true, dispatchId: existing.id });
     expect(fake.calls("CreateDispatch").length).toBe(before);
-    expect(fake.dispatches(call.room)).toHaveLength(1);
+    expect(fake.agentDispatches(call.room)).toHaveLength(1);
     const [log] = await callLogRows(ctx);
     expect(log!.dispatchId).toBe(existing.id);
   });
@@ -466,7 +467,7 @@ describe("a call first seen through sip-inbound, then through LiveKit's join", (
     expect(decided.call_log_id).toEqual(expect.any(String));
     expect(fake.calls()).toHaveLength(0);
 
-    const res = await post(await signDelivery(sipParticipantJoined(call), TEST_KEYS));
+    const res = await post(await sipCallerJoins(fake, call));
     expect(res.status).toBe(200);
 
     const logs = await callLogRows(ctx);
@@ -482,7 +483,7 @@ describe("a call first seen through sip-inbound, then through LiveKit's join", (
     expect(dispatched.call_log_id).toBe(decided.call_log_id);
     expect(dispatched.agent_source).toBe(decided.agent_source);
     expect(dispatched).toEqual(decided);
-    expect(logs[0]!.dispatchId).toBe(fake.dispatches(call.room)[0]!.id);
+    expect(logs[0]!.dispatchId).toBe(fake.agentDispatches(call.room)[0]!.id);
     expect(logs[0]!.callerJoinedAt?.getTime()).toBe(call.at.getTime());
   });
 
@@ -498,7 +499,7 @@ describe("a call first seen through sip-inbound, then through LiveKit's join", (
     const paused = structuredClone(directory) as Json;
     paused.tenants[0].campaigns[0].status = "paused";
     await ctx.seed(paused);
-    const res = await post(await signDelivery(sipParticipantJoined(call), TEST_KEYS));
+    const res = await post(await sipCallerJoins(fake, call));
     expect(res.status).toBe(200);
     expect(fake.calls("CreateDispatch").map((c) => c.request.agentName)).toEqual([CAMPAIGN_AGENT]);
     const [log] = await callLogRows(ctx, call.callId);

@@ -26,6 +26,8 @@ export interface InboundCall {
   to?: string | null;
   trunkId?: string | null;
   roomName?: string | null;
+  /** The room's unique id (LiveKit's RM_...), when known; room names are reused, sids are not. */
+  roomSid?: string | null;
   /** Where the call was first seen (sip-inbound, livekit, test); kept in the call log's metadata. */
   source: string;
   /** Extra facts worth keeping with the call (SIP attributes, provider ids). */
@@ -46,6 +48,8 @@ export interface CallRouting {
   toNumber: string | null;
   /** False when the database could not record the call (the caller was still answered). */
   recorded: boolean;
+  /** Why the call could not be recorded, when it could not. */
+  recordError?: unknown;
   /** True when this call id had been routed before and the stored decision was returned. */
   replayed: boolean;
 }
@@ -143,6 +147,7 @@ export async function routeInboundCall(deps: RoutingDeps, call: InboundCall): Pr
       fromNumber,
       toNumber,
       recorded: false,
+      recordError: error,
       replayed: false,
     };
     logger.error(
@@ -243,9 +248,9 @@ async function recordNewCall(
       do update set status = 'calling', last_call_at = excluded.last_call_at, updated_at = now()
       returning id
     )
-    insert into call_logs (provider_call_id, room_name, trunk_id, from_number, from_raw, to_number, to_raw,
+    insert into call_logs (provider_call_id, room_name, room_sid, trunk_id, from_number, from_raw, to_number, to_raw,
                            tenant_id, campaign_id, lead_id, phone_number_id, agent_name, agent_source, metadata)
-    values (${call.callId}, ${call.roomName ?? null}, ${call.trunkId ?? null}, ${fromNumber}, ${call.from ?? null},
+    values (${call.callId}, ${call.roomName ?? null}, ${call.roomSid ?? null}, ${call.trunkId ?? null}, ${fromNumber}, ${call.from ?? null},
             ${toNumber}, ${call.to ?? null}, ${tenantId}::uuid, ${campaignId}::uuid, (select id from lead),
             ${entry?.phoneNumberId ?? null}::uuid, ${decided.agentName}, ${decided.agentSource}, ${metadata}::jsonb)
     on conflict (provider_call_id) do nothing
@@ -296,18 +301,28 @@ function elapsed(started: number) {
   return Math.round((performance.now() - started) * 10) / 10;
 }
 
+/** A room as events name it: by its sid when they carry one, else by its (reusable) name. */
+export interface RoomRef {
+  name: string;
+  sid: string | null;
+}
+
+/** The calls of this room and no other: by sid, so a later room of the same name is not matched. */
+const inRoom = (room: RoomRef) => (room.sid ? sql`room_sid = ${room.sid}` : sql`room_name = ${room.name}`);
+
 /**
- * The caller is in the call's room: remember when (the start of its duration) and where.
+ * The caller is in the call's room: remember when (the start of its duration) and which room.
  * First values win, so a repeated or late event changes nothing.
  */
 export async function recordCallerJoined(
   database: Database,
-  call: { callId: string; roomName: string; joinedAt: Date },
+  call: { callId: string; room: RoomRef; joinedAt: Date },
 ): Promise<void> {
   await database.rows(sql`
     update call_logs
     set caller_joined_at = coalesce(caller_joined_at, ${call.joinedAt.toISOString()}::timestamptz),
-        room_name = coalesce(room_name, ${call.roomName}),
+        room_name = coalesce(room_name, ${call.room.name || null}),
+        room_sid = coalesce(room_sid, ${call.room.sid}),
         updated_at = now()
     where provider_call_id = ${call.callId}
     returning id`);
@@ -316,7 +331,7 @@ export async function recordCallerJoined(
 /** An agent is in the room: the ringing call there is answered. Status only moves forward. */
 export async function recordCallAnswered(
   database: Database,
-  answer: { roomName: string; answeredAt: Date; agentIdentity?: string },
+  answer: { room: RoomRef; answeredAt: Date; agentIdentity?: string },
 ): Promise<number> {
   const rows = await database.rows<{ id: string }>(sql`
     update call_logs
@@ -324,15 +339,15 @@ export async function recordCallAnswered(
         answered_at = coalesce(answered_at, ${answer.answeredAt.toISOString()}::timestamptz),
         metadata = metadata || jsonb_build_object('answered_by', ${answer.agentIdentity ?? null}::text),
         updated_at = now()
-    where room_name = ${answer.roomName} and status = 'ringing'
+    where ${inRoom(answer.room)} and status = 'ringing'
     returning id`);
   return rows.length;
 }
 
 export interface CallEnd {
-  /** End the call with this provider id, or every unfinished call in roomName. */
+  /** End the call with this provider id, or every unfinished call in this room. */
   callId?: string;
-  roomName?: string;
+  room?: RoomRef;
   endedAt: Date;
   /** When the caller joined, if the ending event knows it better than the record does. */
   joinedAt?: Date | null;
@@ -347,10 +362,10 @@ export interface CallEnd {
  * Calls already ended are left alone, so repeated and late events change nothing.
  */
 export async function recordCallEnded(database: Database, end: CallEnd): Promise<{ id: string; status: string }[]> {
-  if (!end.callId && !end.roomName) throw new Error("recordCallEnded needs a callId or a roomName");
+  if (!end.callId && !end.room) throw new Error("recordCallEnded needs a callId or a room");
   const endedAt = end.endedAt.toISOString();
   const joinedAt = end.joinedAt ? end.joinedAt.toISOString() : null;
-  const which = end.callId ? sql`provider_call_id = ${end.callId}` : sql`room_name = ${end.roomName!}`;
+  const which = end.callId ? sql`provider_call_id = ${end.callId}` : inRoom(end.room!);
   return database.rows<{ id: string; status: string }>(sql`
     with ended as (
       update call_logs

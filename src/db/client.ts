@@ -51,9 +51,12 @@ function wrap(
   execute: (query: SQL) => Promise<unknown>,
   close: () => Promise<void>,
 ): Database {
+  let closed = false;
   // statement_timeout cannot help when the server stops answering altogether; this bound can.
-  const rows = async <T extends Record<string, unknown>>(query: SQL) =>
-    rowsOf<T>(await withDeadline(execute(query), timeoutMs, "database query"));
+  const rows = async <T extends Record<string, unknown>>(query: SQL) => {
+    if (closed) throw new DatabaseClosedError();
+    return rowsOf<T>(await withDeadline(execute(query), timeoutMs, "database query"));
+  };
   return {
     db,
     kind,
@@ -61,8 +64,20 @@ function wrap(
     ping: async () => {
       await rows(sql`select 1`);
     },
-    close,
+    close: async () => {
+      closed = true;
+      await close();
+    },
   };
+}
+
+/** A statement after close() (during shutdown): unavailable, like a connection postgres.js has ended. */
+export class DatabaseClosedError extends Error {
+  readonly code = "CONNECTION_ENDED";
+  constructor() {
+    super("database closed");
+    this.name = "DatabaseClosedError";
+  }
 }
 
 function openPostgres(url: string, options: DatabaseOptions): Database {

@@ -2,10 +2,17 @@
 // LiveKit does not deduplicate dispatches, so a repeated webhook would start a second agent:
 // the call log carries a claim (one delivery at a time may dispatch) and the dispatch id,
 // and LiveKit's own list of the room's dispatches is checked before creating one.
+//
+// That list is not empty in a fresh room: livekit-server gives every room created without
+// room_config agents one dispatch with an empty agent name (livekit/livekit pkg/rtc/room.go,
+// createAgentDispatchesFromRoomAgent), which reaches only workers registered without a name.
+// It is not this call's agent. A *named* dispatch already there (a dispatch rule's room_config,
+// or an earlier delivery of this call) is, and no second agent is sent.
 import type { AgentDispatch } from "@livekit/protocol";
 import { sql } from "drizzle-orm";
 import { type CallRouting, callMetadata } from "../calls/service";
 import type { Database } from "../db/client";
+import type { AgentSource } from "../db/schema";
 import { withDeadline } from "../errors";
 import type { Logger } from "../logger";
 
@@ -18,6 +25,8 @@ export interface AgentDispatcher {
 export interface DispatchDeps {
   database: Database;
   logger: Logger;
+  /** To tell, of an agent already in the room, whether it is the system default (sent during an outage). */
+  systemDefaultAgent: string;
   dispatcher: AgentDispatcher;
   retries: number;
   retryBaseMs: number;
@@ -30,7 +39,8 @@ export type DispatchOutcome = (
   | { kind: "dispatched"; dispatchId: string; reused: boolean }
   /** in_progress: another delivery holds the claim; if it dies, a redelivery must try again. */
   | { kind: "skipped"; reason: "already_dispatched" | "call_ended" | "in_progress" }
-  | { kind: "failed"; retryable: boolean; error: string }
+  /** deliveries: how many deliveries have tried to dispatch this call, this one included (0: unknown). */
+  | { kind: "failed"; retryable: boolean; error: string; deliveries: number }
 ) & {
   /** False when the database could not hold the claim or the result; the webhook should be redelivered. */
   bookkept: boolean;
@@ -50,15 +60,17 @@ export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, ro
   const fields = { call_id: routing.callId, room: roomName, agent: routing.agentName, call_log_id: routing.callLogId };
   const callLogId = routing.callLogId;
   let bookkept = callLogId !== null;
+  let deliveries = 0;
   // The database's word on whether to dispatch. Without it (no call log, or the claim itself
   // failed) the caller still gets an agent: LiveKit's list of the room's dispatches is the guard.
   if (callLogId) {
     try {
       const claim = await claimDispatch(deps.database, callLogId);
-      if (claim !== "claimed") {
-        logger.info({ ...fields, reason: claim }, "dispatch skipped");
-        return { kind: "skipped", reason: claim, bookkept };
+      if (claim.outcome !== "claimed") {
+        logger.info({ ...fields, reason: claim.outcome }, "dispatch skipped");
+        return { kind: "skipped", reason: claim.outcome, bookkept };
       }
+      deliveries = claim.attempts;
     } catch (error) {
       logger.warn({ ...fields, err: error }, "dispatch claim failed: dispatching on LiveKit's list alone");
       bookkept = false;
@@ -76,7 +88,8 @@ export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, ro
     }
   };
   if (attempt.ok) {
-    await note(() => recordDispatch(deps.database, callLogId!, attempt.dispatch));
+    const source = servingAgentSource(attempt.dispatch.agentName, routing, deps.systemDefaultAgent);
+    await note(() => recordDispatch(deps.database, callLogId!, attempt.dispatch, source));
     return { kind: "dispatched", dispatchId: attempt.dispatch.id, reused: attempt.reused, bookkept };
   }
   const message = attempt.error instanceof Error ? attempt.error.message : String(attempt.error);
@@ -85,7 +98,7 @@ export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, ro
   // (longer than the SDK's request timeout), so no redelivery creates a second agent meanwhile.
   await note(() => recordDispatchFailure(deps.database, callLogId!, message, !attempt.createMayHaveLanded));
   logger.error({ ...fields, retryable, create_may_have_landed: attempt.createMayHaveLanded, err: attempt.error }, "agent dispatch failed");
-  return { kind: "failed", retryable, error: message, bookkept };
+  return { kind: "failed", retryable, error: message, deliveries, bookkept };
 }
 
 /** Finds the room's dispatch or creates one, retrying with back-off within the budget. */
@@ -107,9 +120,9 @@ async function findOrCreateDispatch(
     try {
       const result = await withDeadline(
         (async () => {
-          // A room holds one caller, so any agent already dispatched there is this call's agent,
+          // A room holds one caller, so a named agent already dispatched there is this call's agent,
           // even one sent while the database was down (the system default) or by a dispatch rule.
-          const existing = (await deps.dispatcher.listDispatch(roomName))[0];
+          const existing = servingDispatch(await deps.dispatcher.listDispatch(roomName), routing.agentName);
           if (existing) return { dispatch: existing, reused: true };
           if (createMayHaveLanded) throw new Error("an earlier CreateDispatch may still land; not sending another");
           const metadata = JSON.stringify(callMetadata(routing));
@@ -141,6 +154,22 @@ async function findOrCreateDispatch(
   return { ok: false, error: lastError, createMayHaveLanded };
 }
 
+/**
+ * The dispatch in the room that serves the caller: the routed agent's if it is there, else any
+ * named one. The implicit empty-name dispatch of a room created without agents serves no one here.
+ */
+function servingDispatch(dispatches: AgentDispatch[], routedAgent: string): AgentDispatch | undefined {
+  return dispatches.find((d) => d.agentName === routedAgent) ?? dispatches.find((d) => d.agentName !== "");
+}
+
+/** Why the agent in the room is the call's agent, in the call log's terms. */
+function servingAgentSource(agentName: string, routing: CallRouting, systemDefaultAgent: string): AgentSource {
+  if (agentName === routing.agentName) return routing.agentSource;
+  // Sent by a delivery that could not read the directory (the database was down).
+  if (agentName === systemDefaultAgent) return "system_default";
+  return "dispatch_rule";
+}
+
 /** LiveKit answered with an error, or the connection was refused: no dispatch was made. */
 function certainlyNotCreated(error: unknown): boolean {
   const { status, code } = (error ?? {}) as { status?: unknown; code?: unknown };
@@ -153,36 +182,38 @@ function isRetryable(error: unknown): boolean {
   return typeof status !== "number" || status === 0 || status >= 500 || status === 429;
 }
 
-/** Takes the right to dispatch for this call, or says why not. */
+/** Takes the right to dispatch for this call, or says why not; counts the deliveries that took it. */
 async function claimDispatch(
   database: Database,
   callLogId: string,
-): Promise<"claimed" | "already_dispatched" | "call_ended" | "in_progress"> {
-  const [row] = await database.rows<{ claimed: boolean; dispatched: boolean; ended: boolean }>(sql`
+): Promise<{ outcome: "claimed" | "already_dispatched" | "call_ended" | "in_progress"; attempts: number }> {
+  const [row] = await database.rows<{ claimed: boolean; dispatched: boolean; ended: boolean; attempts: number }>(sql`
     with claimed as (
       update call_logs
       set dispatch_claimed_at = now(), dispatch_attempts = dispatch_attempts + 1, updated_at = now()
       where id = ${callLogId} and dispatch_id is null and ended_at is null
         and (dispatch_claimed_at is null or dispatch_claimed_at < now() - ${HOLD})
-      returning id
+      returning id, dispatch_attempts
     )
     select exists (select 1 from claimed) as claimed,
+           coalesce((select dispatch_attempts from claimed), dispatch_attempts) as attempts,
            dispatch_id is not null as dispatched,
            ended_at is not null as ended
     from call_logs where id = ${callLogId}`);
   if (!row) throw new Error(`call log ${callLogId} not found`);
-  if (row.claimed) return "claimed";
-  return row.dispatched ? "already_dispatched" : row.ended ? "call_ended" : "in_progress";
+  const outcome = row.claimed ? "claimed" : row.dispatched ? "already_dispatched" : row.ended ? "call_ended" : "in_progress";
+  return { outcome, attempts: Number(row.attempts) };
 }
 
-/** Stores the dispatch; the agent actually sent is the one the record names. */
-async function recordDispatch(database: Database, callLogId: string, dispatch: AgentDispatch): Promise<void> {
+/** Stores the dispatch; the record names the agent actually serving the call, and why it is that one. */
+async function recordDispatch(database: Database, callLogId: string, dispatch: AgentDispatch, source: AgentSource): Promise<void> {
   await database.rows(sql`
     update call_logs
     set dispatch_id = ${dispatch.id}, dispatch_error = null, updated_at = now(),
         metadata = case when agent_name = ${dispatch.agentName} then metadata
-                        else metadata || jsonb_build_object('routed_agent', agent_name) end,
-        agent_name = ${dispatch.agentName}
+                        else metadata || jsonb_build_object('routed_agent', agent_name, 'routed_agent_source', agent_source) end,
+        agent_name = ${dispatch.agentName},
+        agent_source = ${source}
     where id = ${callLogId} returning id`);
 }
 

@@ -1,22 +1,29 @@
 // What Switchboard does with each LiveKit webhook event. Deliveries repeat and rooms can
 // surprise (left before joined, finished before joined): every action here is idempotent,
-// call status only moves forward, and an event id is acted on once.
+// call status only moves forward, and an event id is acted on once. Events find their call by
+// the room's sid, never by its name alone: LiveKit reuses room names, not sids.
 import { DisconnectReason, ParticipantInfo_Kind, type ParticipantInfo, type WebhookEvent } from "@livekit/protocol";
 import { sql } from "drizzle-orm";
 import {
   type CallRouting,
+  type RoomRef,
   type RoutingDeps,
   recordCallAnswered,
   recordCallEnded,
   recordCallerJoined,
   routeInboundCall,
 } from "../calls/service";
-import { AppError, UnavailableError } from "../errors";
+import { constraintViolation, isDatabaseUnavailable } from "../db/errors";
+import { AppError, TimeoutError, UnavailableError, UnprocessableError, withDeadline } from "../errors";
+import type { Logger } from "../logger";
 import { type DispatchDeps, type DispatchOutcome, dispatchAgent, HOLD } from "./dispatch";
+import { eventKey, eventRoom, participantIdentity, sipCall } from "./event-values";
 
 export interface LiveKitEventDeps extends RoutingDeps {
   /** Absent when dispatch is switched off (LIVEKIT_DISPATCH=false) or LiveKit is not configured. */
-  dispatch?: Omit<DispatchDeps, "database" | "logger">;
+  dispatch?: Omit<DispatchDeps, "database" | "logger" | "systemDefaultAgent">;
+  /** The longest one delivery may take before it is answered; see LIVEKIT_DELIVERY. */
+  deliveryBudgetMs: number;
   clock: () => Date;
 }
 
@@ -24,6 +31,16 @@ export type EventOutcome =
   | { result: "ignored"; reason: string }
   | { result: "duplicate" }
   | { result: "handled"; action: string; dispatch?: DispatchOutcome };
+
+/**
+ * How livekit-server delivers webhooks (livekit/protocol webhook/ notifier): one queue and one
+ * worker per room, events dropped once they waited maxAgeMs, each delivery tried `attempts` times
+ * with the back-off between them. A delivery that holds the queue for long makes the room's
+ * next events (the caller's leave, the agent's join) too old, and LiveKit drops them: so each
+ * delivery is answered within the budget, and `attempts` deliveries plus the back-off stay
+ * inside maxAgeMs (config.ts bounds LIVEKIT_WEBHOOK_BUDGET_MS accordingly).
+ */
+export const LIVEKIT_DELIVERY = { attempts: 5, backoffMs: [1000, 2000, 4000, 8000], maxAgeMs: 30_000 } as const;
 
 /** Disconnect reasons that mean the call never connected, as opposed to the caller hanging up. */
 const FAILED_REASONS = new Set([
@@ -36,24 +53,35 @@ const FAILED_REASONS = new Set([
   DisconnectReason.SERVER_SHUTDOWN,
 ]);
 
+/** disconnect_reason of a call whose agent could not be dispatched in all of LiveKit's deliveries. */
+export const DISPATCH_FAILED_REASON = "AGENT_DISPATCH_FAILED";
 
 export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookEvent): Promise<EventOutcome> {
   const action = actionFor(event);
   if (!action) return { result: "ignored", reason: `${event.event || "unnamed"} is not about an inbound SIP call` };
-  const log = deps.logger.child({ event: event.event, event_id: event.id, room: event.room?.name });
+  const room = eventRoom(event);
+  const log = deps.logger.child({ event: event.event, event_id: eventKey(event), room: room.name, room_sid: room.sid });
+  try {
+    // Work past the budget goes on (every step is bounded on its own) and its redelivery finds
+    // the event held or done; what matters is that the room's queue moves on.
+    return await withDeadline(handleAction(deps, event, action, log), deps.deliveryBudgetMs, "webhook delivery");
+  } catch (error) {
+    if (error instanceof AppError) throw error;
+    throw deliveryError(error, log);
+  }
+}
 
+async function handleAction(deps: LiveKitEventDeps, event: WebhookEvent, action: Action, log: Logger): Promise<EventOutcome> {
   const at = eventTime(event, deps.clock());
   const occurredAt = action === "agent_joined" ? (joinedAt(event.participant!, at) ?? at) : at;
+  const id = eventKey(event);
   let claim: EventClaim = { state: "owned", roomFinished: false, agentJoinedAt: null };
-  if (event.id) {
+  if (id) {
     try {
-      claim = await claimEvent(deps, event, action, occurredAt);
+      claim = await claimEvent(deps, event, id, action, occurredAt);
     } catch (error) {
       // A caller joining still gets an agent with the database down; everything else waits for a retry.
-      if (action !== "caller_joined") {
-        log.warn({ err: error }, "event claim failed");
-        throw new UnavailableError("database unavailable");
-      }
+      if (action !== "caller_joined") throw error;
       log.warn({ err: error }, "event claim failed: handling the join without the database");
       claim = { state: "unknown", roomFinished: false, agentJoinedAt: null };
     }
@@ -70,17 +98,31 @@ export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookE
   try {
     const outcome = await perform(deps, event, action, at, claim);
     if (claim.state === "unknown") throw new UnavailableError("event handled without the database; asking LiveKit to redeliver");
-    if (event.id) await markProcessed(deps, event.id);
+    if (id) await markProcessed(deps, id);
     return outcome;
   } catch (error) {
     // Give the event back so LiveKit's redelivery acts on it (or the lease runs out if this fails too).
-    if (event.id && claim.state === "owned") await releaseEvent(deps, event.id).catch(() => {});
-    if (error instanceof AppError) throw error;
-    // What fails here is the database (bad input was refused before): worth a redelivery.
-    // The details (SQL, values) go to the log, not into the answer.
-    log.error({ err: error }, "event handling failed");
-    throw new UnavailableError("event handling failed: database unavailable");
+    if (id && claim.state === "owned") await releaseEvent(deps, id).catch(() => {});
+    throw error;
   }
+}
+
+/**
+ * What a failure means to LiveKit, which retries 5xx and takes any other 4xx as final: 503 only
+ * when the database is unavailable or the delivery ran out of its budget (a retry may pass; the
+ * work goes on, and the redelivery finds the event held or done); 422 when the database refused
+ * a value (no retry can mend that; event values are cleaned first, so this is a bug to look at).
+ */
+function deliveryError(error: unknown, log: Logger): AppError {
+  if (isDatabaseUnavailable(error)) {
+    log.warn({ err: error }, "event handling failed: database unavailable or too slow");
+    return new UnavailableError(error instanceof TimeoutError ? `${error.message}; retry later` : "database unavailable");
+  }
+  log.error({ err: error }, "event handling failed");
+  if (constraintViolation(error)) {
+    return new UnprocessableError("event: holds a value the database refuses; redelivering cannot help", "event");
+  }
+  return new AppError(500, "internal", "event handling failed");
 }
 
 type Action = "caller_joined" | "agent_joined" | "caller_left" | "room_finished";
@@ -99,7 +141,7 @@ function actionFor(event: WebhookEvent): Action | null {
     case "participant_connection_aborted":
       return inboundCaller ? "caller_left" : null;
     case "room_finished":
-      return event.room?.name ? "room_finished" : null;
+      return event.room?.name || event.room?.sid ? "room_finished" : null;
     default:
       return null;
   }
@@ -110,58 +152,17 @@ async function perform(
   event: WebhookEvent,
   action: Action,
   at: Date,
-  { roomFinished, agentJoinedAt }: EventClaim,
+  claim: EventClaim,
 ): Promise<EventOutcome> {
-  const roomName = event.room?.name ?? "";
-  // An agent join that came before this call had a record (the database was down when the
-  // caller joined) still counts: the call was answered.
-  const applyEarlierAnswer = async () => {
-    if (agentJoinedAt) await recordCallAnswered(deps.database, { roomName, answeredAt: agentJoinedAt });
-  };
+  const room = eventRoom(event);
   switch (action) {
-    case "caller_joined": {
-      const participant = event.participant!;
-      const routing = await routeSipParticipant(deps, participant, roomName);
-      let recorded = routing.recorded;
-      if (recorded) {
-        try {
-          await recordCallerJoined(deps.database, { callId: routing.callId, roomName, joinedAt: joinedAt(participant, at) ?? at });
-        } catch (error) {
-          deps.logger.warn({ call_id: routing.callId, err: error }, "could not record the caller's join time");
-          recorded = false;
-        }
-      }
-      if (recorded) await applyEarlierAnswer();
-      if (roomFinished) {
-        // room_finished overtook this join: the call was over before it rang; no agent to send.
-        if (!recorded) throw new UnavailableError("database unavailable");
-        await recordCallEnded(deps.database, {
-          callId: routing.callId,
-          endedAt: at,
-          disconnectReason: "ROOM_FINISHED",
-          unansweredStatus: "abandoned",
-        });
-        return { result: "handled", action: "caller joined a finished room; call ended" };
-      }
-      let dispatch: DispatchOutcome | undefined;
-      if (deps.dispatch) {
-        dispatch = await dispatchAgent({ ...deps.dispatch, database: deps.database, logger: deps.logger }, routing, roomName);
-        if (dispatch.kind === "failed" && dispatch.retryable) {
-          throw new UnavailableError(`agent dispatch failed: ${dispatch.error}`);
-        }
-        if (dispatch.kind === "skipped" && dispatch.reason === "in_progress") {
-          throw new UnavailableError("another delivery is dispatching this call's agent; retry later");
-        }
-        recorded &&= dispatch.bookkept;
-      }
-      if (!recorded) throw new UnavailableError("call handled but not fully recorded: database unavailable");
-      return { result: "handled", action: deps.dispatch ? action : "caller_joined (dispatch off)", dispatch };
-    }
+    case "caller_joined":
+      return callerJoined(deps, event, room, at, claim);
     case "agent_joined": {
       const answered = await recordCallAnswered(deps.database, {
-        roomName,
+        room,
         answeredAt: joinedAt(event.participant!, at) ?? at,
-        agentIdentity: event.participant?.identity,
+        agentIdentity: participantIdentity(event.participant),
       });
       // With no ringing call, the join stays in webhook_events for the call's record to find.
       return { result: "handled", action: answered ? "call answered" : "agent joined (no ringing call)" };
@@ -169,9 +170,9 @@ async function perform(
     case "caller_left": {
       const participant = event.participant!;
       // A left that overtakes its join still leaves a complete record: route (or find) the call, then end it.
-      const routing = await routeSipParticipant(deps, participant, roomName);
-      if (!routing.recorded) throw new UnavailableError("database unavailable");
-      await applyEarlierAnswer();
+      const routing = await routeInboundCall(deps, sipCall(participant, room));
+      if (!routing.recorded) throw routing.recordError ?? new UnavailableError("database unavailable");
+      await applyEarlierAnswer(deps, room, claim);
       const reason = participant.disconnectReason;
       const ended = await recordCallEnded(deps.database, {
         callId: routing.callId,
@@ -184,7 +185,7 @@ async function perform(
     }
     case "room_finished": {
       const ended = await recordCallEnded(deps.database, {
-        roomName,
+        room,
         endedAt: at,
         disconnectReason: "ROOM_FINISHED",
         unansweredStatus: "abandoned",
@@ -194,23 +195,76 @@ async function perform(
   }
 }
 
-/** The SIP facts LiveKit puts on the caller's participant, routed exactly like sip-inbound. */
-function routeSipParticipant(deps: LiveKitEventDeps, participant: ParticipantInfo, roomName: string): Promise<CallRouting> {
-  // PostgreSQL text cannot hold NUL, and SIP headers copied into attributes could carry one.
-  const attributes = Object.fromEntries(
-    Object.entries(participant.attributes).map(([key, value]) => [key, value.replaceAll("\u0000", "")]),
+/** An agent join that came before this call had a record (the database was down when the caller joined) still counts. */
+async function applyEarlierAnswer(deps: LiveKitEventDeps, room: RoomRef, { agentJoinedAt }: EventClaim) {
+  if (agentJoinedAt) await recordCallAnswered(deps.database, { room, answeredAt: agentJoinedAt });
+}
+
+/** The caller is in the room, ringing: record the call and send its agent. */
+async function callerJoined(
+  deps: LiveKitEventDeps,
+  event: WebhookEvent,
+  room: RoomRef,
+  at: Date,
+  claim: EventClaim,
+): Promise<EventOutcome> {
+  const participant = event.participant!;
+  const routing = await routeInboundCall(deps, sipCall(participant, room));
+  const callerAt = joinedAt(participant, at) ?? at;
+  let recorded = routing.recorded;
+  if (recorded) {
+    try {
+      await recordCallerJoined(deps.database, { callId: routing.callId, room, joinedAt: callerAt });
+      await applyEarlierAnswer(deps, room, claim);
+    } catch (error) {
+      deps.logger.warn({ call_id: routing.callId, err: error }, "could not record the caller's join");
+      recorded = false;
+    }
+  }
+  if (claim.roomFinished) {
+    // room_finished overtook this join: the call was over before it rang; no agent to send.
+    if (!recorded) throw routing.recordError ?? new UnavailableError("database unavailable");
+    await recordCallEnded(deps.database, { callId: routing.callId, endedAt: at, disconnectReason: "ROOM_FINISHED", unansweredStatus: "abandoned" });
+    return { result: "handled", action: "caller joined a finished room; call ended" };
+  }
+  if (!deps.dispatch) {
+    if (!recorded) throw routing.recordError ?? new UnavailableError("database unavailable");
+    return { result: "handled", action: "caller_joined (dispatch off)" };
+  }
+  const dispatch = await dispatchAgent(
+    { ...deps.dispatch, database: deps.database, logger: deps.logger, systemDefaultAgent: deps.settings.systemDefaultAgent },
+    routing,
+    event.room?.name ?? "",
   );
-  const sip = Object.fromEntries(Object.entries(attributes).filter(([key]) => key.startsWith("sip.")));
-  return routeInboundCall(deps, {
-    // sip.callID is always set by LiveKit's SIP service; the participant sid keeps a record if it is not.
-    callId: attributes["sip.callID"] || participant.sid,
-    from: attributes["sip.phoneNumber"],
-    to: attributes["sip.trunkPhoneNumber"],
-    trunkId: attributes["sip.trunkID"],
-    roomName,
-    source: "livekit",
-    details: { participant: { sid: participant.sid, identity: participant.identity }, sip },
-  });
+  if (dispatch.kind === "skipped" && dispatch.reason === "in_progress") {
+    throw new UnavailableError("another delivery is dispatching this call's agent; retry later");
+  }
+  if (dispatch.kind === "failed") {
+    if (!recorded || !dispatch.bookkept || (dispatch.retryable && !isLastDelivery(event, deps.clock(), dispatch.deliveries))) {
+      throw new UnavailableError(`agent dispatch failed: ${dispatch.error}`);
+    }
+    // No delivery is left to try again: the call ends now, in a state that says why.
+    await recordCallEnded(deps.database, {
+      callId: routing.callId,
+      endedAt: deps.clock(),
+      disconnectReason: DISPATCH_FAILED_REASON,
+      unansweredStatus: "failed",
+    });
+    return { result: "handled", action: "agent dispatch failed for good; call marked failed", dispatch };
+  }
+  if (!recorded || !dispatch.bookkept) throw new UnavailableError("call handled but not fully recorded: database unavailable");
+  return { result: "handled", action: "caller_joined", dispatch };
+}
+
+/**
+ * Whether LiveKit may still deliver this event again if this delivery fails. Its last attempt
+ * comes after all the back-off since the event's createdAt (whole seconds, so up to a second
+ * early); `deliveries` counts the deliveries that tried to dispatch this call, this one included.
+ */
+function isLastDelivery(event: WebhookEvent, now: Date, deliveries: number): boolean {
+  const backoff = LIVEKIT_DELIVERY.backoffMs.reduce((sum, ms) => sum + ms, 0);
+  const created = Number(event.createdAt) * 1000;
+  return deliveries >= LIVEKIT_DELIVERY.attempts || (created > 0 && now.getTime() - created >= backoff);
 }
 
 function eventTime(event: WebhookEvent, now: Date): Date {
@@ -255,8 +309,15 @@ type EventClaim = {
  * Takes the event for this delivery: new, or held by a delivery whose lease ran out. Tells
  * whether it was already acted on, and what already happened in its room, in one statement.
  */
-async function claimEvent(deps: LiveKitEventDeps, event: WebhookEvent, action: Action, occurredAt: Date): Promise<EventClaim> {
-  const sid = event.room?.sid || null;
+async function claimEvent(
+  deps: LiveKitEventDeps,
+  event: WebhookEvent,
+  id: string,
+  action: Action,
+  occurredAt: Date,
+): Promise<EventClaim> {
+  const room = eventRoom(event);
+  const sid = room.sid;
   const [row] = await deps.database.rows<{
     owned: boolean;
     done: boolean;
@@ -265,13 +326,13 @@ async function claimEvent(deps: LiveKitEventDeps, event: WebhookEvent, action: A
   }>(sql`
     with claimed as (
       insert into webhook_events (id, event, action, occurred_at, room_name, room_sid)
-      values (${event.id}, ${event.event}, ${action}, ${occurredAt.toISOString()}::timestamptz, ${event.room?.name ?? null}, ${sid})
+      values (${id}, ${event.event}, ${action}, ${occurredAt.toISOString()}::timestamptz, ${room.name || null}, ${sid})
       on conflict (id) do update set claimed_at = now()
         where webhook_events.processed_at is null and webhook_events.claimed_at < now() - ${HOLD}
       returning id
     )
     select exists (select 1 from claimed) as owned,
-           exists (select 1 from webhook_events where id = ${event.id} and processed_at is not null) as done,
+           exists (select 1 from webhook_events where id = ${id} and processed_at is not null) as done,
            exists (select 1 from webhook_events where room_sid = ${sid}::text and action = 'room_finished') as room_finished,
            (select min(occurred_at) from webhook_events
              where room_sid = ${sid}::text and action = 'agent_joined' and processed_at is not null) as agent_joined_at`);

@@ -1,6 +1,6 @@
 // A stand-in for the LiveKit server's Twirp API on a loopback port, for the parts Switchboard calls:
 // AgentDispatchService (CreateDispatch, ListDispatch, DeleteDispatch) and the SIP service's inbound
-// trunk and dispatch rule provisioning.
+// trunk and dispatch rule provisioning; plus the rooms those dispatches live in.
 //
 // Wire facts it mirrors (livekit-server-sdk 2.19.2, TwirpRPC.js / ServiceBase.js):
 // - POST {url}/twirp/livekit.<Service>/<Method>, body = JSON.stringify(Request.toJson()),
@@ -14,9 +14,28 @@
 //
 // Like the real server (livekit/livekit pkg/service), a missing token or a token without the needed
 // grant is answered 401 {"code":"unauthenticated"}; so is a token that fails verification.
+//
+// Rooms, as livekit-server keeps them (livekit/livekit at 788d4c35, livekit/protocol at d74e7cdb):
+// - A room is created by the first join (a SIP caller's, through livekit/sip pkg/sip/room.go Connect
+//   with the dispatch rule's room_config in its token), by RoomService.CreateRoom, or by
+//   CreateDispatch when room.auto_create is on (the default). pkg/service/roomallocator.go
+//   StandardRoomAllocator.CreateRoom + applyDefaultRoomConfig give it: sid guid.New("RM_"), name,
+//   creation_time / creation_time_ms = now, turn_password utils.RandomSecret(), and from the
+//   default room config (pkg/config/config.go DefaultConfig) empty_timeout 300, departure_timeout 20,
+//   max_participants 0 and enabled_codecs PCMU, PCMA, opus, red, VP8, H264, VP9, AV1, H265, rtx.
+//   Its agents: `if req.Agents != nil { internal.AgentDispatches = req.Agents }`.
+// - pkg/rtc/room.go NewRoom -> createAgentDispatchesFromRoomAgent: with no agents in the room's
+//   config, "Backward compatibility: by default, start any agent in the empty JobName": ONE dispatch
+//   with an empty agent name; otherwise one dispatch per configured agent. Each is
+//   createAgentDispatchFromRoomDispatch: id guid.New("AD_"), agent_name, metadata, room, restart
+//   policy, deployment, attributes; createAgentDispatch stamps state.created_at = time.Now().UnixNano().
+// - A live room is returned as it is by pkg/service/roommanager.go getOrCreateRoom: a later join
+//   with other room_config agents adds none. A room deleted and created again gets a new sid and a
+//   fresh dispatch list (a new rtc.Room).
 import {
   AgentDispatch,
   AgentDispatchState,
+  Codec,
   CreateAgentDispatchRequest,
   CreateSIPDispatchRuleRequest,
   CreateSIPInboundTrunkRequest,
@@ -31,6 +50,8 @@ import {
   ListSIPInboundTrunkResponse,
   type ListUpdate,
   type Pagination,
+  Room,
+  RoomAgentDispatch,
   SIPDispatchRuleInfo,
   SIPInboundTrunkInfo,
   SIPTrunkInfo,
@@ -88,6 +109,37 @@ export interface FakeLiveKitOptions {
   apiSecret: string;
   /** Port to listen on; 0 (default) picks a free one. */
   port?: number;
+  /**
+   * livekit.yaml room.auto_create (default true, pkg/config/config.go): CreateDispatch for a room
+   * that does not exist creates it. false: CreateDispatch there fails like ListDispatch does.
+   */
+  autoCreate?: boolean;
+  /**
+   * How long a dispatch call for a room that does not exist takes to fail. The real server needs
+   * about 3 s (3 psrpc attempts of DefaultAffinityTimeout = 1 s each, see NO_ROOM below); the
+   * default here is 0 so tests stay fast.
+   */
+  missingRoomDelayMs?: number;
+}
+
+/** One agent of a room's configuration (RoomConfiguration.agents, e.g. a SIP dispatch rule's room_config). */
+export type RoomAgent = NonNullable<ConstructorParameters<typeof RoomAgentDispatch>[0]> & { agentName: string };
+
+export interface CreateRoomOptions {
+  /**
+   * The agents of the room's configuration, e.g. a SIP dispatch rule's room_config.agents: one
+   * dispatch each. None (the default): the one implicit dispatch with an empty agent name.
+   */
+  agents?: RoomAgent[];
+  /** Creation time; default now. */
+  createdAt?: Date;
+  /** Room metadata (CreateRoomRequest.metadata); default none. */
+  metadata?: string;
+  /**
+   * The sid, for a test that needs a known one; by default a fresh "RM_" + 12 characters, as the
+   * server makes it. Not something LiveKit lets a client choose.
+   */
+  sid?: string;
 }
 
 export interface FakeLiveKit {
@@ -109,13 +161,31 @@ export interface FakeLiveKit {
   delayNext(method: FakeLiveKitMethod | string, ms: number, n?: number): void;
   /** true: stop listening, so connections are refused; false: listen again on the same port. */
   setDown(down: boolean): Promise<void>;
-  /** Current dispatches (optionally for one room). */
+  /**
+   * Current dispatches, as ListDispatch lists them: of one room (none when it does not exist), or
+   * of every room. A room created without agents has its implicit empty-name dispatch here.
+   */
   dispatches(room?: string): AgentDispatch[];
+  /** dispatches(room) less those with an empty agent name (the implicit one): the agents someone sent. */
+  agentDispatches(room?: string): AgentDispatch[];
+  /**
+   * Creates a room as livekit-server does when the first participant joins it (e.g. a SIP caller,
+   * with the dispatch rule's room_config agents): a new sid and its dispatches, the implicit
+   * empty-name one when no agents are given. A room of that name that is still live is returned
+   * as it is (getOrCreateRoom): `options` then change nothing.
+   */
+  createRoom(name: string, options?: CreateRoomOptions): Room;
+  /** The live rooms, oldest first. */
+  rooms(): Room[];
+  /** The live room of that name. */
+  room(name: string): Room | undefined;
+  /** Closes a room (RoomService.DeleteRoom, or the last participant gone): it and its dispatches are forgotten. */
+  deleteRoom(name: string): boolean;
   /** Current inbound trunks. */
   trunks(): SIPInboundTrunkInfo[];
   /** Current dispatch rules. */
   rules(): SIPDispatchRuleInfo[];
-  /** Forget state, recorded calls and pending failures (the server keeps running). */
+  /** Forget state (rooms, dispatches, trunks, rules), recorded calls and pending failures (the server keeps running). */
   reset(): void;
   close(): Promise<void>;
 }
@@ -183,13 +253,67 @@ function twirpError(status: number, code: string, msg: string): Response {
   });
 }
 
+/** livekit/protocol livekit/types.go (*ListUpdate).Validate: the error a list update is refused with, if any. */
+function listUpdateError(update: ListUpdate | undefined): string | undefined {
+  if (!update) return undefined;
+  const change = update.set.length + update.add.length + update.remove.length > 0;
+  if (!update.clear && !change) return "unsupported list update operation";
+  if (update.clear && change) return "cannot clear and change the list at the same time";
+  if (update.set.length > 0 && update.add.length + update.remove.length > 0) return "cannot set and change the list at the same time";
+  if ([...update.set, ...update.add, ...update.remove].some((v) => v === "")) return "empty element in the list";
+  return undefined;
+}
+
+/** livekit/protocol livekit/types.go applyListUpdate: clear, else set, else remove then add (no duplicates). */
 function applyListUpdate(current: string[], update: ListUpdate | undefined): string[] {
   if (!update) return current;
   if (update.clear) return [];
-  let next = update.set.length > 0 ? [...update.set] : [...current];
-  if (update.remove.length > 0) next = next.filter((v) => !update.remove.includes(v));
+  if (update.set.length > 0) return [...update.set];
+  const next = [...current];
+  for (const v of update.remove) {
+    const i = next.indexOf(v);
+    if (i >= 0) next.splice(i, 1);
+  }
   for (const v of update.add) if (!next.includes(v)) next.push(v);
   return next;
+}
+
+/** livekit/protocol livekit/types.go applyMapDiff: a key with a value is set, a key with "" is removed. */
+function applyMapDiff(current: Record<string, string>, diff: Record<string, string>): Record<string, string> {
+  const next = { ...current };
+  for (const [k, v] of Object.entries(diff)) {
+    if (v !== "") next[k] = v;
+    else delete next[k];
+  }
+  return next;
+}
+
+/** livekit/livekit pkg/config/config.go DefaultConfig Room.EnabledCodecs, as mime.MimeType.String() names them. */
+export const DEFAULT_ENABLED_CODECS = [
+  "audio/PCMU",
+  "audio/PCMA",
+  "audio/opus",
+  "audio/red",
+  "video/VP8",
+  "video/H264",
+  "video/VP9",
+  "video/AV1",
+  "video/H265",
+  "video/rtx",
+] as const;
+
+const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/** A stand-in for livekit/protocol utils.RandomSecret(): 256 random bits in base62 (about 43 characters). */
+function randomSecret(): string {
+  let n = 0n;
+  for (const b of crypto.getRandomValues(new Uint8Array(32))) n = (n << 8n) | BigInt(b);
+  let out = "";
+  while (n > 0n) {
+    out = BASE62[Number(n % 62n)] + out;
+    n /= 62n;
+  }
+  return out || "0";
 }
 
 function paginate<T>(items: T[], idOf: (t: T) => string, page: Pagination | undefined): T[] {
@@ -235,7 +359,7 @@ type AnyMessageType = {
 interface Route {
   service: "AgentDispatchService" | "SIP";
   request: AnyMessageType;
-  handle(req: any, grants: ClaimGrants): Message;
+  handle(req: any, grants: ClaimGrants): Message | Promise<Message>;
   /** Room the token must be scoped to (dispatch calls), or undefined for SIP admin calls. */
   room?(req: any): string;
 }
@@ -247,38 +371,104 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
   const { apiKey, apiSecret } = options;
   const verifier = new TokenVerifier(apiKey, apiSecret);
 
-  const dispatchesByRoom = new Map<string, AgentDispatch[]>();
+  const autoCreate = options.autoCreate ?? true;
+  const missingRoomDelayMs = options.missingRoomDelayMs ?? 0;
+
+  /** A live room: what RoomService would list, and its rtc.Room's agentDispatches. */
+  interface RoomState {
+    info: Room;
+    dispatches: AgentDispatch[];
+  }
+  const rooms = new Map<string, RoomState>();
   const trunks = new Map<string, SIPInboundTrunkInfo>();
   const rules = new Map<string, SIPDispatchRuleInfo>();
   const recorded: RecordedCall[] = [];
   const failures = new Map<string, Array<{ status: number; code: string; msg: string }>>();
   const delays = new Map<string, number[]>();
 
-  const notFound = (what: string) => new TwirpFailure(404, "not_found", `${what} not found`);
   const invalid = (msg: string) => new TwirpFailure(400, "invalid_argument", msg);
+  const internal = (msg: string) => new TwirpFailure(500, "internal", msg);
+
+  /**
+   * A dispatch call for a room no node has: AgentDispatchService (livekit/livekit
+   * pkg/service/agent_dispatch_service.go) sends it over psrpc to the room's topic, whose server
+   * is registered only while the room lives (pkg/service/roommanager.go getOrCreateRoom,
+   * RegisterAllRoomTopics). The generated client needs a claim (livekit/protocol
+   * rpc/agent_dispatch.psrpc.go RegisterMethod("ListDispatch", false, false, true, true)), so
+   * psrpc pkg/client/rpc.go selectServer gives up with ErrNoResponse = Unavailable "no response from
+   * servers"; the retry middleware (protocol rpc DefaultPSRPCConfig, MaxAttempts 3) retries
+   * Unavailable, then twirp answers 503 {"code":"unavailable"} (psrpc errors.go ToTwirp).
+   */
+  const noRoom = async () => {
+    if (missingRoomDelayMs > 0) await Bun.sleep(missingRoomDelayMs);
+    return new TwirpFailure(503, "unavailable", "no response from servers");
+  };
+
+  /** livekit/livekit pkg/rtc/room.go createAgentDispatchFromRoomDispatch + createAgentDispatch. */
+  const newDispatch = (room: string, agent: { agentName?: string; metadata?: string; restartPolicy?: number; deployment?: unknown; attributes?: Record<string, string> }) =>
+    new AgentDispatch({
+      id: livekitId("AD_"),
+      agentName: agent.agentName ?? "",
+      metadata: agent.metadata ?? "",
+      room,
+      restartPolicy: agent.restartPolicy,
+      deployment: agent.deployment as AgentDispatch["deployment"],
+      attributes: { ...(agent.attributes ?? {}) },
+      // time.Now().UnixNano()
+      state: new AgentDispatchState({ createdAt: BigInt(Date.now()) * 1_000_000n }),
+    });
+
+  /** roomallocator.go CreateRoom + roommanager.go getOrCreateRoom + rtc/room.go NewRoom. */
+  const getOrCreateRoom = (name: string, options: CreateRoomOptions = {}): RoomState => {
+    const live = rooms.get(name);
+    if (live) return live;
+    const created = options.createdAt ?? new Date();
+    const info = new Room({
+      sid: options.sid ?? livekitId("RM_"),
+      name,
+      emptyTimeout: 300,
+      departureTimeout: 20,
+      maxParticipants: 0,
+      creationTime: BigInt(Math.floor(created.getTime() / 1000)),
+      creationTimeMs: BigInt(created.getTime()),
+      turnPassword: randomSecret(),
+      enabledCodecs: DEFAULT_ENABLED_CODECS.map((mime) => new Codec({ mime })),
+      metadata: options.metadata ?? "",
+    });
+    // createAgentDispatchesFromRoomAgent: "Backward compatibility: by default, start any agent in
+    // the empty JobName".
+    const agents = options.agents?.length ? options.agents : [{ agentName: "" }];
+    const state: RoomState = { info, dispatches: agents.map((agent) => newDispatch(name, agent)) };
+    rooms.set(name, state);
+    return state;
+  };
+
+  /** livekit/livekit pkg/config/config.go LimitConfig defaults, CheckMetadataSize / CheckAttributesSize. */
+  const MAX_METADATA_BYTES = 512 * 1024;
+  const MAX_ATTRIBUTES_BYTES = 64 * 1024;
+  const byteLength = (text: string) => Buffer.byteLength(text, "utf8");
 
   const routes: Record<FakeLiveKitMethod, Route> = {
-    // ---- AgentDispatchService ----
+    // ---- AgentDispatchService (livekit/livekit pkg/service/agent_dispatch_service.go) ----
     CreateDispatch: {
       service: "AgentDispatchService",
       request: CreateAgentDispatchRequest,
       room: (req: CreateAgentDispatchRequest) => req.room,
-      handle(req: CreateAgentDispatchRequest) {
-        if (!req.room) throw invalid("room is required");
-        const dispatch = new AgentDispatch({
-          id: livekitId("AD_"),
-          agentName: req.agentName,
-          room: req.room,
-          metadata: req.metadata,
-          restartPolicy: req.restartPolicy,
-          deployment: req.deployment,
-          attributes: { ...req.attributes },
-          // The real server stamps time.Now().UnixNano().
-          state: new AgentDispatchState({ createdAt: BigInt(Date.now()) * 1_000_000n }),
-        });
-        const list = dispatchesByRoom.get(req.room) ?? [];
-        list.push(dispatch);
-        dispatchesByRoom.set(req.room, list);
+      async handle(req: CreateAgentDispatchRequest) {
+        if (byteLength(req.metadata) > MAX_METADATA_BYTES) throw invalid("metadata size exceeds limits");
+        const attributeBytes = Object.entries(req.attributes).reduce((n, [k, v]) => n + byteLength(k) + byteLength(v), 0);
+        if (attributeBytes > MAX_ATTRIBUTES_BYTES) throw invalid("attribute size exceeds limits");
+        // `if ag.roomAllocator.AutoCreateEnabled(ctx) { ... ag.router.CreateRoom(ctx,
+        // &livekit.CreateRoomRequest{Name: req.Room}) }`: a request without agents, so a room
+        // created here also gets the implicit empty-name dispatch, then the one asked for.
+        let room = rooms.get(req.room);
+        if (!room) {
+          if (!autoCreate) throw await noRoom();
+          room = getOrCreateRoom(req.room);
+        }
+        // RoomManager.CreateDispatch -> Room.AddAgentDispatch -> createAgentDispatch.
+        const dispatch = newDispatch(req.room, req);
+        room.dispatches.push(dispatch);
         return dispatch.clone();
       },
     },
@@ -286,9 +476,12 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
       service: "AgentDispatchService",
       request: ListAgentDispatchRequest,
       room: (req: ListAgentDispatchRequest) => req.room,
-      handle(req: ListAgentDispatchRequest) {
-        let list = dispatchesByRoom.get(req.room) ?? [];
-        if (req.dispatchId) list = list.filter((d) => d.id === req.dispatchId);
+      async handle(req: ListAgentDispatchRequest) {
+        const room = rooms.get(req.room);
+        if (!room) throw await noRoom();
+        // Room.GetAgentDispatches: every dispatch, or the one of dispatch_id (none if unknown). The
+        // server ranges over a Go map, so its order is unspecified; this keeps creation order.
+        const list = room.dispatches.filter((d) => !req.dispatchId || d.id === req.dispatchId);
         return new ListAgentDispatchResponse({ agentDispatches: list.map((d) => d.clone()) });
       },
     },
@@ -296,15 +489,15 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
       service: "AgentDispatchService",
       request: DeleteAgentDispatchRequest,
       room: (req: DeleteAgentDispatchRequest) => req.room,
-      handle(req: DeleteAgentDispatchRequest) {
-        const list = dispatchesByRoom.get(req.room) ?? [];
-        const index = list.findIndex((d) => d.id === req.dispatchId);
-        if (index < 0) throw notFound(`dispatch ${req.dispatchId}`);
-        const [removed] = list.splice(index, 1);
-        const out = (removed as AgentDispatch).clone();
-        out.state ??= new AgentDispatchState();
-        out.state.deletedAt = BigInt(Date.now()) * 1_000_000n;
-        return out;
+      async handle(req: DeleteAgentDispatchRequest) {
+        const room = rooms.get(req.room);
+        if (!room) throw await noRoom();
+        // Room.DeleteAgentDispatch: psrpc.NewErrorf(psrpc.NotFound, "dispatch ID not found"); the
+        // dispatch is answered as it was (no deleted_at set).
+        const index = room.dispatches.findIndex((d) => d.id === req.dispatchId);
+        if (index < 0) throw new TwirpFailure(404, "not_found", "dispatch ID not found");
+        const [removed] = room.dispatches.splice(index, 1);
+        return (removed as AgentDispatch).clone();
       },
     },
 
@@ -327,7 +520,7 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
       request: CreateSIPInboundTrunkRequest,
       handle(req: CreateSIPInboundTrunkRequest) {
         if (!req.trunk) throw invalid("trunk is required");
-        if (req.trunk.sipTrunkId) throw invalid("trunk ID must not be set");
+        if (req.trunk.sipTrunkId) throw invalid("trunk ID must be empty"); // pkg/service/sip.go CreateSIPInboundTrunk
         const trunk = req.trunk.clone();
         trunk.sipTrunkId = livekitId("ST_");
         trunks.set(trunk.sipTrunkId, trunk);
@@ -337,31 +530,39 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
     UpdateSIPInboundTrunk: {
       service: "SIP",
       request: UpdateSIPInboundTrunkRequest,
+      // livekit/livekit pkg/service/sip.go UpdateSIPInboundTrunk; livekit/protocol livekit/sip.go
+      // (*UpdateSIPInboundTrunkRequest).ValidateResult and the actions' ApplyResult.
       handle(req: UpdateSIPInboundTrunkRequest) {
+        if (!req.sipTrunkId) throw invalid("trunk id must be set");
+        const action = req.action;
+        if (action.case === "replace" && action.value.sipTrunkId && action.value.sipTrunkId !== req.sipTrunkId) {
+          throw invalid("trunk id in the info must be empty or match the id in the update");
+        }
+        if (action.case === "update") {
+          const error = [action.value.numbers, action.value.allowedAddresses, action.value.allowedNumbers]
+            .map(listUpdateError)
+            .find((e) => e !== undefined);
+          if (error) throw invalid(error);
+        }
+        if (action.case === undefined) throw invalid("missing or unsupported update action");
         const existing = trunks.get(req.sipTrunkId);
-        if (!existing) throw notFound(`SIP trunk ${req.sipTrunkId}`);
+        if (!existing) throw new TwirpFailure(404, "not_found", "requested sip trunk does not exist");
         let next: SIPInboundTrunkInfo;
-        switch (req.action.case) {
-          case "replace":
-            next = req.action.value.clone();
-            break;
-          case "update": {
-            const u = req.action.value;
-            next = existing.clone();
-            next.numbers = applyListUpdate(next.numbers, u.numbers);
-            next.allowedAddresses = applyListUpdate(next.allowedAddresses, u.allowedAddresses);
-            next.allowedNumbers = applyListUpdate(next.allowedNumbers, u.allowedNumbers);
-            if (u.authUsername !== undefined) next.authUsername = u.authUsername;
-            if (u.authPassword !== undefined) next.authPassword = u.authPassword;
-            if (u.authRealm !== undefined) next.authRealm = u.authRealm;
-            if (u.name !== undefined) next.name = u.name;
-            if (u.metadata !== undefined) next.metadata = u.metadata;
-            if (u.mediaEncryption !== undefined) next.mediaEncryption = u.mediaEncryption;
-            if (u.media !== undefined) next.media = u.media.clone();
-            break;
-          }
-          default:
-            throw invalid("missing or unsupported update action");
+        if (action.case === "replace") {
+          next = action.value.clone();
+        } else {
+          const u = action.value;
+          next = existing.clone();
+          next.numbers = applyListUpdate(next.numbers, u.numbers);
+          next.allowedAddresses = applyListUpdate(next.allowedAddresses, u.allowedAddresses);
+          next.allowedNumbers = applyListUpdate(next.allowedNumbers, u.allowedNumbers);
+          if (u.authUsername !== undefined) next.authUsername = u.authUsername;
+          if (u.authPassword !== undefined) next.authPassword = u.authPassword;
+          if (u.authRealm !== undefined) next.authRealm = u.authRealm;
+          if (u.name !== undefined) next.name = u.name;
+          if (u.metadata !== undefined) next.metadata = u.metadata;
+          if (u.mediaEncryption !== undefined) next.mediaEncryption = u.mediaEncryption;
+          if (u.media !== undefined) next.media = u.media.clone();
         }
         next.sipTrunkId = existing.sipTrunkId;
         trunks.set(next.sipTrunkId, next);
@@ -371,18 +572,12 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
     DeleteSIPTrunk: {
       service: "SIP",
       request: DeleteSIPTrunkRequest,
+      // pkg/service/sip.go DeleteSIPTrunk: the store's HDel does not mind a missing id, and the
+      // answer is the legacy SIPTrunkInfo with only the id.
       handle(req: DeleteSIPTrunkRequest) {
-        const existing = trunks.get(req.sipTrunkId);
-        if (!existing) throw notFound(`SIP trunk ${req.sipTrunkId}`);
+        if (!req.sipTrunkId) throw invalid("trunk ID is required");
         trunks.delete(req.sipTrunkId);
-        // DeleteSIPTrunk answers the legacy SIPTrunkInfo message.
-        return new SIPTrunkInfo({
-          sipTrunkId: existing.sipTrunkId,
-          name: existing.name,
-          metadata: existing.metadata,
-          inboundNumbers: [...existing.numbers],
-          inboundAddresses: [...existing.allowedAddresses],
-        });
+        return new SIPTrunkInfo({ sipTrunkId: req.sipTrunkId });
       },
     },
 
@@ -403,7 +598,10 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
     CreateSIPDispatchRule: {
       service: "SIP",
       request: CreateSIPDispatchRuleRequest,
+      // pkg/service/sip.go CreateSIPDispatchRule; protocol livekit/sip.go DispatchRuleInfo (the
+      // legacy top-level fields when dispatch_rule is not set) and Validate.
       handle(req: CreateSIPDispatchRuleRequest) {
+        if (req.dispatchRule?.sipDispatchRuleId) throw invalid("rule id must not be set");
         const rule = req.dispatchRule
           ? req.dispatchRule.clone()
           : new SIPDispatchRuleInfo({
@@ -417,8 +615,7 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
               roomPreset: req.roomPreset,
               roomConfig: req.roomConfig?.clone(),
             });
-        if (!rule.rule || rule.rule.rule.case === undefined) throw invalid("dispatch rule is required");
-        if (rule.sipDispatchRuleId) throw invalid("rule ID must not be set");
+        if (!rule.rule) throw invalid("missing rule");
         rule.sipDispatchRuleId = livekitId("SDR_");
         rules.set(rule.sipDispatchRuleId, rule);
         return rule.clone();
@@ -427,28 +624,49 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
     UpdateSIPDispatchRule: {
       service: "SIP",
       request: UpdateSIPDispatchRuleRequest,
+      // livekit/livekit pkg/service/sip.go UpdateSIPDispatchRule: req.Validate() (a 400), load
+      // (404 "requested sip dispatch rule does not exist"), then the action's Apply (livekit/protocol
+      // livekit/sip.go):
+      // - replace: the whole SIPDispatchRuleInfo as sent (proto.CloneOf), keeping the rule's id;
+      //   every field not sent is gone. The only way to change hide_phone_number, room_config,
+      //   room_preset, inbound_numbers, numbers or krisp_enabled: SIPDispatchRuleUpdate has none of them.
+      // - update (SIPDispatchRuleUpdate.Apply): trunk_ids by ListUpdate, rule if set, name and
+      //   metadata if set (optional fields: "" clears), attributes merged key by key ("" removes),
+      //   media. An Apply error is a plain error: twirp answers 500 "internal".
       handle(req: UpdateSIPDispatchRuleRequest) {
-        const existing = rules.get(req.sipDispatchRuleId);
-        if (!existing) throw notFound(`SIP dispatch rule ${req.sipDispatchRuleId}`);
-        let next: SIPDispatchRuleInfo;
-        switch (req.action.case) {
+        if (!req.sipDispatchRuleId) throw invalid("rule id must be set");
+        const action = req.action;
+        switch (action.case) {
           case "replace":
-            next = req.action.value.clone();
+            if (action.value.sipDispatchRuleId && action.value.sipDispatchRuleId !== req.sipDispatchRuleId) {
+              throw invalid("rule id in the info must be empty or match the id in the update");
+            }
+            if (!action.value.rule) throw invalid("missing rule");
             break;
           case "update": {
-            const u = req.action.value;
-            next = existing.clone();
-            next.trunkIds = applyListUpdate(next.trunkIds, u.trunkIds);
-            if (u.rule !== undefined) next.rule = u.rule.clone();
-            if (u.name !== undefined) next.name = u.name;
-            if (u.metadata !== undefined) next.metadata = u.metadata;
-            if (Object.keys(u.attributes).length > 0) next.attributes = { ...u.attributes };
-            if (u.mediaEncryption !== undefined) next.mediaEncryption = u.mediaEncryption;
-            if (u.media !== undefined) next.media = u.media.clone();
+            const error = listUpdateError(action.value.trunkIds);
+            if (error) throw invalid(error);
             break;
           }
           default:
             throw invalid("missing or unsupported update action");
+        }
+        const existing = rules.get(req.sipDispatchRuleId);
+        if (!existing) throw new TwirpFailure(404, "not_found", "requested sip dispatch rule does not exist");
+        let next: SIPDispatchRuleInfo;
+        if (action.case === "replace") {
+          next = action.value.clone();
+        } else {
+          const u = action.value;
+          next = existing.clone();
+          next.trunkIds = applyListUpdate(next.trunkIds, u.trunkIds);
+          if (u.rule !== undefined) next.rule = u.rule.clone();
+          if (u.name !== undefined) next.name = u.name;
+          if (u.metadata !== undefined) next.metadata = u.metadata;
+          next.attributes = applyMapDiff(next.attributes, u.attributes);
+          if (u.mediaEncryption !== undefined) next.mediaEncryption = u.mediaEncryption;
+          if (u.media !== undefined) next.media = u.media.clone();
+          if (!next.rule) throw internal("missing rule");
         }
         next.sipDispatchRuleId = existing.sipDispatchRuleId;
         rules.set(next.sipDispatchRuleId, next);
@@ -458,9 +676,11 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
     DeleteSIPDispatchRule: {
       service: "SIP",
       request: DeleteSIPDispatchRuleRequest,
+      // pkg/service/sip.go DeleteSIPDispatchRule: answers the rule it deleted.
       handle(req: DeleteSIPDispatchRuleRequest) {
+        if (!req.sipDispatchRuleId) throw invalid("dispatch rule ID is required");
         const existing = rules.get(req.sipDispatchRuleId);
-        if (!existing) throw notFound(`SIP dispatch rule ${req.sipDispatchRuleId}`);
+        if (!existing) throw new TwirpFailure(404, "not_found", "requested sip dispatch rule does not exist");
         rules.delete(req.sipDispatchRuleId);
         return existing.clone();
       },
@@ -536,7 +756,7 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
 
     let result: Message;
     try {
-      result = route.handle(record.request, grants);
+      result = await route.handle(record.request, grants);
     } catch (err) {
       if (err instanceof TwirpFailure) return fail(err.status, err.code, err.message);
       return fail(500, "internal", (err as Error).message);
@@ -600,8 +820,23 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
       }
     },
     dispatches(room) {
-      const all = room === undefined ? [...dispatchesByRoom.values()].flat() : (dispatchesByRoom.get(room) ?? []);
+      const all = room === undefined ? [...rooms.values()].flatMap((r) => r.dispatches) : (rooms.get(room)?.dispatches ?? []);
       return all.map((d) => d.clone());
+    },
+    agentDispatches(room) {
+      return fake.dispatches(room).filter((d) => d.agentName !== "");
+    },
+    createRoom(name, options) {
+      return getOrCreateRoom(name, options).info.clone();
+    },
+    rooms() {
+      return [...rooms.values()].map((r) => r.info.clone());
+    },
+    room(name) {
+      return rooms.get(name)?.info.clone();
+    },
+    deleteRoom(name) {
+      return rooms.delete(name);
     },
     trunks() {
       return [...trunks.values()].map((t) => t.clone());
@@ -611,7 +846,7 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
     },
     reset() {
       delays.clear();
-      dispatchesByRoom.clear();
+      rooms.clear();
       trunks.clear();
       rules.clear();
       recorded.length = 0;

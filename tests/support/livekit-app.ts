@@ -6,8 +6,16 @@ import { afterAll, beforeAll, beforeEach, expect } from "bun:test";
 import { eq } from "drizzle-orm";
 import { callLogs, leads, webhookEvents } from "../../src/db/schema";
 import { openTestContext, type TestContext } from "./context";
-import { type FakeLiveKit, startFakeLiveKit } from "./fake-livekit";
-import { randomId, type WebhookDelivery } from "./livekit-events";
+import { type FakeLiveKit, type RoomAgent, startFakeLiveKit } from "./fake-livekit";
+import {
+  type DeliveryOptions,
+  randomId,
+  type SipJoinedOptions,
+  signDelivery,
+  sipParticipantJoined,
+  type WebhookDelivery,
+  type WebhookEvent,
+} from "./livekit-events";
 
 /** A response body as JSON; each test checks the fields it cares about. */
 export type Json = Record<string, any>;
@@ -190,6 +198,41 @@ export function newCall(options: CallOptions = {}) {
     trunkId: options.trunkId ?? "ST_trunk",
     at: options.at ?? wholeSecondsNow(),
   };
+}
+
+export type Call = ReturnType<typeof newCall>;
+
+export interface CallerJoinOptions extends Partial<Omit<SipJoinedOptions, "room" | "roomInfo">> {
+  /**
+   * The dispatch rule's room_config.agents: the room LiveKit creates for the caller gets these
+   * dispatches instead of the implicit empty-name one. They apply only when the join creates the
+   * room; a room that is already live keeps its dispatches.
+   */
+  agents?: RoomAgent[];
+}
+
+/**
+ * A SIP caller's participant_joined as LiveKit produces it: the caller's join first creates the
+ * room in LiveKit (livekit/sip joins with the dispatch rule's room_config; the server creates the
+ * room and its dispatches, the implicit empty-name one when the rule has no agents), and the
+ * webhook then carries that room, with its real sid. A room of that name still live is reused.
+ * `options` may also set any sipParticipantJoined field (hidePhoneNumber, attributes, roomSid, ...).
+ */
+export function sipCallerJoinedEvent(fake: FakeLiveKit, call: Call | SipJoinedOptions, options: CallerJoinOptions = {}): WebhookEvent {
+  const { agents, ...fields } = options;
+  const join = { ...call, ...fields } as SipJoinedOptions;
+  const roomInfo = fake.createRoom(join.room, { agents, createdAt: join.roomCreatedAt ?? join.at, sid: join.roomSid });
+  return sipParticipantJoined({ ...join, roomSid: roomInfo.sid, roomInfo });
+}
+
+/** sipCallerJoinedEvent, signed as LiveKit signs it (TEST_KEYS unless `signing` says otherwise). */
+export async function sipCallerJoins(
+  fake: FakeLiveKit,
+  call: Call | SipJoinedOptions,
+  options: CallerJoinOptions = {},
+  signing: Partial<DeliveryOptions> = {},
+): Promise<WebhookDelivery> {
+  return signDelivery(sipCallerJoinedEvent(fake, call, options), { ...TEST_KEYS, ...signing });
 }
 
 /** POSTs a delivery (signed, or taken apart by the test) to the LiveKit events endpoint. */
