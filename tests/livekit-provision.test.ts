@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:tes
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { RoomAgentDispatch, RoomConfiguration, SIPDispatchRule } from "@livekit/protocol";
+import { ListUpdate, RoomAgentDispatch, RoomConfiguration, SIPDispatchRule, SIPDispatchRuleUpdate } from "@livekit/protocol";
 import type { SipClient } from "livekit-server-sdk";
 import { createLiveKitClients } from "../src/livekit/clients";
 import {
@@ -220,6 +220,152 @@ describe("provisioning from the directory", () => {
   });
 });
 
+describe("provisioning leaves nothing of Switchboard's on callers", () => {
+  test("the dispatch rule it creates has no metadata, no attributes and hide_phone_number off; the trunk keeps its marker", async () => {
+    await ctx.seed(exampleDirectory());
+    await provision();
+    const rule = fake.rules()[0]!;
+    // LiveKit gives a rule's metadata and attributes to every caller (livekit/protocol sip/sip.go
+    // EvaluateDispatchRule): nothing of Switchboard's goes there.
+    expect(rule).toMatchObject({ metadata: "", attributes: {}, hidePhoneNumber: false });
+    expect(fake.calls("CreateSIPDispatchRule")[0]!.request).toMatchObject({ metadata: "", attributes: {} });
+    // Trunk metadata is copied nowhere (EvaluateDispatchRule reads the trunk's id, media, headers,
+    // timeouts, krisp only), so the note for people reading the trunk list stays.
+    expect(fake.trunks()[0]!.metadata).toBe("managed by switchboard");
+  });
+
+  test("a rule carrying the old marker in its metadata has it cleared (an update, planned and shown), then nothing", async () => {
+    await ctx.seed(exampleDirectory());
+    const first = await provision();
+    // What an older Switchboard left behind.
+    await sip.updateSipDispatchRuleFields(first.result.ruleId, { metadata: "managed by switchboard" });
+    const before = fake.calls("UpdateSIPDispatchRule").length;
+
+    const plan = await planProvisioning(ctx.database, sip, settings);
+    expect(plan.rule).toMatchObject({ action: "update", id: first.result.ruleId });
+    expect(plan.rule.action === "update" && plan.rule.replace).toBeFalsy();
+    expect(describePlan(plan, settings)).toContain(
+      `update dispatch rule "switchboard-inbound" (room per caller, prefix "call-") ${first.result.ruleId}: ` +
+        `metadata: "managed by switchboard" -> "" (LiveKit copies a rule's metadata into every caller's participant metadata)`,
+    );
+    await applyProvisioning(sip, plan, settings);
+    const updates = fake.calls("UpdateSIPDispatchRule").slice(before);
+    expect(updates.map((c) => [c.request.action.case, c.request.action.value.metadata])).toEqual([["update", ""]]);
+    expect(fake.rules()[0]!.metadata).toBe("");
+    expect((await provision()).plan.rule.action).toBe("unchanged");
+  });
+
+  test("metadata someone else put on the rule is theirs: left alone", async () => {
+    await ctx.seed(exampleDirectory());
+    const first = await provision();
+    await sip.updateSipDispatchRuleFields(first.result.ruleId, { metadata: '{"team":"ops"}' });
+    const { plan } = await provision();
+    expect(plan.rule.action).toBe("unchanged");
+    expect(fake.rules()[0]!.metadata).toBe('{"team":"ops"}');
+  });
+
+  test("hide_phone_number=true on the rule is reset by a replace that keeps the rule's other fields", async () => {
+    await ctx.seed(exampleDirectory());
+    const first = await provision();
+    const tampered = fake.rules()[0]!;
+    tampered.hidePhoneNumber = true;
+    tampered.metadata = "managed by switchboard";
+    tampered.attributes = { "x-team": "ops" };
+    tampered.inboundNumbers = ["+12125550142"];
+    tampered.krispEnabled = true;
+    tampered.roomPreset = "preset-a";
+    await sip.updateSipDispatchRule(first.result.ruleId, tampered);
+    const before = fake.calls("UpdateSIPDispatchRule").length;
+
+    const plan = await planProvisioning(ctx.database, sip, settings);
+    expect(plan.rule).toMatchObject({ action: "update", id: first.result.ruleId, replace: true });
+    const lines = describePlan(plan, settings);
+    const ruleLine = lines.find((l) => l.startsWith("update dispatch rule"))!;
+    expect(ruleLine).toContain("hide_phone_number: true -> false");
+    expect(ruleLine).toContain("no lead, routed to the system default agent");
+    expect(ruleLine).toContain("the rule is replaced whole, its other fields as listed");
+    expect(ruleLine).toContain('metadata: "managed by switchboard" -> ""');
+    expect(fake.calls("UpdateSIPDispatchRule")).toHaveLength(before); // planning writes nothing
+
+    await applyProvisioning(sip, plan, settings);
+    const writes = fake.calls("UpdateSIPDispatchRule").slice(before);
+    expect(writes.map((c) => c.request.action.case)).toEqual(["replace"]); // one write
+    const rule = fake.rules()[0]!;
+    expect(rule).toMatchObject({
+      sipDispatchRuleId: first.result.ruleId,
+      name: "switchboard-inbound",
+      hidePhoneNumber: false,
+      metadata: "",
+      trunkIds: [first.result.trunkId],
+      // Not Switchboard's: kept as they were.
+      attributes: { "x-team": "ops" },
+      inboundNumbers: ["+12125550142"],
+      krispEnabled: true,
+      roomPreset: "preset-a",
+    });
+    expect(rule.rule?.rule.case === "dispatchRuleIndividual" && rule.rule.rule.value.roomPrefix).toBe("call-");
+    expect((await provision()).plan.rule.action).toBe("unchanged");
+  });
+
+  test("status shows a rule that hides callers' numbers", async () => {
+    await ctx.seed(exampleDirectory());
+    const first = await provision();
+    const rule = fake.rules()[0]!;
+    rule.hidePhoneNumber = true;
+    await sip.updateSipDispatchRule(first.result.ruleId, rule);
+    const status = await liveKitStatus(ctx.database, sip);
+    expect(status.some((l) => l.includes(first.result.ruleId) && l.includes("hide_phone_number: true"))).toBe(true);
+  });
+});
+
+describe("the stand-in's UpdateSIPDispatchRule, as livekit-server applies it", () => {
+  // livekit/livekit pkg/service/sip.go UpdateSIPDispatchRule; livekit/protocol livekit/sip.go
+  // (*SIPDispatchRuleUpdate).Apply, (*UpdateSIPDispatchRuleRequest_Replace).Apply, types.go.
+  async function aRule() {
+    const rule = await sip.createSipDispatchRule(
+      { type: "individual", roomPrefix: "call-" },
+      { name: "r", trunkIds: ["ST_a"], hidePhoneNumber: true, attributes: { a: "1", b: "2" }, metadata: "m" },
+    );
+    return rule.sipDispatchRuleId;
+  }
+
+  test("update: no field for hide_phone_number; attributes merged key by key, an empty value removes one", async () => {
+    const id = await aRule();
+    const updated = await sip.updateSipDispatchRuleFields(id, { attributes: { b: "", c: "3" }, name: "r2" });
+    expect(updated).toMatchObject({ hidePhoneNumber: true, attributes: { a: "1", c: "3" }, name: "r2", metadata: "m", trunkIds: ["ST_a"] });
+    expect(SIPDispatchRuleUpdate.fields.list().map((f) => f.name)).not.toContain("hide_phone_number");
+  });
+
+  test("update: trunk_ids by ListUpdate (remove then add, no duplicates); a bad ListUpdate is a 400", async () => {
+    const id = await aRule();
+    const updated = await sip.updateSipDispatchRuleFields(id, { trunkIds: new ListUpdate({ add: ["ST_a", "ST_b"], remove: ["ST_a"] }) });
+    expect(updated.trunkIds).toEqual(["ST_a", "ST_b"]);
+    await expect(
+      sip.updateSipDispatchRuleFields(id, { trunkIds: new ListUpdate({ set: ["ST_c"], add: ["ST_d"] }) }),
+    ).rejects.toMatchObject({ status: 400, message: "cannot set and change the list at the same time" });
+  });
+
+  test("replace: the rule becomes exactly what was sent, under the same id; fields not sent are gone", async () => {
+    const id = await aRule();
+    const replacement = fake.rules()[0]!;
+    replacement.hidePhoneNumber = false;
+    replacement.attributes = {};
+    replacement.metadata = "";
+    replacement.sipDispatchRuleId = "";
+    const replaced = await sip.updateSipDispatchRule(id, replacement);
+    expect(replaced).toMatchObject({ sipDispatchRuleId: id, hidePhoneNumber: false, attributes: {}, metadata: "", name: "r" });
+    replacement.sipDispatchRuleId = "SDR_other1234567";
+    await expect(sip.updateSipDispatchRule(id, replacement)).rejects.toMatchObject({
+      status: 400,
+      message: "rule id in the info must be empty or match the id in the update",
+    });
+    await expect(sip.updateSipDispatchRuleFields("SDR_missing12345", { name: "x" })).rejects.toMatchObject({
+      status: 404,
+      message: "requested sip dispatch rule does not exist",
+    });
+  });
+});
+
 describe("the CLI", () => {
   let dataDir: string;
   beforeEach(() => {
@@ -292,6 +438,34 @@ describe("the CLI", () => {
       expect(status.exitCode).toBe(0);
       expect(status.stdout).toContain("database numbers missing from LiveKit (0): none");
       expect(writes()).toHaveLength(2);
+    },
+    120_000,
+  );
+
+  test(
+    "provision --dry-run shows the planned reset of hide_phone_number and of the old marker; provision carries it out",
+    async () => {
+      expect((await cli("seed", "examples/directory.json")).exitCode).toBe(0);
+      expect((await cli("livekit", "provision")).exitCode).toBe(0);
+      const rule = fake.rules()[0]!;
+      rule.hidePhoneNumber = true;
+      rule.metadata = "managed by switchboard";
+      await sip.updateSipDispatchRule(rule.sipDispatchRuleId, rule);
+      const before = writes().length;
+
+      const dry = await cli("livekit", "provision", "--dry-run");
+      expect({ code: dry.exitCode, stderr: dry.stderr }).toEqual({ code: 0, stderr: "" });
+      expect(dry.stdout).toContain(`update dispatch rule "switchboard-inbound" (room per caller, prefix "call-") ${rule.sipDispatchRuleId}: `);
+      expect(dry.stdout).toContain('metadata: "managed by switchboard" -> ""');
+      expect(dry.stdout).toContain("hide_phone_number: true -> false");
+      expect(dry.stdout).toContain("dry run: nothing changed");
+      expect(writes()).toHaveLength(before);
+      expect(fake.rules()[0]!.hidePhoneNumber).toBe(true);
+
+      const applied = await cli("livekit", "provision");
+      expect({ code: applied.exitCode, stderr: applied.stderr }).toEqual({ code: 0, stderr: "" });
+      expect(writes().slice(before).map((c) => [c.method, c.request.action?.case])).toEqual([["UpdateSIPDispatchRule", "replace"]]);
+      expect(fake.rules()[0]).toMatchObject({ hidePhoneNumber: false, metadata: "" });
     },
     120_000,
   );

@@ -1,11 +1,17 @@
 // `switchboard livekit provision|status`: one LiveKit SIP inbound trunk carrying every active
 // number in the database, and one dispatch rule (a room per caller, no agents: Switchboard
 // dispatches). Idempotent: run it after every directory change; a second run changes nothing.
+//
+// The trunk and the rule are found by name. Nothing of Switchboard's goes into the rule's metadata
+// or attributes: LiveKit hands both to every caller it places (livekit/protocol sip/sip.go
+// EvaluateDispatchRule: ParticipantMetadata = rule.GetMetadata(), participant attributes start from
+// maps.Clone(rule.Attributes)). The trunk's metadata is copied nowhere (EvaluateDispatchRule reads
+// only the trunk's id, media, headers, timeouts and krisp), so the trunk keeps its marker.
 import {
   ListUpdate,
-  type SIPDispatchRuleInfo,
   SIPDispatchRule,
   SIPDispatchRuleIndividual,
+  type SIPDispatchRuleInfo,
   type SIPInboundTrunkInfo,
 } from "@livekit/protocol";
 import { sql } from "drizzle-orm";
@@ -18,7 +24,11 @@ export interface ProvisionSettings {
   roomPrefix: string;
 }
 
-type Step<T> = { action: "create" } | { action: "update"; id: string; changes: string[] } | { action: "unchanged"; id: string; current: T };
+type Step<T> =
+  | { action: "create" }
+  /** `current` is the object as listed; `replace` says the change needs the whole object rewritten. */
+  | { action: "update"; id: string; changes: string[]; current: T; replace?: boolean }
+  | { action: "unchanged"; id: string; current: T };
 
 export interface ProvisionPlan {
   numbers: string[];
@@ -27,7 +37,10 @@ export interface ProvisionPlan {
   warnings: string[];
 }
 
+/** On the trunk Switchboard creates: a note for people reading LiveKit's trunk list. */
 const MANAGED = "managed by switchboard";
+/** What older versions put in the dispatch rule's metadata, which LiveKit copied to every caller. */
+const LEGACY_RULE_MARKER = MANAGED;
 
 /** Active numbers of active tenants: the ones LiveKit should accept calls for. */
 export async function activeNumbers(database: Database): Promise<string[]> {
@@ -51,16 +64,33 @@ export async function planProvisioning(
   let trunkStep: Step<SIPInboundTrunkInfo> = { action: "create" };
   if (trunk) {
     const changes = sameSet(trunk.numbers, numbers) ? [] : [`numbers: ${trunk.numbers.join(",") || "(none)"} -> ${numbers.join(",")}`];
-    trunkStep = changes.length ? { action: "update", id: trunk.sipTrunkId, changes } : { action: "unchanged", id: trunk.sipTrunkId, current: trunk };
+    trunkStep = changes.length
+      ? { action: "update", id: trunk.sipTrunkId, changes, current: trunk }
+      : { action: "unchanged", id: trunk.sipTrunkId, current: trunk };
   }
 
   let ruleStep: Step<SIPDispatchRuleInfo> = { action: "create" };
   if (rule) {
     const changes: string[] = [];
+    let replace = false;
     const individual = rule.rule?.rule.case === "dispatchRuleIndividual" ? rule.rule.rule.value : undefined;
     if (individual?.roomPrefix !== settings.roomPrefix) changes.push(`rule: individual room per caller, prefix "${settings.roomPrefix}"`);
     if (trunk && !(rule.trunkIds.length === 1 && rule.trunkIds[0] === trunk.sipTrunkId)) {
       changes.push(`trunks: ${rule.trunkIds.join(",") || "(all)"} -> ${trunk.sipTrunkId}`);
+    }
+    if (rule.metadata === LEGACY_RULE_MARKER) {
+      changes.push(`metadata: "${LEGACY_RULE_MARKER}" -> "" (LiveKit copies a rule's metadata into every caller's participant metadata)`);
+    }
+    if (rule.hidePhoneNumber) {
+      // SIPDispatchRuleUpdate (livekit/protocol livekit_sip.proto) has no hide_phone_number: only
+      // a replace can reset it, and a replace rewrites the whole rule (protocol livekit/sip.go
+      // (*UpdateSIPDispatchRuleRequest_Replace).Apply), so it is sent with every other field as listed.
+      replace = true;
+      changes.push(
+        "hide_phone_number: true -> false (a hidden number reaches Switchboard without sip.phoneNumber or " +
+          "sip.trunkPhoneNumber: no lead, routed to the system default agent); the rule is replaced whole, " +
+          "its other fields as listed",
+      );
     }
     if (rule.roomConfig?.agents.length) {
       warnings.push(
@@ -69,7 +99,7 @@ export async function planProvisioning(
       );
     }
     ruleStep = changes.length
-      ? { action: "update", id: rule.sipDispatchRuleId, changes }
+      ? { action: "update", id: rule.sipDispatchRuleId, changes, current: rule, ...(replace ? { replace } : {}) }
       : { action: "unchanged", id: rule.sipDispatchRuleId, current: rule };
   }
   const otherOwners = trunks.filter((t) => t.name !== settings.trunkName && t.numbers.some((n) => numbers.includes(n)));
@@ -104,14 +134,28 @@ export async function applyProvisioning(
   if (plan.rule.action === "create") {
     const created = await sip.createSipDispatchRule(
       { type: "individual", roomPrefix: settings.roomPrefix },
-      { name: settings.dispatchRuleName, trunkIds: [trunkId], metadata: MANAGED },
+      { name: settings.dispatchRuleName, trunkIds: [trunkId] },
     );
     ruleId = created.sipDispatchRuleId;
   } else {
     ruleId = plan.rule.id;
-    // A newly created trunk also means the existing rule must point at it.
-    if (plan.rule.action === "update" || plan.trunk.action === "create") {
-      await sip.updateSipDispatchRuleFields(ruleId, { trunkIds: new ListUpdate({ set: [trunkId] }), rule: individual });
+    const current = plan.rule.current;
+    const clearMarker = current.metadata === LEGACY_RULE_MARKER;
+    if (plan.rule.action === "update" && plan.rule.replace) {
+      // The whole rule as listed, with Switchboard's fields put right.
+      const replacement = current.clone();
+      replacement.rule = individual;
+      replacement.trunkIds = [trunkId];
+      replacement.hidePhoneNumber = false;
+      if (clearMarker) replacement.metadata = "";
+      await sip.updateSipDispatchRule(ruleId, replacement);
+    } else if (plan.rule.action === "update" || plan.trunk.action === "create") {
+      // A newly created trunk also means the existing rule must point at it.
+      await sip.updateSipDispatchRuleFields(ruleId, {
+        trunkIds: new ListUpdate({ set: [trunkId] }),
+        rule: individual,
+        ...(clearMarker ? { metadata: "" } : {}),
+      });
     }
   }
   return { trunkId, ruleId };
@@ -141,7 +185,11 @@ export async function liveKitStatus(database: Database, sip: SipClient): Promise
     `inbound trunks (${trunks.length}):`,
     ...trunks.map((t) => `  ${t.sipTrunkId} "${t.name}" numbers: ${t.numbers.join(", ") || "(any)"}`),
     `dispatch rules (${rules.length}):`,
-    ...rules.map((r) => `  ${r.sipDispatchRuleId} "${r.name}" ${r.rule?.rule.case ?? "?"} trunks: ${r.trunkIds.join(", ") || "(all)"}`),
+    ...rules.map(
+      (r) =>
+        `  ${r.sipDispatchRuleId} "${r.name}" ${r.rule?.rule.case ?? "?"} trunks: ${r.trunkIds.join(", ") || "(all)"}` +
+        (r.hidePhoneNumber ? " hide_phone_number: true (callers' numbers hidden from Switchboard)" : ""),
+    ),
     `database numbers missing from LiveKit (${missing.length}): ${missing.join(", ") || "none"}`,
   ];
 }
