@@ -219,13 +219,15 @@ async function serve(config: Config, logger: Logger): Promise<number> {
   }
   void warnOnTenantAgentNamedLikeSystemDefault(database, config.systemDefaultAgent, logger);
   const livekit = createLiveKitClients(config.livekit);
-  // A LiveKit join takes up to four bounded database steps and the dispatch budget; the event
-  // hold and dispatch claim must outlast that or a redelivery may act alongside it.
-  const worstJoinMs = 4 * config.statementTimeoutMs + config.livekit.dispatchBudgetMs;
+  // A LiveKit join takes up to seven bounded database steps (event claim, routing, join time,
+  // an earlier answer, dispatch claim, dispatch record, done) and the dispatch budget. Its answer
+  // comes within LIVEKIT_WEBHOOK_BUDGET_MS, but the work goes on: the event hold and dispatch
+  // claim must outlast it, or a redelivery may act alongside it.
+  const worstJoinMs = 7 * config.statementTimeoutMs + config.livekit.dispatchBudgetMs;
   if (worstJoinMs > HOLD_MS) {
     logger.warn(
       { worst_join_ms: worstJoinMs, hold_ms: HOLD_MS },
-      "DB_STATEMENT_TIMEOUT_MS x4 + LIVEKIT_DISPATCH_BUDGET_MS exceeds the event hold: a slow delivery may overlap its redelivery",
+      "DB_STATEMENT_TIMEOUT_MS x7 + LIVEKIT_DISPATCH_BUDGET_MS exceeds the event hold: a slow delivery may overlap its redelivery",
     );
   }
   logger.info(

@@ -77,6 +77,8 @@ export const agents = pgTable(
     // Keeps tenant_id a key column: the campaign trigger's FOR KEY SHARE then waits for an agent
     // moving to another tenant (0005). Names alone are unique, so this is not about names.
     unique("agents_id_tenant_key").on(t.id, t.tenantId),
+    // An empty name is what LiveKit gives the implicit dispatch of a room without agents: no agent's.
+    check("agents_name_not_empty", sql`${t.name} <> ''`),
     // At most one default agent per tenant.
     uniqueIndex("agents_one_default_per_tenant").on(t.tenantId).where(sql`${t.isDefault}`),
     // The system-wide fallback is configuration (SYSTEM_DEFAULT_AGENT), not a row.
@@ -229,6 +231,8 @@ export const callLogs = pgTable(
       sql`${t.tenantId} is not null or (${t.campaignId} is null and ${t.leadId} is null and ${t.phoneNumberId} is null)`,
     ),
     check("call_logs_status_check", inList("status", CALL_STATUSES)),
+    // Every later event of a call finds it by this id: an empty one would be shared by strangers.
+    check("call_logs_provider_call_id_not_empty", sql`${t.providerCallId} <> ''`),
     check("call_logs_agent_source_check", inList("agent_source", AGENT_SOURCES)),
     index("call_logs_room_name_idx").on(t.roomName),
     index("call_logs_room_sid_idx").on(t.roomSid),
