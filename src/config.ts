@@ -3,6 +3,7 @@
 import { type Static, Type as t } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { isSupportedCountry } from "libphonenumber-js";
+import { MAX_DELIVERY_BUDGET_MS } from "./livekit/delivery";
 
 const bool = (d: boolean) => t.Boolean({ default: d });
 const int = (d: number, minimum: number, maximum: number) => t.Integer({ default: d, minimum, maximum });
@@ -36,7 +37,7 @@ export const EnvSchema = t.Object({
   LIVEKIT_DISPATCH_RETRY_BASE_MS: int(250, 1, 60_000),
   // LiveKit drops a room's queued events once they waited 30 s, and tries a delivery 5 times with
   // 1+2+4+8 s between: 5 answers of at most 2.9 s and the back-off stay inside those 30 s.
-  LIVEKIT_WEBHOOK_BUDGET_MS: int(2500, 200, 2900),
+  LIVEKIT_WEBHOOK_BUDGET_MS: int(2500, 200, MAX_DELIVERY_BUDGET_MS),
   LIVEKIT_DISPATCH_BUDGET_MS: int(1500, 100, 2800),
   LIVEKIT_ROOM_PREFIX: t.String({ default: "call-", minLength: 1 }),
   LIVEKIT_TRUNK_NAME: t.String({ default: "switchboard-inbound", minLength: 1 }),

@@ -80,7 +80,11 @@ export class UnavailableError extends AppError {
 }
 
 export class TimeoutError extends Error {
-  constructor(what: string, ms: number) {
+  constructor(
+    /** What ran out of time, e.g. "database query" or "webhook delivery". */
+    readonly what: string,
+    ms: number,
+  ) {
     super(`${what} timed out after ${ms} ms`);
     this.name = "TimeoutError";
   }

@@ -43,6 +43,7 @@ const FIELDS = {
     "lead_id",
     "phone_number_id",
     "room_name",
+    "room_sid",
     "trunk_id",
     "from_number",
     "to_number",

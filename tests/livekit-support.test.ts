@@ -157,7 +157,7 @@ describe("fake LiveKit API", () => {
 
     // CreateDispatch created room1 (auto_create), which came with its implicit empty-name dispatch.
     const listed = await client.listDispatch("room1");
-    expect(listed.map((d) => [d.agentName, d.id])).toEqual([
+    expect(listed.map((d) => [d.agentName, d.id]).sort()).toEqual([
       ["", fake.dispatches("room1")[0]!.id],
       ["agent-a", created.id],
     ]);
@@ -192,7 +192,7 @@ describe("fake LiveKit API", () => {
     fake.failNext("ListDispatch", 2, 500);
     await expect(client.listDispatch("room1")).rejects.toMatchObject({ status: 500, code: "internal" });
     await expect(client.listDispatch("room1")).rejects.toMatchObject({ status: 500 });
-    expect((await client.listDispatch("room1")).map((d) => d.agentName)).toEqual(["", "agent-a"]);
+    expect((await client.listDispatch("room1")).map((d) => d.agentName).sort()).toEqual(["", "agent-a"]);
   });
 
   test("setDown refuses connections; setDown(false) listens again on the same port", async () => {

@@ -218,6 +218,8 @@ export const CallLog = t.Object({
   lead_id: Nullable(Uuid),
   phone_number_id: Nullable(Uuid),
   room_name: Nullable(t.String()),
+  /** The sid of the room the caller joined (LiveKit reuses room names, not sids). */
+  room_sid: Nullable(t.String()),
   trunk_id: Nullable(t.String()),
   from_number: Nullable(t.String()),
   to_number: Nullable(t.String()),

@@ -682,6 +682,7 @@ const callLogView = (r: CallLogRow) => ({
   lead_id: r.leadId,
   phone_number_id: r.phoneNumberId,
   room_name: r.roomName,
+  room_sid: r.roomSid,
   trunk_id: r.trunkId,
   from_number: r.fromNumber,
   to_number: r.toNumber,

@@ -11,11 +11,13 @@ export interface LiveKitClients {
 export function createLiveKitClients(settings: Config["livekit"]): LiveKitClients | undefined {
   const { url, apiKey, apiSecret } = settings;
   if (!url || !apiKey || !apiSecret) return undefined;
-  // Bounded so a hung LiveKit API cannot hold a room's webhook queue for long, and shorter than
-  // the dispatch claim (10 s) so an unanswered CreateDispatch is settled before the claim lapses.
-  const options = { requestTimeout: 3 };
+  // A dispatch request is abandoned when the dispatch budget is spent: one that went on past it
+  // could land after the next delivery found the room empty and sent a second agent (while the
+  // database is down no dispatch claim guards against that). Seconds, fractions allowed.
+  const dispatchOptions = { requestTimeout: settings.dispatchBudgetMs / 1000 };
   return {
-    dispatch: new AgentDispatchClient(url, apiKey, apiSecret, options),
-    sip: new SipClient(url, apiKey, apiSecret, options),
+    dispatch: new AgentDispatchClient(url, apiKey, apiSecret, dispatchOptions),
+    // Provisioning runs from the CLI, with no caller waiting.
+    sip: new SipClient(url, apiKey, apiSecret, { requestTimeout: 10 }),
   };
 }

@@ -39,8 +39,11 @@ export type DispatchOutcome = (
   | { kind: "dispatched"; dispatchId: string; reused: boolean }
   /** in_progress: another delivery holds the claim; if it dies, a redelivery must try again. */
   | { kind: "skipped"; reason: "already_dispatched" | "call_ended" | "in_progress" }
-  /** deliveries: how many deliveries have tried to dispatch this call, this one included (0: unknown). */
-  | { kind: "failed"; retryable: boolean; error: string; deliveries: number }
+  /**
+   * deliveries: how many deliveries have tried to dispatch this call, this one included (0: unknown).
+   * createMayHaveLanded: a CreateDispatch went unanswered, so LiveKit may yet start the agent.
+   */
+  | { kind: "failed"; retryable: boolean; error: string; deliveries: number; createMayHaveLanded: boolean }
 ) & {
   /** False when the database could not hold the claim or the result; the webhook should be redelivered. */
   bookkept: boolean;
@@ -98,8 +101,10 @@ export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, ro
   // (longer than the SDK's request timeout), so no redelivery creates a second agent meanwhile.
   await note(() => recordDispatchFailure(deps.database, callLogId!, message, !attempt.createMayHaveLanded));
   logger.error({ ...fields, retryable, create_may_have_landed: attempt.createMayHaveLanded, err: attempt.error }, "agent dispatch failed");
-  return { kind: "failed", retryable, error: message, deliveries, bookkept };
+  return { kind: "failed", retryable, error: message, deliveries, createMayHaveLanded: attempt.createMayHaveLanded, bookkept };
 }
+
+type DispatchAttempt = { dispatch: AgentDispatch; reused: boolean };
 
 /** Finds the room's dispatch or creates one, retrying with back-off within the budget. */
 async function findOrCreateDispatch(
@@ -107,36 +112,16 @@ async function findOrCreateDispatch(
   routing: CallRouting,
   roomName: string,
   fields: Record<string, unknown>,
-): Promise<
-  { ok: true; dispatch: AgentDispatch; reused: boolean } | { ok: false; error: unknown; createMayHaveLanded: boolean }
-> {
+): Promise<({ ok: true } & DispatchAttempt) | { ok: false; error: unknown; createMayHaveLanded: boolean }> {
   const sleep = deps.sleep ?? ((ms: number) => Bun.sleep(ms));
   const deadline = Date.now() + deps.budgetMs;
   let lastError: unknown = new Error("no dispatch attempt fit in the budget");
   // Set while a CreateDispatch may have reached LiveKit without us hearing back (a timeout, a
   // dropped connection): from then on only LiveKit's list may answer, or the caller gets two agents.
-  let createMayHaveLanded = false;
+  const state = { createMayHaveLanded: false };
   for (let attempt = 1; attempt <= deps.retries + 1; attempt++) {
     try {
-      const result = await withDeadline(
-        (async () => {
-          // A room holds one caller, so a named agent already dispatched there is this call's agent,
-          // even one sent while the database was down (the system default) or by a dispatch rule.
-          const existing = servingDispatch(await deps.dispatcher.listDispatch(roomName), routing.agentName);
-          if (existing) return { dispatch: existing, reused: true };
-          if (createMayHaveLanded) throw new Error("an earlier CreateDispatch may still land; not sending another");
-          const metadata = JSON.stringify(callMetadata(routing));
-          createMayHaveLanded = true;
-          try {
-            return { dispatch: await deps.dispatcher.createDispatch(roomName, routing.agentName, { metadata }), reused: false };
-          } catch (error) {
-            createMayHaveLanded = !certainlyNotCreated(error);
-            throw error;
-          }
-        })(),
-        Math.max(1, deadline - Date.now()),
-        "agent dispatch",
-      );
+      const result = await withDeadline(findOrCreateOnce(deps, routing, roomName, state), Math.max(1, deadline - Date.now()), "agent dispatch");
       deps.logger.info(
         { ...fields, dispatch_id: result.dispatch.id, dispatched_agent: result.dispatch.agentName, reused: result.reused, attempt },
         "agent dispatched",
@@ -151,15 +136,39 @@ async function findOrCreateDispatch(
       await sleep(wait);
     }
   }
-  return { ok: false, error: lastError, createMayHaveLanded };
+  return { ok: false, error: lastError, createMayHaveLanded: state.createMayHaveLanded };
+}
+
+/** One look at the room's dispatches, and a CreateDispatch when none serves the caller. */
+async function findOrCreateOnce(
+  deps: DispatchDeps,
+  routing: CallRouting,
+  roomName: string,
+  state: { createMayHaveLanded: boolean },
+): Promise<DispatchAttempt> {
+  const existing = servingDispatch(await deps.dispatcher.listDispatch(roomName), routing.agentName, deps.systemDefaultAgent);
+  if (existing) return { dispatch: existing, reused: true };
+  if (state.createMayHaveLanded) throw new Error("an earlier CreateDispatch may still land; not sending another");
+  const metadata = JSON.stringify(callMetadata(routing));
+  state.createMayHaveLanded = true;
+  try {
+    return { dispatch: await deps.dispatcher.createDispatch(roomName, routing.agentName, { metadata }), reused: false };
+  } catch (error) {
+    state.createMayHaveLanded = !certainlyNotCreated(error);
+    throw error;
+  }
 }
 
 /**
- * The dispatch in the room that serves the caller: the routed agent's if it is there, else any
- * named one. The implicit empty-name dispatch of a room created without agents serves no one here.
+ * The dispatch in the room that serves the caller. A room holds one caller, so a named agent
+ * already dispatched there is this call's agent: the routed one if it is there, else the system
+ * default (sent by a delivery during a database outage), else any other (a dispatch rule's).
+ * The real server lists a room's dispatches in no set order. The implicit empty-name dispatch of
+ * a room created without agents serves no one here.
  */
-function servingDispatch(dispatches: AgentDispatch[], routedAgent: string): AgentDispatch | undefined {
-  return dispatches.find((d) => d.agentName === routedAgent) ?? dispatches.find((d) => d.agentName !== "");
+function servingDispatch(dispatches: AgentDispatch[], routedAgent: string, systemDefaultAgent: string): AgentDispatch | undefined {
+  const named = (name: string) => dispatches.find((d) => d.agentName === name);
+  return named(routedAgent) ?? named(systemDefaultAgent) ?? dispatches.find((d) => d.agentName !== "");
 }
 
 /** Why the agent in the room is the call's agent, in the call log's terms. */
@@ -170,16 +179,23 @@ function servingAgentSource(agentName: string, routing: CallRouting, systemDefau
   return "dispatch_rule";
 }
 
-/** LiveKit answered with an error, or the connection was refused: no dispatch was made. */
+/**
+ * Twirp's deadline_exceeded and canceled (408) and a gateway's 504: LiveKit gave up waiting on
+ * the room's node (livekit/livekit convertErrToTwirp), which may still have made the dispatch.
+ */
+const MAY_HAVE_ACTED = new Set([408, 504]);
+
+/** LiveKit answered with an error that says it did nothing, or the connection was refused. */
 function certainlyNotCreated(error: unknown): boolean {
   const { status, code } = (error ?? {}) as { status?: unknown; code?: unknown };
-  return (typeof status === "number" && status > 0) || code === "ECONNREFUSED" || code === "ConnectionRefused";
+  if (typeof status === "number" && status > 0) return !MAY_HAVE_ACTED.has(status);
+  return code === "ECONNREFUSED" || code === "ConnectionRefused";
 }
 
-/** Transport errors, 5xx and 429 may pass on a later try; other 4xx will not. */
+/** Transport errors, timeouts, 5xx and 429 may pass on a later try; other 4xx will not. */
 function isRetryable(error: unknown): boolean {
   const status = (error as { status?: unknown } | undefined)?.status;
-  return typeof status !== "number" || status === 0 || status >= 500 || status === 429;
+  return typeof status !== "number" || status === 0 || status >= 500 || status === 429 || MAY_HAVE_ACTED.has(status);
 }
 
 /** Takes the right to dispatch for this call, or says why not; counts the deliveries that took it. */

@@ -17,12 +17,17 @@ import { constraintViolation, isDatabaseUnavailable } from "../db/errors";
 import { AppError, TimeoutError, UnavailableError, UnprocessableError, withDeadline } from "../errors";
 import type { Logger } from "../logger";
 import { type DispatchDeps, type DispatchOutcome, dispatchAgent, HOLD } from "./dispatch";
+import { isLastDelivery } from "./delivery";
 import { eventKey, eventRoom, participantIdentity, sipCall } from "./event-values";
 
 export interface LiveKitEventDeps extends RoutingDeps {
   /** Absent when dispatch is switched off (LIVEKIT_DISPATCH=false) or LiveKit is not configured. */
   dispatch?: Omit<DispatchDeps, "database" | "logger" | "systemDefaultAgent">;
-  /** The longest one delivery may take before it is answered; see LIVEKIT_DELIVERY. */
+  /**
+   * The longest one delivery may take before it is answered. LiveKit sends a room's events one at
+   * a time and drops those that waited too long (delivery.ts): a delivery that held the queue
+   * would get the room's next events (the caller's leave, the agent's join) dropped.
+   */
   deliveryBudgetMs: number;
   clock: () => Date;
 }
@@ -31,16 +36,6 @@ export type EventOutcome =
   | { result: "ignored"; reason: string }
   | { result: "duplicate" }
   | { result: "handled"; action: string; dispatch?: DispatchOutcome };
-
-/**
- * How livekit-server delivers webhooks (livekit/protocol webhook/ notifier): one queue and one
- * worker per room, events dropped once they waited maxAgeMs, each delivery tried `attempts` times
- * with the back-off between them. A delivery that holds the queue for long makes the room's
- * next events (the caller's leave, the agent's join) too old, and LiveKit drops them: so each
- * delivery is answered within the budget, and `attempts` deliveries plus the back-off stay
- * inside maxAgeMs (config.ts bounds LIVEKIT_WEBHOOK_BUDGET_MS accordingly).
- */
-export const LIVEKIT_DELIVERY = { attempts: 5, backoffMs: [1000, 2000, 4000, 8000], maxAgeMs: 30_000 } as const;
 
 /** Disconnect reasons that mean the call never connected, as opposed to the caller hanging up. */
 const FAILED_REASONS = new Set([
@@ -64,21 +59,35 @@ export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookE
   try {
     // Work past the budget goes on (every step is bounded on its own) and its redelivery finds
     // the event held or done; what matters is that the room's queue moves on.
-    return await withDeadline(handleAction(deps, event, action, log), deps.deliveryBudgetMs, "webhook delivery");
+    return await withDeadline(handleAction(deps, event, room, action, log), deps.deliveryBudgetMs, "webhook delivery");
   } catch (error) {
     if (error instanceof AppError) throw error;
     throw deliveryError(error, log);
   }
 }
 
-async function handleAction(deps: LiveKitEventDeps, event: WebhookEvent, action: Action, log: Logger): Promise<EventOutcome> {
+/** One delivery of an event: its room as the database keys it, when it happened, what its claim found. */
+interface Delivery {
+  event: WebhookEvent;
+  room: RoomRef;
+  at: Date;
+  claim: EventClaim;
+}
+
+async function handleAction(
+  deps: LiveKitEventDeps,
+  event: WebhookEvent,
+  room: RoomRef,
+  action: Action,
+  log: Logger,
+): Promise<EventOutcome> {
   const at = eventTime(event, deps.clock());
   const occurredAt = action === "agent_joined" ? (joinedAt(event.participant!, at) ?? at) : at;
   const id = eventKey(event);
   let claim: EventClaim = { state: "owned", roomFinished: false, agentJoinedAt: null };
   if (id) {
     try {
-      claim = await claimEvent(deps, event, id, action, occurredAt);
+      claim = await claimEvent(deps, { event, id, room, action, occurredAt });
     } catch (error) {
       // A caller joining still gets an agent with the database down; everything else waits for a retry.
       if (action !== "caller_joined") throw error;
@@ -96,7 +105,7 @@ async function handleAction(deps: LiveKitEventDeps, event: WebhookEvent, action:
   }
 
   try {
-    const outcome = await perform(deps, event, action, at, claim);
+    const outcome = await perform(deps, { event, room, at, claim }, action);
     if (claim.state === "unknown") throw new UnavailableError("event handled without the database; asking LiveKit to redeliver");
     if (id) await markProcessed(deps, id);
     return outcome;
@@ -114,9 +123,13 @@ async function handleAction(deps: LiveKitEventDeps, event: WebhookEvent, action:
  * a value (no retry can mend that; event values are cleaned first, so this is a bug to look at).
  */
 function deliveryError(error: unknown, log: Logger): AppError {
+  if (error instanceof TimeoutError && error.what === "webhook delivery") {
+    log.warn({ err: error }, "webhook delivery over its budget: answered 503, its work goes on");
+    return new UnavailableError(`${error.message}; retry later`);
+  }
   if (isDatabaseUnavailable(error)) {
     log.warn({ err: error }, "event handling failed: database unavailable or too slow");
-    return new UnavailableError(error instanceof TimeoutError ? `${error.message}; retry later` : "database unavailable");
+    return new UnavailableError("database unavailable; retry later");
   }
   log.error({ err: error }, "event handling failed");
   if (constraintViolation(error)) {
@@ -147,17 +160,11 @@ function actionFor(event: WebhookEvent): Action | null {
   }
 }
 
-async function perform(
-  deps: LiveKitEventDeps,
-  event: WebhookEvent,
-  action: Action,
-  at: Date,
-  claim: EventClaim,
-): Promise<EventOutcome> {
-  const room = eventRoom(event);
+async function perform(deps: LiveKitEventDeps, delivery: Delivery, action: Action): Promise<EventOutcome> {
+  const { event, room, at } = delivery;
   switch (action) {
     case "caller_joined":
-      return callerJoined(deps, event, room, at, claim);
+      return callerJoined(deps, delivery);
     case "agent_joined": {
       const answered = await recordCallAnswered(deps.database, {
         room,
@@ -167,22 +174,8 @@ async function perform(
       // With no ringing call, the join stays in webhook_events for the call's record to find.
       return { result: "handled", action: answered ? "call answered" : "agent joined (no ringing call)" };
     }
-    case "caller_left": {
-      const participant = event.participant!;
-      // A left that overtakes its join still leaves a complete record: route (or find) the call, then end it.
-      const routing = await routeInboundCall(deps, sipCall(participant, room));
-      if (!routing.recorded) throw routing.recordError ?? new UnavailableError("database unavailable");
-      await applyEarlierAnswer(deps, room, claim);
-      const reason = participant.disconnectReason;
-      const ended = await recordCallEnded(deps.database, {
-        callId: routing.callId,
-        endedAt: at,
-        joinedAt: joinedAt(participant, at),
-        disconnectReason: DisconnectReason[reason] ?? String(reason),
-        unansweredStatus: FAILED_REASONS.has(reason) ? "failed" : "abandoned",
-      });
-      return { result: "handled", action: ended.length ? `call ended (${ended[0]!.status})` : "call already ended" };
-    }
+    case "caller_left":
+      return callerLeft(deps, delivery);
     case "room_finished": {
       const ended = await recordCallEnded(deps.database, {
         room,
@@ -196,75 +189,86 @@ async function perform(
 }
 
 /** An agent join that came before this call had a record (the database was down when the caller joined) still counts. */
-async function applyEarlierAnswer(deps: LiveKitEventDeps, room: RoomRef, { agentJoinedAt }: EventClaim) {
-  if (agentJoinedAt) await recordCallAnswered(deps.database, { room, answeredAt: agentJoinedAt });
+async function applyEarlierAnswer(deps: LiveKitEventDeps, { room, claim }: Delivery) {
+  if (claim.agentJoinedAt) await recordCallAnswered(deps.database, { room, answeredAt: claim.agentJoinedAt });
 }
 
 /** The caller is in the room, ringing: record the call and send its agent. */
-async function callerJoined(
-  deps: LiveKitEventDeps,
-  event: WebhookEvent,
-  room: RoomRef,
-  at: Date,
-  claim: EventClaim,
-): Promise<EventOutcome> {
+async function callerJoined(deps: LiveKitEventDeps, delivery: Delivery): Promise<EventOutcome> {
+  const { event, room, at, claim } = delivery;
   const participant = event.participant!;
   const routing = await routeInboundCall(deps, sipCall(participant, room));
-  const callerAt = joinedAt(participant, at) ?? at;
-  let recorded = routing.recorded;
-  if (recorded) {
+  // Why the call has no complete record, if so: the delivery fails for it, after the caller got an agent.
+  let unrecorded: unknown = routing.recorded ? undefined : (routing.recordError ?? new UnavailableError("database unavailable"));
+  if (!unrecorded) {
     try {
-      await recordCallerJoined(deps.database, { callId: routing.callId, room, joinedAt: callerAt });
-      await applyEarlierAnswer(deps, room, claim);
+      await recordCallerJoined(deps.database, { callId: routing.callId, room, joinedAt: joinedAt(participant, at) ?? at });
+      await applyEarlierAnswer(deps, delivery);
     } catch (error) {
-      deps.logger.warn({ call_id: routing.callId, err: error }, "could not record the caller's join");
-      recorded = false;
+      unrecorded = error;
     }
   }
   if (claim.roomFinished) {
     // room_finished overtook this join: the call was over before it rang; no agent to send.
-    if (!recorded) throw routing.recordError ?? new UnavailableError("database unavailable");
+    if (unrecorded) throw unrecorded;
     await recordCallEnded(deps.database, { callId: routing.callId, endedAt: at, disconnectReason: "ROOM_FINISHED", unansweredStatus: "abandoned" });
     return { result: "handled", action: "caller joined a finished room; call ended" };
   }
-  if (!deps.dispatch) {
-    if (!recorded) throw routing.recordError ?? new UnavailableError("database unavailable");
-    return { result: "handled", action: "caller_joined (dispatch off)" };
-  }
+  const outcome: EventOutcome = deps.dispatch
+    ? await sendAgent(deps, delivery, routing)
+    : { result: "handled", action: "caller_joined (dispatch off)" };
+  if (unrecorded) throw unrecorded;
+  return outcome;
+}
+
+/**
+ * Sends the call's agent into the room, once. A dispatch that fails is answered 503 while
+ * LiveKit has deliveries left; on its last one (or when LiveKit refuses for good) the call ends
+ * failed, unless a CreateDispatch whose answer never came may still start the agent.
+ */
+async function sendAgent(deps: LiveKitEventDeps, { event }: Delivery, routing: CallRouting): Promise<EventOutcome> {
   const dispatch = await dispatchAgent(
-    { ...deps.dispatch, database: deps.database, logger: deps.logger, systemDefaultAgent: deps.settings.systemDefaultAgent },
+    { ...deps.dispatch!, database: deps.database, logger: deps.logger, systemDefaultAgent: deps.settings.systemDefaultAgent },
     routing,
     event.room?.name ?? "",
   );
   if (dispatch.kind === "skipped" && dispatch.reason === "in_progress") {
     throw new UnavailableError("another delivery is dispatching this call's agent; retry later");
   }
-  if (dispatch.kind === "failed") {
-    if (!recorded || !dispatch.bookkept || (dispatch.retryable && !isLastDelivery(event, deps.clock(), dispatch.deliveries))) {
-      throw new UnavailableError(`agent dispatch failed: ${dispatch.error}`);
-    }
-    // No delivery is left to try again: the call ends now, in a state that says why.
-    await recordCallEnded(deps.database, {
-      callId: routing.callId,
-      endedAt: deps.clock(),
-      disconnectReason: DISPATCH_FAILED_REASON,
-      unansweredStatus: "failed",
-    });
-    return { result: "handled", action: "agent dispatch failed for good; call marked failed", dispatch };
+  if (dispatch.kind !== "failed") {
+    if (!dispatch.bookkept) throw new UnavailableError("call handled but not fully recorded: database unavailable");
+    return { result: "handled", action: "caller_joined", dispatch };
   }
-  if (!recorded || !dispatch.bookkept) throw new UnavailableError("call handled but not fully recorded: database unavailable");
-  return { result: "handled", action: "caller_joined", dispatch };
+  const lastTry = !dispatch.retryable || isLastDelivery(event.createdAt, deps.clock(), dispatch.deliveries);
+  if (!lastTry || !dispatch.bookkept) throw new UnavailableError(`agent dispatch failed: ${dispatch.error}`);
+  if (dispatch.createMayHaveLanded) {
+    return { result: "handled", action: "agent dispatch unconfirmed after LiveKit's last delivery; the call rings on", dispatch };
+  }
+  await recordCallEnded(deps.database, {
+    callId: routing.callId,
+    endedAt: deps.clock(),
+    disconnectReason: DISPATCH_FAILED_REASON,
+    unansweredStatus: "failed",
+  });
+  return { result: "handled", action: "agent dispatch failed for good; call marked failed", dispatch };
 }
 
-/**
- * Whether LiveKit may still deliver this event again if this delivery fails. Its last attempt
- * comes after all the back-off since the event's createdAt (whole seconds, so up to a second
- * early); `deliveries` counts the deliveries that tried to dispatch this call, this one included.
- */
-function isLastDelivery(event: WebhookEvent, now: Date, deliveries: number): boolean {
-  const backoff = LIVEKIT_DELIVERY.backoffMs.reduce((sum, ms) => sum + ms, 0);
-  const created = Number(event.createdAt) * 1000;
-  return deliveries >= LIVEKIT_DELIVERY.attempts || (created > 0 && now.getTime() - created >= backoff);
+/** The caller hung up (or never connected). A leave that overtakes its join still leaves a complete record. */
+async function callerLeft(deps: LiveKitEventDeps, delivery: Delivery): Promise<EventOutcome> {
+  const { event, room, at } = delivery;
+  const participant = event.participant!;
+  const routing = await routeInboundCall(deps, sipCall(participant, room));
+  if (!routing.recorded) throw routing.recordError ?? new UnavailableError("database unavailable");
+  await applyEarlierAnswer(deps, delivery);
+  const reason = participant.disconnectReason;
+  const ended = await recordCallEnded(deps.database, {
+    callId: routing.callId,
+    endedAt: at,
+    joinedAt: joinedAt(participant, at),
+    disconnectReason: DisconnectReason[reason] ?? String(reason),
+    unansweredStatus: FAILED_REASONS.has(reason) ? "failed" : "abandoned",
+  });
+  return { result: "handled", action: ended.length ? `call ended (${ended[0]!.status})` : "call already ended" };
 }
 
 function eventTime(event: WebhookEvent, now: Date): Date {
@@ -311,12 +315,8 @@ type EventClaim = {
  */
 async function claimEvent(
   deps: LiveKitEventDeps,
-  event: WebhookEvent,
-  id: string,
-  action: Action,
-  occurredAt: Date,
+  { event, id, room, action, occurredAt }: { event: WebhookEvent; id: string; room: RoomRef; action: Action; occurredAt: Date },
 ): Promise<EventClaim> {
-  const room = eventRoom(event);
   const sid = room.sid;
   const [row] = await deps.database.rows<{
     owned: boolean;

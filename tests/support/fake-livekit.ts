@@ -316,6 +316,16 @@ function randomSecret(): string {
   return out || "0";
 }
 
+/** A copy in random order (Fisher-Yates). */
+function shuffled<T>(items: T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
 function paginate<T>(items: T[], idOf: (t: T) => string, page: Pagination | undefined): T[] {
   let out = [...items].sort((a, b) => (idOf(a) < idOf(b) ? -1 : idOf(a) > idOf(b) ? 1 : 0));
   if (page?.afterId) out = out.filter((t) => idOf(t) > page.afterId);
@@ -480,9 +490,10 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
         const room = rooms.get(req.room);
         if (!room) throw await noRoom();
         // Room.GetAgentDispatches: every dispatch, or the one of dispatch_id (none if unknown). The
-        // server ranges over a Go map, so its order is unspecified; this keeps creation order.
+        // server ranges over a Go map, whose order is random: so is this list's, so no test can
+        // pass on an order the server does not keep.
         const list = room.dispatches.filter((d) => !req.dispatchId || d.id === req.dispatchId);
-        return new ListAgentDispatchResponse({ agentDispatches: list.map((d) => d.clone()) });
+        return new ListAgentDispatchResponse({ agentDispatches: shuffled(list).map((d) => d.clone()) });
       },
     },
     DeleteDispatch: {
