@@ -241,6 +241,35 @@ describe("a dispatch LiveKit keeps failing", () => {
     expect(await callLog(ctx, call.callId)).toMatchObject({ status: "failed", disconnectReason: "AGENT_DISPATCH_FAILED" });
   });
 
+  test("a 408 from LiveKit (its node may have acted) is retried by redelivery but never answered by a second CreateDispatch", async () => {
+    const call = callerInNewRoom();
+    fake.failNext("CreateDispatch", 1, 408);
+    expect((await deliver(call.join)).status).toBe(503);
+    expect(fake.calls("CreateDispatch")).toHaveLength(1);
+    const log = await callLog(ctx, call.callId);
+    // The claim is kept, so a redelivery meanwhile sends nothing either.
+    expect(log).toMatchObject({ status: "ringing", dispatchId: null });
+    expect(log.dispatchClaimedAt).not.toBeNull();
+    expect((await deliver(call.join)).status).toBe(503);
+    expect(fake.calls("CreateDispatch")).toHaveLength(1);
+  });
+
+  test("on LiveKit's last delivery, a CreateDispatch still unanswered leaves the call ringing for the agent it may start", async () => {
+    const call = callerInNewRoom({ at: new Date(Math.floor(Date.now() / 1000) * 1000 - 16_000) });
+    fake.delayNext("CreateDispatch", 4000);
+    const answer = await deliver(call.join);
+    expect(answer.status).toBe(200);
+    const log = await callLog(ctx, call.callId);
+    expect(log).toMatchObject({ status: "ringing", endedAt: null, dispatchId: null });
+    expect(log.dispatchError).toContain("timed out");
+
+    // LiveKit did carry it out: the agent joins and answers the call.
+    expect(fake.agentDispatches(call.room).map((d) => d.agentName)).toEqual([CAMPAIGN_AGENT]);
+    const joined = await deliver(agentJoined({ room: call.room, roomSid: call.roomSid, agentName: CAMPAIGN_AGENT }));
+    expect(joined.status).toBe(200);
+    expect((await callLog(ctx, call.callId)).status).toBe("in_progress");
+  });
+
   test("a join with deliveries left is answered 503 and the call keeps ringing", async () => {
     const call = callerInNewRoom();
     fake.failNext("CreateDispatch", 1000, 503);
