@@ -153,6 +153,26 @@ describe("upgrading to one agent namespace across tenants", () => {
     expect(again).toMatchObject({ kind: "unique", constraint: "agents_name_key" });
   }, SLOW);
 
+  test("a call log an earlier version recorded under an empty call id gets one of its own; an empty one is refused from then on", async () => {
+    const database = await openFresh();
+    expect(await migrate(database, BEFORE)).toEqual({ applied: TAGS_BEFORE });
+    const insertCall = (callId: string) =>
+      database.rows<{ id: string }>(sql`
+        insert into call_logs (provider_call_id, agent_name, agent_source)
+        values (${callId}, 'telephony-agent', 'system_default') returning id`);
+    const [shared] = await insertCall("");
+    const [other] = await insertCall("SCL_kept");
+
+    await migrate(database);
+    const callIds = await database.rows<{ id: string; provider_call_id: string }>(sql`select id, provider_call_id from call_logs`);
+    expect(Object.fromEntries(callIds.map((r) => [r.id, r.provider_call_id]))).toEqual({
+      [shared!.id]: `empty:${shared!.id}`,
+      [other!.id]: "SCL_kept",
+    });
+    const refused = await insertCall("").then(() => null, constraintViolation);
+    expect(refused).toMatchObject({ kind: "check", constraint: "call_logs_provider_call_id_not_empty" });
+  }, SLOW);
+
   test("`switchboard migrate` over them exits 1 with one line saying what to rename, no stack trace", async () => {
     const database = await openFresh();
     const owners = await sharedNameBeforeUpgrade(database);
