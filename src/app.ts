@@ -2,10 +2,13 @@
 // app.handle(request), and only the CLI (main.ts) opens a port.
 import { Elysia, type ValidationError } from "elysia";
 import { adminRoutes } from "./admin/routes";
+import { createRoutingDirectory, type RoutingDirectory } from "./calls/directory";
 import { callRoutes } from "./calls/routes";
+import { CALL_ENTRY, type CallDecision, replayCallRecord } from "./calls/service";
 import type { Config } from "./config";
 import type { Database } from "./db/client";
 import { constraintViolation, isDatabaseUnavailable } from "./db/errors";
+import { type Journal, keepReplaying } from "./journal/journal";
 import {
   AppError,
   BadRequestError,
@@ -17,9 +20,11 @@ import {
   UnsupportedMediaTypeError,
 } from "./errors";
 import { healthRoutes } from "./health/routes";
+import { parseBody, readBody } from "./http-body";
 import { apiDocs } from "./openapi";
 import { createLiveKitClients, type LiveKitClients } from "./livekit/clients";
 import { liveKitRoutes } from "./livekit/routes";
+import { LIVEKIT_EVENT_ENTRY, replayLiveKitEvent } from "./livekit/service";
 import { createWebhookAuth } from "./livekit/webhook";
 import type { Logger } from "./logger";
 
@@ -31,7 +36,16 @@ export interface AppDeps {
   clock?: () => Date;
   /** LiveKit's server API clients; built from config when not given, absent when LiveKit is not configured. */
   livekit?: LiveKitClients;
+  /** The in-memory routing directory; built (and kept fresh) from the database when not given. */
+  directory?: RoutingDirectory;
+  /** Where call records go while the database cannot take them; without one they are only logged. */
+  journal?: Journal;
 }
+
+/** The safety net under NOTIFY: how often the directory is reloaded whole. */
+const DIRECTORY_RELOAD_MS = 60_000;
+/** How often the journal is offered to the database while it holds entries. */
+const JOURNAL_REPLAY_MS = 1_000;
 
 export type App = ReturnType<typeof createApp>;
 
@@ -42,15 +56,51 @@ export function createApp(deps: AppDeps) {
   // Signatures cover the exact bytes received, so the parser keeps them for the verifiers.
   const rawBodies = new WeakMap<Request, string>();
   const rawBody = (request: Request) => rawBodies.get(request) ?? "";
+  const directory =
+    deps.directory ??
+    createRoutingDirectory({ database, logger, waitMs: config.statementTimeoutMs, reloadIntervalMs: DIRECTORY_RELOAD_MS });
+  const journal = deps.journal;
   const routing = {
     database,
+    directory,
+    journal,
     logger,
     settings: {
       systemDefaultAgent: config.systemDefaultAgent,
       defaultRegion: config.defaultRegion,
-      statementTimeoutMs: config.statementTimeoutMs,
+      // With nowhere else to keep the record, the caller waits for the database as long as it may.
+      recordWaitMs: journal ? config.callRecordWaitMs : config.statementTimeoutMs,
     },
   };
+  const events = {
+    ...routing,
+    dispatch:
+      config.livekit.dispatch && livekit
+        ? {
+            dispatcher: livekit.dispatch,
+            retries: config.livekit.dispatchRetries,
+            retryBaseMs: config.livekit.dispatchRetryBaseMs,
+            budgetMs: config.livekit.dispatchBudgetMs,
+          }
+        : undefined,
+    deliveryBudgetMs: config.livekit.webhookBudgetMs,
+    clock: deps.clock ?? (() => new Date()),
+  };
+  const replaying =
+    journal &&
+    keepReplaying(journal, {
+      handlers: {
+        [CALL_ENTRY]: (data, at) => replayCallRecord(database, data as CallDecision, at),
+        // Replay writes without the journal, waiting on the database as long as a statement may.
+        [LIVEKIT_EVENT_ENTRY]: (data, at) =>
+          replayLiveKitEvent({ ...events, settings: { ...routing.settings, recordWaitMs: config.statementTimeoutMs } }, data, at),
+      },
+      retryable: (error) => isDatabaseUnavailable(error) || (error instanceof AppError && error.status === 503),
+      available: () => database.available,
+      onRecovered: database.onRecovered,
+      logger,
+      intervalMs: JOURNAL_REPLAY_MS,
+    });
   let routes: { method: string; path: string }[] = [];
   const app = new Elysia({ normalize: false })
     .onParse(async ({ request, contentType }) => {
@@ -67,9 +117,19 @@ export function createApp(deps: AppDeps) {
       set.status = answer.status;
       return answer.toBody();
     })
+    // A change made through this process's admin API is seen by its next call, not a NOTIFY later.
+    .onAfterHandle({ as: "global" }, ({ request }) => {
+      if (request.method !== "GET" && new URL(request.url).pathname.startsWith("/api/v1/admin/")) directory.changed();
+    })
+    .onStop(() => {
+      directory.close();
+      replaying?.stop();
+    })
     .use(
       healthRoutes({
         database,
+        directory,
+        journal,
         timeoutMs: config.statementTimeoutMs,
         endpoints: () => routes.map((r) => `${r.method} ${r.path}`),
       }),
@@ -82,56 +142,10 @@ export function createApp(deps: AppDeps) {
       }),
     )
     .use(adminRoutes({ database, logger, region: config.defaultRegion, systemDefaultAgent: config.systemDefaultAgent }))
-    .use(
-      liveKitRoutes({
-        auth: webhookAuth,
-        rawBody,
-        events: {
-          ...routing,
-          dispatch:
-            config.livekit.dispatch && livekit
-              ? {
-                  dispatcher: livekit.dispatch,
-                  retries: config.livekit.dispatchRetries,
-                  retryBaseMs: config.livekit.dispatchRetryBaseMs,
-                  budgetMs: config.livekit.dispatchBudgetMs,
-                }
-              : undefined,
-          deliveryBudgetMs: config.livekit.webhookBudgetMs,
-          clock: deps.clock ?? (() => new Date()),
-        },
-      }),
-    )
+    .use(liveKitRoutes({ auth: webhookAuth, rawBody, events }))
     .use(apiDocs());
   routes = app.routes;
   return app;
-}
-
-/** Every request body is read here, bounded in size whether or not Content-Length is honest. */
-async function readBody(request: Request, limit: number): Promise<string> {
-  const declared = Number(request.headers.get("content-length") ?? 0);
-  if (declared > limit) throw new PayloadTooLargeError(limit);
-  const text = await request.text();
-  if (Buffer.byteLength(text) > limit) throw new PayloadTooLargeError(limit);
-  return text;
-}
-
-/** JSON errors become a 400 naming the body; LiveKit's application/webhook+json stays text. */
-function parseBody(text: string, contentType: string): unknown {
-  const type = contentType.split(";", 1)[0]?.trim().toLowerCase() ?? "";
-  if (type === "application/webhook+json") return text;
-  if (type === "application/json" || type.endsWith("+json")) {
-    if (text.trim() === "") throw new BadRequestError("body: empty, expected a JSON object", "body");
-    try {
-      return JSON.parse(text);
-    } catch (error) {
-      throw new BadRequestError(`body: malformed JSON (${(error as Error).message})`, "body");
-    }
-  }
-  // Every endpoint takes JSON; `curl -d` without a content type deserves a clear answer.
-  if (text.trim() !== "") throw new UnsupportedMediaTypeError(contentType);
-  // null, not undefined: "handled, no body", so a route's own JSON parser does not re-read the stream.
-  return null;
 }
 
 /** What an error means to the client; undefined for a real failure (logged, answered 500). */

@@ -17,6 +17,8 @@ export const EnvSchema = t.Object({
   DATA_DIR: t.String({ default: "./data", minLength: 1 }),
   DB_POOL_MAX: int(10, 1, 200),
   DB_STATEMENT_TIMEOUT_MS: int(1000, 10, 600_000),
+  // How long a caller waits for its call's record before it goes to the journal (DATA_DIR/journal).
+  CALL_RECORD_WAIT_MS: int(30, 1, 600_000),
   MIGRATE_ON_START: bool(true),
   SYSTEM_DEFAULT_AGENT: t.String({ default: "telephony-agent", minLength: 1 }),
   DEFAULT_REGION: t.String({ default: "US", pattern: "^[A-Z]{2}$" }),
@@ -58,6 +60,8 @@ export interface Config {
   dbPoolMax: number;
   /** Upper bound on any database work done while a caller waits. */
   statementTimeoutMs: number;
+  /** How long a caller waits for the record before it is journaled (when there is a journal). */
+  callRecordWaitMs: number;
   migrateOnStart: boolean;
   systemDefaultAgent: string;
   defaultRegion: string;
@@ -134,6 +138,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     dataDir: env.DATA_DIR,
     dbPoolMax: env.DB_POOL_MAX,
     statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS,
+    callRecordWaitMs: env.CALL_RECORD_WAIT_MS,
     migrateOnStart: env.MIGRATE_ON_START,
     systemDefaultAgent: env.SYSTEM_DEFAULT_AGENT,
     defaultRegion: env.DEFAULT_REGION,

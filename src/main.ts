@@ -1,16 +1,19 @@
 #!/usr/bin/env bun
 // The switchboard command: serve (default), migrate, seed FILE, livekit provision|status.
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { and, eq, isNotNull } from "drizzle-orm";
 import { applyDirectory, DirectoryError } from "./admin/directory";
 import { apiKeyView, createApiKey, revokeApiKey, tenantIdByName } from "./admin/keys";
 import { createApp } from "./app";
+import { createRoutingDirectory } from "./calls/directory";
 import { assertServable, type Config, ConfigError, loadConfig } from "./config";
 import { type Database, openDatabase } from "./db/client";
 import { constraintViolation } from "./db/errors";
 import { migrate } from "./db/migrate";
 import { agents, apiKeys } from "./db/schema";
 import { AppError } from "./errors";
+import { type Journal, openJournal } from "./journal/journal";
 import { createLiveKitClients } from "./livekit/clients";
 import { HOLD_MS } from "./livekit/dispatch";
 import { applyProvisioning, describePlan, liveKitStatus, planProvisioning } from "./livekit/provision";
@@ -240,7 +243,18 @@ async function serve(config: Config, logger: Logger): Promise<number> {
       ? "LiveKit API not configured (LIVEKIT_URL and keys): calls are routed and logged, agents are not dispatched"
       : "LiveKit mode",
   );
-  const app = createApp({ database, config, logger, livekit }).listen({
+  const directory = createRoutingDirectory({
+    database,
+    logger,
+    waitMs: config.statementTimeoutMs,
+    reloadIntervalMs: 60_000,
+  });
+  // Calls are routed from memory: load the directory before taking the first one.
+  await directory.reload().catch((error: unknown) =>
+    logger.error({ err: error }, "routing directory not loaded: unknown numbers get the system default until the database answers"),
+  );
+  const journal = openCallJournal(config, logger);
+  const app = createApp({ database, config, logger, livekit, directory, journal }).listen({
     hostname: config.host,
     port: config.port,
     maxRequestBodySize: config.maxBodyBytes,
@@ -274,6 +288,8 @@ async function serve(config: Config, logger: Logger): Promise<number> {
     }, config.shutdownTimeoutMs);
     await graceful;
     clearTimeout(timer);
+    directory.close();
+    await journal?.close();
     await database.close();
     logger.info("stopped");
     stopped.resolve(0);
@@ -281,6 +297,15 @@ async function serve(config: Config, logger: Logger): Promise<number> {
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
   return stopped.promise;
+}
+
+/** The journal lives beside the embedded database, in DATA_DIR; an in-memory DATA_DIR has none. */
+function openCallJournal(config: Config, logger: Logger): Journal | undefined {
+  if (config.dataDir === "memory://") {
+    logger.warn("DATA_DIR is memory://: no journal; calls the database cannot take are only logged");
+    return undefined;
+  }
+  return openJournal({ dir: join(config.dataDir, "journal"), logger });
 }
 
 /**

@@ -279,7 +279,7 @@ describe("the database is unavailable while the room's queue runs", () => {
     const left = notifier.notify(call.left());
     await notifier.idle();
 
-    // Without the database the caller still got an agent (the system default), and the 503s
+    // Without the database the caller still got its agent (from the directory in memory), and the 503s
     // asked LiveKit to deliver the join again until it could be recorded.
     expect(statuses(join)).toEqual([503, 503, 200]);
     expect(join.outcome).toBe("delivered");
@@ -288,15 +288,15 @@ describe("the database is unavailable while the room's queue runs", () => {
 
     expect(await callLogRows(ctx)).toHaveLength(1);
     const dispatches = fake.agentDispatches(call.room);
-    expect(dispatches.map((d) => d.agentName)).toEqual([SYSTEM_DEFAULT_AGENT]);
+    expect(dispatches.map((d) => d.agentName)).toEqual([CAMPAIGN_AGENT]);
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
     const log = await callLog(ctx, call.callId);
     expect(log).toMatchObject({
       status: "abandoned",
       disconnectReason: "CLIENT_INITIATED",
       dispatchId: dispatches[0]!.id,
-      agentName: SYSTEM_DEFAULT_AGENT,
-      agentSource: "system_default",
+      agentName: CAMPAIGN_AGENT,
+      agentSource: "campaign",
       roomName: call.room,
     });
     expect(log.endedAt).not.toBeNull();

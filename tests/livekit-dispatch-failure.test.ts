@@ -223,16 +223,16 @@ describe("the database is down", () => {
     expect(res).toMatchObject({ status: 200, body: { result: "ignored" } });
   });
 
-  test("a SIP caller's join: the system default agent is still dispatched, and the webhook answers 503", async () => {
+  test("a SIP caller's join: the campaign's agent (from the directory in memory) is still dispatched, and the webhook answers 503", async () => {
     const call = newCall();
     const res = await post(ctx, await sipCallerJoins(fake, call));
     expect(res.status).toBe(503);
     const creates = fake.calls("CreateDispatch");
     expect(creates).toHaveLength(1);
-    expect(creates[0]).toMatchObject({ status: 200, request: { agentName: SYSTEM_DEFAULT_AGENT, room: call.room } });
+    expect(creates[0]).toMatchObject({ status: 200, request: { agentName: CAMPAIGN_AGENT, room: call.room } });
     expect(fake.agentDispatches(call.room)).toHaveLength(1);
     const metadata = JSON.parse(creates[0]!.request.metadata as string) as Json;
-    expect(metadata).toMatchObject({ call_log_id: null, agent_source: "system_default", from_number: CALLER, to_number: CAMPAIGN_NUMBER });
+    expect(metadata).toMatchObject({ call_log_id: null, agent_source: "campaign", from_number: CALLER, to_number: CAMPAIGN_NUMBER });
     expect(ctx.logs.some((l) => l.level === "error" && l.call_id === call.callId)).toBe(true);
   });
 });
@@ -257,20 +257,20 @@ describe("the database comes back after a join was handled without it", () => {
     ctx.logs.length = 0;
   });
 
-  test("LiveKit's redelivery of the join does not put a second, different agent in the caller's room", async () => {
+  test("LiveKit's redelivery of the join does not put a second agent in the caller's room", async () => {
     const call = newCall();
     const delivery = await sipCallerJoins(fake, call);
 
     state.down = true;
     const first = await post(ctx, delivery);
     expect(first.status).toBe(503);
-    expect(fake.agentDispatches(call.room).map((d) => d.agentName)).toEqual([SYSTEM_DEFAULT_AGENT]);
+    expect(fake.agentDispatches(call.room).map((d) => d.agentName)).toEqual([CAMPAIGN_AGENT]);
 
     state.down = false;
     const redelivered = await post(ctx, delivery);
     expect(redelivered.status).toBe(200);
     // The caller already has an agent: a second one would talk over the first.
-    expect(fake.agentDispatches(call.room).map((d) => d.agentName)).toEqual([SYSTEM_DEFAULT_AGENT]);
+    expect(fake.agentDispatches(call.room).map((d) => d.agentName)).toEqual([CAMPAIGN_AGENT]);
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
     const log = await callLog(ctx, call.callId);
     expect(log.dispatchId).toBe(fake.agentDispatches(call.room)[0]!.id);

@@ -95,20 +95,19 @@ describe("a room where a dispatch rule already placed a named agent", () => {
   });
 });
 
-describe("a caller answered by the system default during a database outage", () => {
-  test("is recorded as served by the system default once the database is back, not as the campaign's call", async () => {
+describe("a caller who joins during a database outage", () => {
+  test("gets the campaign's agent from the directory in memory, and the record names it once the database is back", async () => {
     const call = callerInNewRoom();
     switchable.state.down = true;
     const during = await deliver(call.join);
     expect(during.status).toBe(503);
-    expect(fake.agentDispatches(call.room).map((d) => d.agentName)).toEqual([SYSTEM_DEFAULT_AGENT]);
+    expect(fake.agentDispatches(call.room).map((d) => d.agentName)).toEqual([CAMPAIGN_AGENT]);
 
     switchable.state.down = false;
     expect((await deliver(call.join)).status).toBe(200);
     expect(fake.agentDispatches(call.room)).toHaveLength(1);
     const log = await callLog(ctx, call.callId);
-    expect(log).toMatchObject({ agentName: SYSTEM_DEFAULT_AGENT, agentSource: "system_default" });
-    expect(log.metadata).toMatchObject({ routed_agent: CAMPAIGN_AGENT, routed_agent_source: "campaign" });
+    expect(log).toMatchObject({ agentName: CAMPAIGN_AGENT, agentSource: "campaign", dispatchId: fake.agentDispatches(call.room)[0]!.id });
   });
 });
 

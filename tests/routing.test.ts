@@ -252,7 +252,8 @@ describe("the answer", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("application/json");
     const answer = (await json(res)) as SipAnswer;
-    expect(Object.keys(answer).sort()).toEqual(["agent_name", "attributes", "metadata"]);
+    expect(Object.keys(answer).sort()).toEqual(["agent_name", "attributes", "metadata", "record"]);
+    expect(answer.record).toBe("recorded");
     expect(typeof answer.metadata).toBe("string");
     const meta = JSON.parse(answer.metadata) as Metadata;
     const [lead] = await allLeads();

@@ -34,6 +34,12 @@ export const SipInboundResponse = t.Object({
     phone_number: t.String(),
     caller: t.String(),
   }),
+  record: t.Union([t.Literal("recorded"), t.Literal("pending"), t.Literal("unrecorded")], {
+    description:
+      "recorded: the call log is in the database (metadata.call_log_id names it). pending: the database was unavailable; " +
+      "the record is on disk in the journal and is written, exactly once, when the database answers (call_log_id is null " +
+      "in this answer). unrecorded: neither could take it (logged); retrying with the same call_id is safe.",
+  }),
 });
 export type SipInboundResponse = Static<typeof SipInboundResponse>;
 

@@ -16,6 +16,7 @@ export function toSipInboundResponse(routing: CallRouting): SipInboundResponseBo
     agent_name: routing.agentName,
     metadata: JSON.stringify(callMetadata(routing)),
     attributes: { inbound: "true", phone_number: routing.toNumber ?? "", caller: routing.fromNumber ?? "" },
+    record: routing.record,
   };
 }
 
@@ -34,8 +35,7 @@ function assertWellFormed(body: Record<string, unknown>) {
 export function callRoutes(deps: RoutingDeps, options: CallRoutesOptions) {
   const app = new Elysia({ name: "calls", prefix: "/api/v1/webhooks" }).post(
     "/livekit/sip-inbound",
-    async ({ body, request }) => {
-      await options.authorize?.(request);
+    async ({ body }) => {
       assertWellFormed(body);
       const to = body.to_number || body.trunk_phone_number;
       if (!to) throw new BadRequestError("to_number: required (or trunk_phone_number)", "to_number");
@@ -50,6 +50,10 @@ export function callRoutes(deps: RoutingDeps, options: CallRoutesOptions) {
       return toSipInboundResponse(routing);
     },
     {
+      // The signature is checked before the body is validated: an unsigned request learns nothing of the schema.
+      transform: async ({ request }) => {
+        await options.authorize?.(request);
+      },
       // Route-level JSON parsing is what the OpenAPI plugin reads the body's content type from;
       // app.ts's parser still reads the body first (signatures need the raw text).
       parse: "json",
@@ -77,7 +81,7 @@ export function callRoutes(deps: RoutingDeps, options: CallRoutesOptions) {
         roomName: testData.room_name,
         source: "test",
       });
-      return { success: routing.recorded, test_data: testData, response: toSipInboundResponse(routing) };
+      return { success: routing.record !== "unrecorded", test_data: testData, response: toSipInboundResponse(routing) };
     },
     {
       parse: "json",

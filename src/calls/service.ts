@@ -1,21 +1,29 @@
 // The routing decision and the call record. Every entry point (sip-inbound, the LiveKit
-// participant_joined webhook, the test endpoint) routes through routeInboundCall.
+// participant_joined webhook, the test endpoint) routes through routeInboundCall, in three
+// steps: look the dialed number up in the in-memory directory, decide the agent, record the
+// call. The record waits on the database only briefly: past that, or while the database is
+// down, the decision goes to the journal on disk and is written once the database answers.
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { type AgentSource, CALL_STATUS_RANK, type CallStatus } from "../db/schema";
 import { withDeadline } from "../errors";
+import type { Journal } from "../journal/journal";
 import type { Logger } from "../logger";
+import type { DirectoryEntry, RoutingDirectory } from "./directory";
 import { normalizePhoneNumber } from "./phone";
 
 export interface RoutingSettings {
   systemDefaultAgent: string;
   defaultRegion: string;
-  /** Budget for all database work while the caller waits. */
-  statementTimeoutMs: number;
+  /** How long a caller waits for the call's record before it goes to the journal instead. */
+  recordWaitMs: number;
 }
 
 export interface RoutingDeps {
   database: Database;
+  directory: RoutingDirectory;
+  /** Where records the database cannot take go; without one they are only logged. */
+  journal?: Pick<Journal, "append">;
   settings: RoutingSettings;
   logger: Logger;
 }
@@ -34,6 +42,24 @@ export interface InboundCall {
   details?: Record<string, unknown>;
 }
 
+/** Who answers a call and why: everything its record needs. The journal keeps it as is. */
+export interface CallDecision {
+  call: InboundCall;
+  fromNumber: string | null;
+  toNumber: string | null;
+  agentName: string;
+  agentSource: AgentSource;
+  tenantId: string | null;
+  campaignId: string | null;
+  phoneNumberId: string | null;
+}
+
+/**
+ * Where the call's record is: in the database; pending (on disk in the journal, written once
+ * the database answers); or unrecorded (neither could take it: only the log line has it).
+ */
+export type RecordState = "recorded" | "pending" | "unrecorded";
+
 /** Who answers the call and which records it belongs to. */
 export interface CallRouting {
   callId: string;
@@ -46,22 +72,11 @@ export interface CallRouting {
   phoneNumberId: string | null;
   fromNumber: string | null;
   toNumber: string | null;
-  /** False when the database could not record the call (the caller was still answered). */
-  recorded: boolean;
-  /** Why the call could not be recorded, when it could not. */
+  record: RecordState;
+  /** Why the call is not in the database yet, when it is not. */
   recordError?: unknown;
   /** True when this call id had been routed before and the stored decision was returned. */
   replayed: boolean;
-}
-
-/** The directory facts the decision needs, as read in one query. */
-export interface DirectoryEntry {
-  phoneNumberId: string | null;
-  tenantId: string | null;
-  campaignId: string | null;
-  campaignActive: boolean;
-  campaignAgent: string | null;
-  tenantDefaultAgent: string | null;
 }
 
 /** The routing rule: the campaign's agent, else the tenant's default, else the system default. */
@@ -87,82 +102,70 @@ type StoredCall = {
   to_number: string | null;
 };
 
-type LookupRow = Partial<StoredCall> & {
-  number_id: string | null;
-  number_tenant_id: string | null;
-  number_campaign_id: string | null;
-  campaign_active: boolean | null;
-  campaign_agent: string | null;
-  tenant_default_agent: string | null;
-};
-
 /**
- * Decides who answers an inbound call, creates or refreshes the caller's lead and records
- * the call, in at most two statements. A call id seen before gets its stored decision back
- * and nothing is written. When the database fails or is slower than the statement timeout,
- * the caller still gets an agent: bookkeeping never fails a call.
+ * Decides who answers an inbound call and records it: the caller's lead created or refreshed,
+ * the call logged. A call id seen before gets its stored decision back and nothing changes.
+ * The caller always gets an agent: a database that fails or is slow never fails the call.
  */
 export async function routeInboundCall(deps: RoutingDeps, call: InboundCall): Promise<CallRouting> {
-  const { settings, logger } = deps;
+  const started = performance.now();
+  const { settings } = deps;
   const fromNumber = normalizePhoneNumber(call.from, settings.defaultRegion);
   const toNumber = normalizePhoneNumber(call.to, settings.defaultRegion);
-  let decided: Pick<CallRouting, "agentName" | "agentSource"> & Partial<CallRouting> = chooseAgent(
-    null,
-    settings.systemDefaultAgent,
-  );
-  const started = performance.now();
-  let expired = false;
-  try {
-    const routing = await withDeadline(
-      (async () => {
-        const row = await lookUpCall(deps.database, call.callId, toNumber);
-        if (row.call_log_id) return fromStored(call.callId, row as StoredCall, true);
-        // Past the deadline the caller already got the fallback agent; a record naming another would lie.
-        if (expired) throw new Error("directory read finished after the deadline");
-        const entry = directoryEntry(row);
-        decided = { ...chooseAgent(entry, settings.systemDefaultAgent), ...ids(entry) };
-        const stored = await recordNewCall(deps.database, call, { fromNumber, toNumber, entry, decided });
-        return fromStored(call.callId, stored.row, !stored.inserted);
-      })(),
-      settings.statementTimeoutMs,
-      "routing database work",
+  const entry = await deps.directory.lookup(toNumber);
+  const decision: CallDecision = {
+    call,
+    fromNumber,
+    toNumber,
+    ...chooseAgent(entry, settings.systemDefaultAgent),
+    tenantId: entry?.tenantId ?? null,
+    campaignId: entry?.campaignId ?? null,
+    phoneNumberId: entry?.phoneNumberId ?? null,
+  };
+  const routing = await recordCall(deps, decision);
+  const fields = { ...logFields(routing), source: call.source, room: call.roomName ?? null, ms: elapsed(started) };
+  if (routing.record === "recorded") {
+    deps.logger.info(fields, routing.replayed ? "call routed again (stored decision)" : "call routed");
+  } else {
+    // The log line keeps everything needed to rebuild the record by hand if even the journal failed.
+    const level = routing.record === "pending" ? "warn" : "error";
+    deps.logger[level](
+      { ...fields, record: routing.record, trunk: call.trunkId ?? null, err: routing.recordError },
+      routing.record === "pending" ? "call routed, record journaled: database unavailable" : "call routed without a record",
     );
-    logger.info(
-      { ...logFields(routing), source: call.source, room: call.roomName ?? null, ms: elapsed(started) },
-      routing.replayed ? "call routed again (stored decision)" : "call routed",
-    );
-    return routing;
-  } catch (error) {
-    expired = true;
-    // The caller is answered with what we know: the decided agent if the directory was
-    // read, else the system default. The log line keeps everything needed to rebuild the record.
-    const routing: CallRouting = {
-      callId: call.callId,
-      callLogId: null,
-      leadId: null,
-      tenantId: null,
-      campaignId: null,
-      phoneNumberId: null,
-      ...decided,
-      fromNumber,
-      toNumber,
-      recorded: false,
-      recordError: error,
-      replayed: false,
-    };
-    logger.error(
-      {
-        ...logFields(routing),
-        source: call.source,
-        room: call.roomName ?? null,
-        trunk: call.trunkId ?? null,
-        err: error,
-        ms: elapsed(started),
-      },
-      "call routed without a record: database unavailable",
-    );
-    return routing;
   }
+  return routing;
+}
+
+/** Writes the call, waiting at most recordWaitMs; past that (or with the database down) journals it. */
+async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<CallRouting> {
+  // While the database is known to be down this fails at once (db/client.ts): no caller waits on it.
+  const write = insertCall(deps.database, decision);
+  let failure: unknown;
+  try {
+    const stored = await withDeadline(write, deps.settings.recordWaitMs, "call record");
+    return fromStored(decision.call.callId, stored.row, !stored.inserted);
+  } catch (error) {
+    // A write that finishes after all is harmless: the journal's replay of it finds the call there.
+    write.catch(() => {});
+    failure = error;
+  }
+  const pending = { ...decision, callId: decision.call.callId, callLogId: null, leadId: null, replayed: false, recordError: failure };
+  if (!deps.journal) return { ...pending, record: "unrecorded" };
+  try {
+    await deps.journal.append(CALL_ENTRY, decision);
+    return { ...pending, record: "pending" };
+  } catch (error) {
+    return { ...pending, record: "unrecorded", recordError: error };
+  }
+}
+
+/** The journal entry kind of a call's record. */
+export const CALL_ENTRY = "call";
+
+/** Writes a journaled call's record, as it was decided when the call came in. */
+export async function replayCallRecord(database: Database, decision: CallDecision, at: Date): Promise<void> {
+  await insertCall(database, decision, at);
 }
 
 /** The JSON the agent receives as job metadata, from sip-inbound and from LiveKit dispatch alike. */
@@ -180,79 +183,42 @@ export function callMetadata(routing: CallRouting): Record<string, string | null
   };
 }
 
-/** One read: the stored decision if the call id is known, else the dialed number's directory entry. */
-async function lookUpCall(database: Database, callId: string, toNumber: string | null): Promise<LookupRow> {
-  const rows = await database.rows<LookupRow>(sql`
-    select cl.id as call_log_id, cl.lead_id, cl.tenant_id, cl.campaign_id, cl.phone_number_id,
-           cl.agent_name, cl.agent_source, cl.from_number, cl.to_number,
-           pn.id as number_id, t.id as number_tenant_id, pn.campaign_id as number_campaign_id,
-           c.status = 'active' as campaign_active,
-           case when ca.active then ca.name end as campaign_agent,
-           td.name as tenant_default_agent
-    from (select 1) as one
-    left join call_logs cl on cl.provider_call_id = ${callId}
-    left join phone_numbers pn on cl.id is null and pn.e164 = ${toNumber} and pn.active
-    left join tenants t on t.id = pn.tenant_id and t.active
-    left join campaigns c on c.id = pn.campaign_id and t.id is not null
-    left join agents ca on ca.id = c.agent_id
-    left join agents td on td.tenant_id = t.id and td.is_default and td.active`);
-  return rows[0] as LookupRow;
-}
-
-function directoryEntry(row: LookupRow): DirectoryEntry | null {
-  // A number of an inactive tenant is treated like an unknown number.
-  if (!row.number_id || !row.number_tenant_id) return null;
-  return {
-    phoneNumberId: row.number_id,
-    tenantId: row.number_tenant_id,
-    campaignId: row.number_campaign_id,
-    campaignActive: row.campaign_active === true,
-    campaignAgent: row.campaign_agent,
-    tenantDefaultAgent: row.tenant_default_agent,
-  };
-}
-
-function ids(entry: DirectoryEntry | null) {
-  return {
-    tenantId: entry?.tenantId ?? null,
-    campaignId: entry?.campaignId ?? null,
-    phoneNumberId: entry?.phoneNumberId ?? null,
-  };
-}
-
 /**
  * One statement: upsert the caller's lead (when the caller and the tenant are known) and
  * insert the call log. The unique keys make concurrent calls from one caller meet on one
- * lead, and concurrent deliveries of one call id meet on one call log.
+ * lead, and concurrent deliveries of one call id meet on one call log. A tenant, campaign or
+ * number deleted since the decision is left out rather than failing the record. `at` is when
+ * the call came in (a journaled call is written later): a lead only moves back to "calling"
+ * for a call newer than its last one.
  */
-async function recordNewCall(
-  database: Database,
-  call: InboundCall,
-  facts: {
-    fromNumber: string | null;
-    toNumber: string | null;
-    entry: DirectoryEntry | null;
-    decided: Pick<CallRouting, "agentName" | "agentSource">;
-  },
-): Promise<{ row: StoredCall; inserted: boolean }> {
-  const { fromNumber, toNumber, entry, decided } = facts;
-  const tenantId = entry?.tenantId ?? null;
-  const campaignId = entry?.campaignId ?? null;
+async function insertCall(database: Database, decision: CallDecision, at?: Date): Promise<{ row: StoredCall; inserted: boolean }> {
+  const { call, fromNumber, toNumber } = decision;
+  const when = (at ?? new Date()).toISOString();
   const metadata = JSON.stringify({ source: call.source, ...call.details });
   const inserted = await database.rows<StoredCall>(sql`
-    with lead as (
+    with refs as (
+      select t.id as tenant_id, c.id as campaign_id, pn.id as phone_number_id
+      from (select 1) as one
+      left join tenants t on t.id = ${decision.tenantId}::uuid
+      left join campaigns c on c.id = ${decision.campaignId}::uuid and c.tenant_id = t.id
+      left join phone_numbers pn on pn.id = ${decision.phoneNumberId}::uuid and t.id is not null
+    ), lead as (
       insert into leads (tenant_id, campaign_id, phone_number, name, status, last_call_at)
-      select ${tenantId}::uuid, ${campaignId}::uuid, ${fromNumber}::text, 'Inbound Caller ' || ${fromNumber}::text, 'calling', now()
-      where ${tenantId}::uuid is not null and ${fromNumber}::text is not null
+      select refs.tenant_id, refs.campaign_id, ${fromNumber}::text, 'Inbound Caller ' || ${fromNumber}::text, 'calling', ${when}::timestamptz
+      from refs
+      where refs.tenant_id is not null and ${fromNumber}::text is not null
+        and not exists (select 1 from call_logs where provider_call_id = ${call.callId})
       on conflict (tenant_id, campaign_id, phone_number)
-      do update set status = 'calling', last_call_at = excluded.last_call_at, updated_at = now()
+      do update set status = case when excluded.last_call_at >= leads.last_call_at then 'calling' else leads.status end,
+                    last_call_at = greatest(leads.last_call_at, excluded.last_call_at), updated_at = now()
       returning id
     )
     insert into call_logs (provider_call_id, room_name, room_sid, trunk_id, from_number, from_raw, to_number, to_raw,
-                           tenant_id, campaign_id, lead_id, phone_number_id, agent_name, agent_source, metadata)
-    values (${call.callId}, ${call.roomName ?? null}, ${call.roomSid ?? null}, ${call.trunkId ?? null}, ${fromNumber}, ${call.from ?? null},
-            ${toNumber}, ${call.to ?? null}, ${tenantId}::uuid, ${campaignId}::uuid, (select id from lead),
-            ${entry?.phoneNumberId ?? null}::uuid, ${decided.agentName}, ${decided.agentSource}, ${metadata}::jsonb)
+                           tenant_id, campaign_id, lead_id, phone_number_id, agent_name, agent_source, metadata, created_at)
+    select ${call.callId}, ${call.roomName ?? null}, ${call.roomSid ?? null}, ${call.trunkId ?? null}, ${fromNumber}, ${call.from ?? null},
+           ${toNumber}, ${call.to ?? null}, refs.tenant_id, refs.campaign_id, (select id from lead),
+           refs.phone_number_id, ${decision.agentName}, ${decision.agentSource}, ${metadata}::jsonb, ${when}::timestamptz
+    from refs
     on conflict (provider_call_id) do nothing
     returning id as call_log_id, lead_id, tenant_id, campaign_id, phone_number_id,
               agent_name, agent_source, from_number, to_number`);
@@ -278,7 +244,7 @@ function fromStored(callId: string, row: StoredCall, replayed: boolean): CallRou
     phoneNumberId: row.phone_number_id,
     fromNumber: row.from_number,
     toNumber: row.to_number,
-    recorded: true,
+    record: "recorded",
     replayed,
   };
 }

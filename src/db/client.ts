@@ -1,8 +1,7 @@
 // Opens the database: real PostgreSQL through postgres.js when DATABASE_URL is set,
 // otherwise an embedded PostgreSQL (PGlite) persisted in DATA_DIR. Both speak the same
 // SQL and get the same schema and migrations.
-import { closeSync, mkdirSync, openSync } from "node:fs";
-import { dlopen, FFIType } from "bun:ffi";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import pgliteData from "@electric-sql/pglite/pglite.data" with { type: "file" };
@@ -14,6 +13,8 @@ import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { withDeadline } from "../errors";
+import { tryLockFile } from "../lock-file";
+import { isConnectionLost } from "./errors";
 import * as schema from "./schema";
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -21,11 +22,28 @@ export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 export interface Database {
   db: Db;
   kind: "postgres" | "pglite";
-  /** Runs raw SQL and returns its rows, whichever driver is underneath, within the statement timeout. */
+  /**
+   * Runs raw SQL and returns its rows, whichever driver is underneath, within the statement
+   * timeout. While the database is known to be down it fails at once with DatabaseDownError.
+   */
   rows<T extends Record<string, unknown>>(query: SQL): Promise<T[]>;
   ping(): Promise<void>;
+  /** Whether statements are worth trying: false from a lost connection until a probe gets an answer. */
+  readonly available: boolean;
+  /** Since when the database has been down, or null while it is up. */
+  readonly downSince: Date | null;
+  /** Called each time the database answers again after being down. */
+  onRecovered(listener: () => void): void;
+  /**
+   * Calls onNotify for each NOTIFY on `channel`, and onListening each time the subscription is
+   * (re)established, when notifications may have been missed. Keeps retrying while the database is down.
+   */
+  listen(channel: string, onNotify: () => void, onListening: () => void): void;
   close(): Promise<void>;
 }
+
+/** How often a database known to be down is asked whether it is back. */
+const PROBE_INTERVAL_MS = 250;
 
 export interface DatabaseOptions {
   databaseUrl?: string;
@@ -44,18 +62,60 @@ export function rowsOf<T>(result: unknown): T[] {
   return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
 }
 
+type Subscribe = (channel: string, onNotify: () => void, onListening: () => void) => Promise<unknown>;
+
 function wrap(
   db: Db,
   kind: Database["kind"],
   timeoutMs: number,
   execute: (query: SQL) => Promise<unknown>,
+  subscribe: Subscribe,
   close: () => Promise<void>,
 ): Database {
   let closed = false;
+  let downSince: Date | null = null;
+  let downBecause: unknown;
+  const recovered: (() => void)[] = [];
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const later = (ms: number, work: () => void) => {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      if (!closed) work();
+    }, ms);
+    timers.add(timer);
+  };
   // statement_timeout cannot help when the server stops answering altogether; this bound can.
+  const attempt = async (query: SQL) => rowsOf(await withDeadline(execute(query), timeoutMs, "database query"));
+  // Once a connection is lost, callers stop waiting on the database: a probe in the background
+  // asks until it answers, so no caller pays a timeout to learn what the last one learned.
+  const probe = () =>
+    attempt(sql`select 1`).then(
+      () => {
+        downSince = null;
+        for (const listener of recovered) listener();
+      },
+      () => later(PROBE_INTERVAL_MS, probe),
+    );
+  const markDown = (error: unknown) => {
+    if (closed || downSince || !isConnectionLost(error)) return;
+    downSince = new Date();
+    downBecause = error;
+    later(PROBE_INTERVAL_MS, probe);
+  };
   const rows = async <T extends Record<string, unknown>>(query: SQL) => {
     if (closed) throw new DatabaseClosedError();
-    return rowsOf<T>(await withDeadline(execute(query), timeoutMs, "database query"));
+    if (downSince) throw new DatabaseDownError(downSince, downBecause);
+    try {
+      return (await attempt(query)) as T[];
+    } catch (error) {
+      markDown(error);
+      throw error;
+    }
+  };
+  const listen = (channel: string, onNotify: () => void, onListening: () => void) => {
+    const start = () =>
+      subscribe(channel, onNotify, onListening).catch(() => later(PROBE_INTERVAL_MS * 8, start));
+    void start();
   };
   return {
     db,
@@ -64,11 +124,30 @@ function wrap(
     ping: async () => {
       await rows(sql`select 1`);
     },
+    get available() {
+      return !downSince && !closed;
+    },
+    get downSince() {
+      return downSince;
+    },
+    onRecovered: (listener) => void recovered.push(listener),
+    listen,
     close: async () => {
       closed = true;
+      for (const timer of timers) clearTimeout(timer);
       await close();
     },
   };
+}
+
+/** A statement while the database is known to be down: refused at once, a probe watches for its return. */
+export class DatabaseDownError extends Error {
+  readonly code = "CONNECTION_DOWN";
+  /** `cause`: the failure that showed the database was down (refused, timed out...), for the logs. */
+  constructor(since: Date, cause?: unknown) {
+    super(`database unavailable since ${since.toISOString()}`, { cause });
+    this.name = "DatabaseDownError";
+  }
 }
 
 /** A statement after close() (during shutdown): unavailable, like a connection postgres.js has ended. */
@@ -100,40 +179,24 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
     const { sql: text, params } = dialect.sqlToQuery(query);
     return Promise.resolve(client.unsafe(text, params as never[], { prepare: true }));
   };
-  return wrap(db, "postgres", options.statementTimeoutMs, execute, () => client.end({ timeout: 5 }));
+  // postgres.js listens on a connection of its own and listens again after reconnecting.
+  const subscribe: Subscribe = (channel, onNotify, onListening) => client.listen(channel, onNotify, onListening);
+  return wrap(db, "postgres", options.statementTimeoutMs, execute, subscribe, () => client.end({ timeout: 5 }));
 }
 
 /**
  * PGlite is one process's database: a second process on the same directory would corrupt it.
- * The holder keeps an exclusive flock(2) on DATA_DIR/switchboard.lock. The kernel drops it when
- * the holder exits however it exits, it is atomic (two openers cannot both win), and it works
- * across containers sharing a volume, where a pid would not (everyone is pid 1).
+ * The holder keeps an exclusive lock on DATA_DIR/switchboard.lock (see lock-file.ts).
  */
 function lockDataDir(dataDir: string): () => void {
   mkdirSync(dataDir, { recursive: true });
-  const fd = openSync(join(dataDir, "switchboard.lock"), "a");
-  if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {
-    closeSync(fd);
+  const unlock = tryLockFile(join(dataDir, "switchboard.lock"));
+  if (!unlock) {
     throw new Error(
       `DATA_DIR ${dataDir} is in use by another switchboard process; stop it first, or use DATABASE_URL to share a PostgreSQL`,
     );
   }
-  return () => closeSync(fd); // closing the descriptor releases the lock
-}
-
-const LOCK_EX = 2;
-const LOCK_NB = 4;
-
-/** libc's flock(2); loaded only when an embedded database is opened. */
-function flock(fd: number, operation: number): number {
-  const libc = dlopen(process.platform === "darwin" ? "libSystem.B.dylib" : "libc.so.6", {
-    flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-  });
-  try {
-    return libc.symbols.flock(fd, operation);
-  } finally {
-    libc.close();
-  }
+  return unlock;
 }
 
 async function openPglite({ dataDir, statementTimeoutMs }: DatabaseOptions): Promise<Database> {
@@ -153,7 +216,11 @@ async function openPglite({ dataDir, statementTimeoutMs }: DatabaseOptions): Pro
       fsBundle: Bun.file(pgliteData),
     });
     const db = drizzlePglite(client, { schema }) as unknown as Db;
-    return wrap(db, "pglite", statementTimeoutMs, (query) => db.execute(query), async () => {
+    const subscribe: Subscribe = async (channel, onNotify, onListening) => {
+      await client.listen(channel, onNotify);
+      onListening();
+    };
+    return wrap(db, "pglite", statementTimeoutMs, (query) => db.execute(query), subscribe, async () => {
       await client.close();
       unlock();
     });

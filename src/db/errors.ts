@@ -70,7 +70,22 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   for (let e = error as Record<string, unknown> | undefined, depth = 0; e && depth < 5; depth++) {
     if (e.name === "TimeoutError") return true;
     const code = typeof e.code === "string" ? e.code : "";
-    if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECTION_\w+|08\w{3}|57P\w{2}|57014|55P03|40001|40P01|53\w{3})$/.test(code)) return true;
+    if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_\w+|08\w{3}|57P\w{2}|57014|55P03|40001|40P01|53\w{3})$/.test(code)) return true;
+    e = e.cause as Record<string, unknown> | undefined;
+  }
+  return false;
+}
+
+/**
+ * The connection itself is gone or silent (refused, reset, the server shutting down, our own
+ * deadline on a server that stopped answering), as opposed to one statement failing on a
+ * live server (a statement or lock timeout, a deadlock): only these mean "stop asking for now".
+ */
+export function isConnectionLost(error: unknown): boolean {
+  for (let e = error as Record<string, unknown> | undefined, depth = 0; e && depth < 5; depth++) {
+    if (e.name === "TimeoutError") return true;
+    const code = typeof e.code === "string" ? e.code : "";
+    if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_(CLOSED|DESTROYED)|08\w{3}|57P0[123])$/.test(code)) return true;
     e = e.cause as Record<string, unknown> | undefined;
   }
   return false;

@@ -9,6 +9,7 @@ import m0003 from "../../drizzle/0003_numbers_can_move_tenant.sql" with { type: 
 import m0004 from "../../drizzle/0004_webhook_event_actions.sql" with { type: "text" };
 import m0005 from "../../drizzle/0005_admin_api.sql" with { type: "text" };
 import m0006 from "../../drizzle/0006_real_livekit_rooms.sql" with { type: "text" };
+import m0007 from "../../drizzle/0007_directory_notify.sql" with { type: "text" };
 import { type Database, rowsOf } from "./client";
 
 const MIGRATION_SQL: Record<string, string> = {
@@ -19,6 +20,7 @@ const MIGRATION_SQL: Record<string, string> = {
   "0004_webhook_event_actions": m0004,
   "0005_admin_api": m0005,
   "0006_real_livekit_rooms": m0006,
+  "0007_directory_notify": m0007,
 };
 
 /** Any constant works; it only has to be the same for every Switchboard process. */

@@ -2,7 +2,7 @@
 // surprise (left before joined, finished before joined): every action here is idempotent,
 // call status only moves forward, and an event id is acted on once. Events find their call by
 // the room's sid, never by its name alone: LiveKit reuses room names, not sids.
-import { DisconnectReason, ParticipantInfo_Kind, type ParticipantInfo, type WebhookEvent } from "@livekit/protocol";
+import { DisconnectReason, ParticipantInfo_Kind, type ParticipantInfo, WebhookEvent } from "@livekit/protocol";
 import { sql } from "drizzle-orm";
 import {
   type CallRouting,
@@ -35,7 +35,24 @@ export interface LiveKitEventDeps extends RoutingDeps {
 export type EventOutcome =
   | { result: "ignored"; reason: string }
   | { result: "duplicate" }
-  | { result: "handled"; action: string; dispatch?: DispatchOutcome };
+  | { result: "handled"; action: string; dispatch?: DispatchOutcome }
+  /** Acted on (the caller has an agent) but written to the journal: the database was unavailable. */
+  | { result: "journaled"; action: string };
+
+/** The journal entry kind of a LiveKit event the database could not take. */
+export const LIVEKIT_EVENT_ENTRY = "livekit_event";
+
+/**
+ * The event was acted on as far as it could be, but the database could not record it: with a
+ * journal it is kept there and answered 200; without one LiveKit is asked to deliver it again.
+ */
+class NotRecordedError extends Error {
+  readonly code = "CONNECTION_DOWN";
+  constructor(message: string, cause?: unknown) {
+    super(message, { cause });
+    this.name = "NotRecordedError";
+  }
+}
 
 /** Disconnect reasons that mean the call never connected, as opposed to the caller hanging up. */
 const FAILED_REASONS = new Set([
@@ -62,8 +79,32 @@ export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookE
     return await withDeadline(handleAction(deps, event, room, action, log), deps.deliveryBudgetMs, "webhook delivery");
   } catch (error) {
     if (error instanceof AppError) throw error;
+    if (deps.journal && !isBudgetTimeout(error) && isDatabaseUnavailable(error)) {
+      try {
+        await deps.journal.append(LIVEKIT_EVENT_ENTRY, event.toJson());
+        log.warn({ err: error, action }, "event journaled: database unavailable");
+        return { result: "journaled", action };
+      } catch (journalError) {
+        log.error({ err: journalError }, "event could not be journaled either");
+      }
+    }
     throw deliveryError(error, log);
   }
+}
+
+const isBudgetTimeout = (error: unknown): error is TimeoutError =>
+  error instanceof TimeoutError && error.what === "webhook delivery";
+
+/**
+ * Writes a journaled event to the database as if it were delivered at `at`, without dispatching
+ * (its agent was sent when it came in). A retryable failure (503) leaves it in the journal.
+ */
+export async function replayLiveKitEvent(deps: LiveKitEventDeps, data: unknown, at: Date): Promise<void> {
+  const event = WebhookEvent.fromJson(data as never);
+  await handleLiveKitEvent(
+    { ...deps, dispatch: undefined, journal: undefined, clock: () => at, deliveryBudgetMs: 60_000 },
+    event,
+  );
 }
 
 /** One delivery of an event: its room as the database keys it, when it happened, what its claim found. */
@@ -106,7 +147,7 @@ async function handleAction(
 
   try {
     const outcome = await perform(deps, { event, room, at, claim }, action);
-    if (claim.state === "unknown") throw new UnavailableError("event handled without the database; asking LiveKit to redeliver");
+    if (claim.state === "unknown") throw new NotRecordedError("event handled without the database");
     if (id) await markProcessed(deps, id);
     return outcome;
   } catch (error) {
@@ -123,7 +164,7 @@ async function handleAction(
  * a value (no retry can mend that; event values are cleaned first, so this is a bug to look at).
  */
 function deliveryError(error: unknown, log: Logger): AppError {
-  if (error instanceof TimeoutError && error.what === "webhook delivery") {
+  if (isBudgetTimeout(error)) {
     log.warn({ err: error }, "webhook delivery over its budget: answered 503, its work goes on");
     return new UnavailableError(`${error.message}; retry later`);
   }
@@ -199,7 +240,8 @@ async function callerJoined(deps: LiveKitEventDeps, delivery: Delivery): Promise
   const participant = event.participant!;
   const routing = await routeInboundCall(deps, sipCall(participant, room));
   // Why the call has no complete record, if so: the delivery fails for it, after the caller got an agent.
-  let unrecorded: unknown = routing.recorded ? undefined : (routing.recordError ?? new UnavailableError("database unavailable"));
+  let unrecorded: unknown =
+    routing.record === "recorded" ? undefined : new NotRecordedError(`call record ${routing.record}`, routing.recordError);
   if (!unrecorded) {
     try {
       await recordCallerJoined(deps.database, { callId: routing.callId, room, joinedAt: joinedAt(participant, at) ?? at });
@@ -236,7 +278,7 @@ async function sendAgent(deps: LiveKitEventDeps, { event }: Delivery, routing: C
     throw new UnavailableError("another delivery is dispatching this call's agent; retry later");
   }
   if (dispatch.kind !== "failed") {
-    if (!dispatch.bookkept) throw new UnavailableError("call handled but not fully recorded: database unavailable");
+    if (!dispatch.bookkept) throw new NotRecordedError("call handled but not fully recorded: database unavailable");
     return { result: "handled", action: "caller_joined", dispatch };
   }
   const lastTry = !dispatch.retryable || isLastDelivery(event.createdAt, deps.clock(), dispatch.deliveries);
@@ -258,7 +300,7 @@ async function callerLeft(deps: LiveKitEventDeps, delivery: Delivery): Promise<E
   const { event, room, at } = delivery;
   const participant = event.participant!;
   const routing = await routeInboundCall(deps, sipCall(participant, room));
-  if (!routing.recorded) throw routing.recordError ?? new UnavailableError("database unavailable");
+  if (routing.record !== "recorded") throw new NotRecordedError(`call record ${routing.record}`, routing.recordError);
   await applyEarlierAnswer(deps, delivery);
   const reason = participant.disconnectReason;
   const ended = await recordCallEnded(deps.database, {

@@ -3,9 +3,11 @@
 import { sql } from "drizzle-orm";
 import { applyDirectory } from "../../src/admin/directory";
 import { createApp } from "../../src/app";
+import { createRoutingDirectory, type RoutingDirectory } from "../../src/calls/directory";
 import { type Config, loadConfig } from "../../src/config";
 import { type Database, openDatabase } from "../../src/db/client";
 import { migrate } from "../../src/db/migrate";
+import type { Journal } from "../../src/journal/journal";
 import { createLogger } from "../../src/logger";
 
 export interface LogLine {
@@ -17,6 +19,8 @@ export interface LogLine {
 export interface TestContext {
   app: ReturnType<typeof createApp>;
   database: Database;
+  /** The app's in-memory routing directory (seed and reset reload it before they return). */
+  directory: RoutingDirectory;
   config: Config;
   /** Every line the app logged, parsed. */
   logs: LogLine[];
@@ -39,7 +43,7 @@ export function testEnv(overrides: Record<string, string> = {}): Record<string, 
 
 export async function openTestContext(
   overrides: Record<string, string> = {},
-  extra: { database?: Database } = {},
+  extra: { database?: Database; journal?: Journal } = {},
 ): Promise<TestContext> {
   const config = loadConfig(testEnv(overrides));
   const database =
@@ -57,12 +61,17 @@ export async function openTestContext(
       logs.push(JSON.parse(line) as LogLine);
     },
   });
-  const app = createApp({ database, config, logger });
-  const reset = () => resetData(database);
+  const directory = createRoutingDirectory({ database, logger, waitMs: 10_000, reloadIntervalMs: 60_000 });
+  const app = createApp({ database, config, logger, directory, journal: extra.journal });
+  const reset = async () => {
+    await resetData(database);
+    await directory.reload();
+  };
   await reset();
   return {
     app,
     database,
+    directory,
     config,
     logs,
     post: (path, body, headers = {}) =>
@@ -74,11 +83,15 @@ export async function openTestContext(
         }),
       ),
     get: (path) => app.handle(new Request(`http://localhost${path}`)),
-    seed: async (directory) => {
-      await applyDirectory(database.db, directory, config.defaultRegion, config.systemDefaultAgent);
+    seed: async (entries) => {
+      await applyDirectory(database.db, entries, config.defaultRegion, config.systemDefaultAgent);
+      await directory.reload();
     },
     reset,
-    close: () => database.close(),
+    close: () => {
+      directory.close();
+      return database.close();
+    },
   };
 }
 

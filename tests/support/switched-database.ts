@@ -38,6 +38,13 @@ export async function openSwitchedDatabase(): Promise<SwitchedDatabase> {
       return real.rows<T>(query);
     },
     ping: () => (state.down ? Promise.reject(refused()) : real.ping()),
+    // Down is known at once here, as the real client knows it after the first refused connection.
+    get available() {
+      return !state.down && real.available;
+    },
+    get downSince() {
+      return state.down ? new Date() : real.downSince;
+    },
     close: async () => {},
   };
   return { database, state, close: () => real.close() };

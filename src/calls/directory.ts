@@ -1,0 +1,155 @@
+// The routing directory held in memory: dialed number -> tenant, campaign and their agents.
+// Routing reads it, not the database, so a caller gets the right agent in microseconds and
+// still gets it while the database is down. It stays fresh three ways: a NOTIFY from triggers
+// on the tables it is built from (any process, the admin API, seed or plain SQL; migration
+// 0007), a reload whenever the database comes back or the subscription is re-established
+// (notifications may have been missed meanwhile), and a periodic full reload as a safety net.
+import { sql } from "drizzle-orm";
+import type { Database } from "../db/client";
+import { withDeadline } from "../errors";
+import type { Logger } from "../logger";
+
+/** The channel migration 0007's triggers notify. */
+export const DIRECTORY_CHANNEL = "switchboard_directory";
+
+/** The directory facts the decision needs for one dialed number. */
+export interface DirectoryEntry {
+  phoneNumberId: string;
+  tenantId: string;
+  campaignId: string | null;
+  campaignActive: boolean;
+  campaignAgent: string | null;
+  tenantDefaultAgent: string | null;
+}
+
+export interface DirectoryStatus {
+  loaded: boolean;
+  loadedAt: Date | null;
+  numbers: number;
+  /** False while an announced change is not yet loaded (the database may be down). */
+  fresh: boolean;
+}
+
+export interface RoutingDirectory {
+  /** The entry of a dialed number (E.164); null for a number no active tenant owns. */
+  lookup(toNumber: string | null): Promise<DirectoryEntry | null>;
+  /** Announces a change made in this process; the next lookups wait (briefly) for it. */
+  changed(): void;
+  /** Resolves once a load that started after this call has finished (rejects if it fails). */
+  reload(): Promise<void>;
+  status(): DirectoryStatus;
+  close(): void;
+}
+
+export interface DirectoryOptions {
+  database: Database;
+  logger: Logger;
+  /** How long a lookup waits for an announced change to be loaded before answering from the last copy. */
+  waitMs: number;
+  /** The safety-net reload's period. */
+  reloadIntervalMs: number;
+}
+
+export function createRoutingDirectory({ database, logger, waitMs, reloadIntervalMs }: DirectoryOptions): RoutingDirectory {
+  let entries = new Map<string, DirectoryEntry>();
+  let loadedAt: Date | null = null;
+  // Changes announced so far, and how many of them the loaded entries include.
+  let announced = 0;
+  let included = 0;
+  let running: Promise<void> | null = null;
+  let queued: Promise<void> | null = null;
+
+  const loadOnce = async () => {
+    const covers = announced;
+    const started = performance.now();
+    entries = await readDirectory(database);
+    loadedAt = new Date();
+    included = Math.max(included, covers);
+    logger.debug({ numbers: entries.size, ms: Math.round(performance.now() - started) }, "routing directory loaded");
+  };
+  // One load at a time; calls during a load share the one queued after it (which sees their change).
+  const reload = (): Promise<void> => {
+    if (!running) {
+      running = loadOnce().finally(() => {
+        running = null;
+      });
+      return running;
+    }
+    queued ??= running
+      .catch(() => {})
+      .then(() => {
+        queued = null;
+        return reload();
+      });
+    return queued;
+  };
+  const reloadInBackground = () =>
+    reload().catch((error: unknown) =>
+      logger.warn({ err: error, numbers: entries.size }, "routing directory reload failed: routing from the last loaded copy"),
+    );
+  const changed = () => {
+    announced++;
+    void reloadInBackground();
+  };
+
+  changed();
+  database.listen(DIRECTORY_CHANNEL, changed, changed);
+  database.onRecovered(changed);
+  const timer = setInterval(reloadInBackground, reloadIntervalMs);
+  timer.unref?.();
+
+  return {
+    async lookup(toNumber) {
+      const pending = queued ?? running;
+      if (included < announced && pending && database.available) {
+        await withDeadline(pending, waitMs, "routing directory reload").catch(() => {});
+      }
+      return toNumber ? (entries.get(toNumber) ?? null) : null;
+    },
+    changed,
+    reload: () => {
+      announced++;
+      return reload();
+    },
+    status: () => ({ loaded: loadedAt !== null, loadedAt, numbers: entries.size, fresh: included >= announced }),
+    close: () => clearInterval(timer),
+  };
+}
+
+type DirectoryRow = {
+  e164: string;
+  phone_number_id: string;
+  tenant_id: string;
+  campaign_id: string | null;
+  campaign_active: boolean | null;
+  campaign_agent: string | null;
+  tenant_default_agent: string | null;
+};
+
+/** Every active number of an active tenant, with what the routing rule needs. */
+async function readDirectory(database: Database): Promise<Map<string, DirectoryEntry>> {
+  const rows = await database.rows<DirectoryRow>(sql`
+    select pn.e164, pn.id as phone_number_id, t.id as tenant_id, pn.campaign_id,
+           c.status = 'active' as campaign_active,
+           case when ca.active then ca.name end as campaign_agent,
+           td.name as tenant_default_agent
+    from phone_numbers pn
+    join tenants t on t.id = pn.tenant_id and t.active
+    left join campaigns c on c.id = pn.campaign_id
+    left join agents ca on ca.id = c.agent_id
+    left join agents td on td.tenant_id = t.id and td.is_default and td.active
+    where pn.active`);
+  return new Map(
+    rows.map((row) => [
+      row.e164,
+      {
+        phoneNumberId: row.phone_number_id,
+        tenantId: row.tenant_id,
+        campaignId: row.campaign_id,
+        campaignActive: row.campaign_active === true,
+        campaignAgent: row.campaign_agent,
+        tenantDefaultAgent: row.tenant_default_agent,
+      },
+    ]),
+  );
+}

@@ -1,0 +1,244 @@
+// What the database could not take when it happened (a call's record, a LiveKit event about
+// it) is appended here, on local disk, and written to the database once it answers again.
+// An entry is on disk (fdatasync) before the caller's webhook is answered, so an answered call
+// survives an outage, a crash and a restart. One line per entry: a checksum, a space, the JSON.
+// A torn last line (the process died mid-write) fails its checksum and is skipped with a warning.
+//
+// Each process appends to files of its own under DATA_DIR/journal, each held with a lock while
+// the process lives; a file whose lock is free belongs to a process that is gone, and whoever
+// replays next adopts it. Replay relies on the database's unique keys, so replaying an entry
+// twice, or the same call journaled by two processes, still ends in one record.
+import { createHash, randomUUID } from "node:crypto";
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
+import { type FileHandle, open } from "node:fs/promises";
+import { join } from "node:path";
+import { tryLockFile } from "../lock-file";
+import type { Logger } from "../logger";
+
+export interface JournalEntry {
+  kind: string;
+  /** When it happened (ISO 8601): replay records it at this time, not at the time of replay. */
+  at: string;
+  data: unknown;
+}
+
+/** How each kind of entry is written to the database; a handler that throws a retryable error stops the replay. */
+export type ReplayHandlers = Record<string, (data: unknown, at: Date) => Promise<void>>;
+
+export interface JournalStatus {
+  /** Entries on disk not yet written to the database. */
+  depth: number;
+  /** Entries written to the database since start. */
+  replayed: number;
+  /** Entries the database refused for good (logged with their data, then dropped). */
+  refused: number;
+  replaying: boolean;
+  lastReplayAt: Date | null;
+}
+
+export interface Journal {
+  /** Resolves once the entry is on disk. */
+  append(kind: string, data: unknown): Promise<void>;
+  /** Writes every pending entry, in order, to the database; stops at the first retryable failure. */
+  replay(handlers: ReplayHandlers, retryable: (error: unknown) => boolean): Promise<void>;
+  status(): JournalStatus;
+  close(): Promise<void>;
+}
+
+interface JournalFile {
+  path: string;
+  unlock: () => void;
+  /** Entries in the file; and how many of them are in the database (kept in memory only: after a restart, replay starts over, harmlessly). */
+  entries: number;
+  done: number;
+}
+
+export function openJournal({ dir, logger }: { dir: string; logger: Logger }): Journal {
+  mkdirSync(dir, { recursive: true });
+  const sealed: JournalFile[] = [];
+  let current: (JournalFile & { handle: FileHandle }) | null = null;
+  let queue: { line: string; resolve: () => void; reject: (error: unknown) => void }[] = [];
+  let flushing: Promise<void> | null = null;
+  let replaying: Promise<void> | null = null;
+  const stats = { replayed: 0, refused: 0, lastReplayAt: null as Date | null };
+
+  const openCurrent = async () => {
+    const path = join(dir, `${String(Date.now()).padStart(15, "0")}-${process.pid}-${randomUUID().slice(0, 8)}.jsonl`);
+    const unlock = tryLockFile(path)!;
+    const handle = await open(path, "a");
+    syncDirectory(dir); // the new file's name must survive a crash as well as its contents
+    current = { path, unlock, handle, entries: 0, done: 0 };
+    return current;
+  };
+  // Group commit: entries queued while a write is on disk go out together in the next one.
+  const flush = async () => {
+    while (queue.length) {
+      const batch = queue;
+      queue = [];
+      try {
+        const file = current ?? (await openCurrent());
+        await file.handle.write(batch.map((entry) => entry.line).join(""));
+        await file.handle.datasync();
+        file.entries += batch.length;
+        for (const entry of batch) entry.resolve();
+      } catch (error) {
+        logger.error({ err: error, dir }, "journal write failed");
+        for (const entry of batch) entry.reject(error);
+      }
+    }
+    flushing = null;
+  };
+  // New appends go to a new file; the sealed one is replayed with no writer behind it.
+  const seal = async () => {
+    await flushing;
+    if (!current) return;
+    await current.handle.close();
+    const { handle: _, ...file } = current;
+    current = null;
+    if (file.entries) sealed.push(file);
+    else removeFile(file);
+  };
+  const adoptOrphans = () => {
+    const known = new Set([...sealed.map((f) => f.path), current?.path]);
+    for (const name of readdirSync(dir).filter((n) => n.endsWith(".jsonl")).sort()) {
+      const path = join(dir, name);
+      if (known.has(path)) continue;
+      const unlock = tryLockFile(path);
+      if (!unlock) continue; // a live process's journal: it replays its own
+      sealed.push({ path, unlock, entries: readEntries(path, logger).length, done: 0 });
+    }
+    sealed.sort((a, b) => a.path.localeCompare(b.path));
+  };
+  const replayFile = async (file: JournalFile, handlers: ReplayHandlers, retryable: (error: unknown) => boolean) => {
+    const entries = readEntries(file.path, logger);
+    for (; file.done < entries.length; file.done++) {
+      const entry = entries[file.done]!;
+      try {
+        const handler = handlers[entry.kind];
+        if (!handler) throw new Error(`no replay handler for journal entry kind "${entry.kind}"`);
+        await handler(entry.data, new Date(entry.at));
+        stats.replayed++;
+      } catch (error) {
+        if (retryable(error)) return false;
+        stats.refused++;
+        logger.error({ err: error, entry }, "journal entry refused by the database: dropped (its data is in this line)");
+      }
+    }
+    removeFile(file);
+    sealed.splice(sealed.indexOf(file), 1);
+    return true;
+  };
+  const replayAll = async (handlers: ReplayHandlers, retryable: (error: unknown) => boolean) => {
+    await seal();
+    adoptOrphans();
+    const before = depthOf(sealed);
+    if (!before) return;
+    logger.info({ depth: before }, "journal replay started");
+    for (const file of [...sealed]) {
+      if (!(await replayFile(file, handlers, retryable))) break;
+    }
+    stats.lastReplayAt = new Date();
+    const depth = depthOf(sealed) + (current?.entries ?? 0);
+    logger.info({ replayed: before - depthOf(sealed), depth }, depth ? "journal replay paused: database unavailable" : "journal replayed");
+  };
+
+  adoptOrphans();
+  if (sealed.length) logger.info({ depth: depthOf(sealed), files: sealed.length }, "journal entries from an earlier run found");
+  return {
+    append(kind, data) {
+      const json = JSON.stringify({ kind, at: new Date().toISOString(), data });
+      return new Promise<void>((resolve, reject) => {
+        queue.push({ line: `${checksum(json)} ${json}\n`, resolve, reject });
+        flushing ??= flush();
+      });
+    },
+    replay(handlers, retryable) {
+      replaying ??= replayAll(handlers, retryable).finally(() => {
+        replaying = null;
+      });
+      return replaying;
+    },
+    status: () => ({
+      depth: depthOf(sealed) + (current?.entries ?? 0) + queue.length,
+      ...stats,
+      replaying: replaying !== null,
+    }),
+    async close() {
+      await replaying?.catch(() => {});
+      await flushing;
+      const file = current;
+      current = null;
+      if (file) {
+        await file.handle.close();
+        if (file.entries) file.unlock();
+        else removeFile(file);
+      }
+      for (const file of sealed) file.unlock();
+    },
+  };
+}
+
+const depthOf = (files: JournalFile[]) => files.reduce((sum, file) => sum + file.entries - file.done, 0);
+
+function checksum(json: string): string {
+  return createHash("sha256").update(json).digest("hex").slice(0, 16);
+}
+
+/** The file's entries in order; a line that fails its checksum is skipped with a warning. */
+export function readEntries(path: string, logger: Logger): JournalEntry[] {
+  const lines = readFileSync(path, "utf8").split("\n");
+  const entries: JournalEntry[] = [];
+  lines.forEach((line, index) => {
+    if (line === "") return;
+    const json = line.slice(17);
+    if (line[16] === " " && checksum(json) === line.slice(0, 16)) {
+      entries.push(JSON.parse(json) as JournalEntry);
+      return;
+    }
+    const last = index === lines.length - 1; // no newline after it: the write was cut short
+    logger.warn({ path, line: index + 1 }, last ? "journal: torn last line skipped" : "journal: corrupt line skipped");
+  });
+  return entries;
+}
+
+function removeFile(file: Pick<JournalFile, "path" | "unlock">) {
+  unlinkSync(file.path);
+  file.unlock();
+}
+
+function syncDirectory(dir: string) {
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Replays the journal whenever it may succeed: now, each time the database comes back, soon
+ * after an entry is appended while the database is up (it was only slow), and periodically.
+ */
+export function keepReplaying(
+  journal: Journal,
+  options: {
+    handlers: ReplayHandlers;
+    retryable: (error: unknown) => boolean;
+    available: () => boolean;
+    onRecovered: (listener: () => void) => void;
+    logger: Logger;
+    intervalMs: number;
+  },
+): { stop(): void } {
+  const run = () => {
+    if (!options.available() || journal.status().depth === 0) return;
+    journal
+      .replay(options.handlers, options.retryable)
+      .catch((error: unknown) => options.logger.error({ err: error }, "journal replay failed"));
+  };
+  options.onRecovered(run);
+  const timer = setInterval(run, options.intervalMs);
+  timer.unref?.();
+  run();
+  return { stop: () => clearInterval(timer) };
+}

@@ -1,0 +1,30 @@
+// An exclusive flock(2) on a file: the kernel drops it when the holder exits however it exits,
+// it is atomic (two openers cannot both win), and it works across containers sharing a volume,
+// where a pid would not (everyone is pid 1).
+import { closeSync, openSync } from "node:fs";
+import { dlopen, FFIType } from "bun:ffi";
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+
+/** Takes the lock on `path` (created if missing) and returns its release, or null when another process holds it. */
+export function tryLockFile(path: string): (() => void) | null {
+  const fd = openSync(path, "a");
+  if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {
+    closeSync(fd);
+    return null;
+  }
+  return () => closeSync(fd); // closing the descriptor releases the lock
+}
+
+/** libc's flock(2); loaded only when a lock is taken. */
+function flock(fd: number, operation: number): number {
+  const libc = dlopen(process.platform === "darwin" ? "libSystem.B.dylib" : "libc.so.6", {
+    flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  });
+  try {
+    return libc.symbols.flock(fd, operation);
+  } finally {
+    libc.close();
+  }
+}
