@@ -24,7 +24,9 @@ const started = performance.now();
 // The bun CLI rather than Bun.build: same flags as one would type, and process.execPath
 // is the pinned bun from node_modules whichever way this script was started.
 const build = Bun.spawnSync(
-  [process.execPath, "build", "--compile", "--minify", "--sourcemap", "src/main.ts", "--outfile", outfile],
+  // The header flag is baked in: Bun's 16 KiB default would refuse large heads with an empty 431
+  // before the app's own (lower) bound could answer with a reason.
+  [process.execPath, "build", "--compile", "--minify", "--sourcemap", "--compile-exec-argv=--max-http-header-size=65536", "src/main.ts", "--outfile", outfile],
   { cwd: root, stdout: "inherit", stderr: "inherit", env: process.env },
 );
 if (build.exitCode !== 0) {

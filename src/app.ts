@@ -20,7 +20,7 @@ import {
   UnsupportedMediaTypeError,
 } from "./errors";
 import { healthRoutes } from "./health/routes";
-import { parseBody, readBody } from "./http-body";
+import { assertHeadersFit, parseBody, readBody } from "./http-body";
 import { apiDocs } from "./openapi";
 import { createLiveKitClients, type LiveKitClients } from "./livekit/clients";
 import { liveKitRoutes } from "./livekit/routes";
@@ -48,6 +48,14 @@ const DIRECTORY_RELOAD_MS = 60_000;
 const JOURNAL_REPLAY_MS = 1_000;
 
 export type App = ReturnType<typeof createApp>;
+
+/**
+ * How the CLI listens. The body limit is the app's (MAX_BODY_BYTES, enforced while reading in
+ * http-body.ts, answered with a JSON 413); Bun's own would answer first, with an empty body.
+ */
+export function listenOptions(config: Pick<Config, "host" | "port">) {
+  return { hostname: config.host, port: config.port, maxRequestBodySize: Number.MAX_SAFE_INTEGER };
+}
 
 export function createApp(deps: AppDeps) {
   const { database, config, logger } = deps;
@@ -103,6 +111,7 @@ export function createApp(deps: AppDeps) {
     });
   let routes: { method: string; path: string }[] = [];
   const app = new Elysia({ normalize: false })
+    .onRequest(({ request }) => assertHeadersFit(request.headers))
     .onParse(async ({ request, contentType }) => {
       const text = await readBody(request, config.maxBodyBytes);
       rawBodies.set(request, text);

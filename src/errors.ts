@@ -35,6 +35,12 @@ export class PayloadTooLargeError extends AppError {
   }
 }
 
+export class HeadersTooLargeError extends AppError {
+  constructor(limit: number) {
+    super(431, "headers_too_large", `headers: larger than ${limit} bytes`, "headers");
+  }
+}
+
 export class UnsupportedMediaTypeError extends AppError {
   constructor(contentType: string) {
     super(415, "unsupported_media_type", `content-type: expected application/json, got "${contentType || "none"}"`, "content-type");

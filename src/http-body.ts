@@ -2,20 +2,53 @@
 // bounded in bytes, and a JSON body in nesting depth and element count, with one linear scan
 // before it is parsed: a 60 KB body of nested arrays costs microseconds to refuse, where
 // parsing and validating it would hold the event loop for seconds and every caller behind it.
-import { BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError } from "./errors";
+import { BadRequestError, HeadersTooLargeError, PayloadTooLargeError, UnsupportedMediaTypeError } from "./errors";
 
 /** Deeper than any body Switchboard takes (a LiveKit event nests about 5 levels). */
 export const MAX_JSON_DEPTH = 32;
 /** More values than any body Switchboard takes holds, far fewer than the body limit allows. */
 export const MAX_JSON_ELEMENTS = 10_000;
 
-/** The body as text, bounded in size whether or not Content-Length is honest. */
+/**
+ * The body as text, read as a stream and abandoned past `limit` bytes, so a chunked body with no
+ * Content-Length costs no more memory than an honest one. The server's own limit is set out of
+ * the way (main.ts): it would answer 413 with an empty body before the app could say why.
+ */
 export async function readBody(request: Request, limit: number): Promise<string> {
   const declared = Number(request.headers.get("content-length") ?? 0);
   if (declared > limit) throw new PayloadTooLargeError(limit);
-  const text = await request.text();
-  if (Buffer.byteLength(text) > limit) throw new PayloadTooLargeError(limit);
-  return text;
+  if (!request.body) return "";
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      // The server discards the rest of what the client sends; the 413 still reaches it.
+      reader.cancel().catch(() => {});
+      throw new PayloadTooLargeError(limit);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size).toString("utf8");
+}
+
+/**
+ * Header bytes (names and values) a request may carry: far above what LiveKit or an admin client
+ * sends. Bun refuses request heads over 16 KiB with an empty 431 of its own; the CLI raises
+ * that to 64 KiB (--max-http-header-size in package.json, the shebang and the build) so that
+ * this bound answers first, with a body that says what is wrong.
+ */
+export const MAX_HEADER_BYTES = 8 * 1024;
+
+export function assertHeadersFit(headers: Headers): void {
+  let size = 0;
+  headers.forEach((value, name) => {
+    size += name.length + value.length;
+  });
+  if (size > MAX_HEADER_BYTES) throw new HeadersTooLargeError(MAX_HEADER_BYTES);
 }
 
 /** JSON errors become a 400 naming the body; LiveKit's application/webhook+json stays text (its signature covers the bytes). */

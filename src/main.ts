@@ -1,11 +1,11 @@
-#!/usr/bin/env bun
+#!/usr/bin/env -S bun --max-http-header-size=65536
 // The switchboard command: serve (default), migrate, seed FILE, livekit provision|status.
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { and, eq, isNotNull } from "drizzle-orm";
 import { applyDirectory, DirectoryError } from "./admin/directory";
 import { apiKeyView, createApiKey, revokeApiKey, tenantIdByName } from "./admin/keys";
-import { createApp } from "./app";
+import { createApp, listenOptions } from "./app";
 import { createRoutingDirectory } from "./calls/directory";
 import { assertServable, type Config, ConfigError, loadConfig } from "./config";
 import { type Database, openDatabase } from "./db/client";
@@ -254,11 +254,7 @@ async function serve(config: Config, logger: Logger): Promise<number> {
     logger.error({ err: error }, "routing directory not loaded: unknown numbers get the system default until the database answers"),
   );
   const journal = openCallJournal(config, logger);
-  const app = createApp({ database, config, logger, livekit, directory, journal }).listen({
-    hostname: config.host,
-    port: config.port,
-    maxRequestBodySize: config.maxBodyBytes,
-  });
+  const app = createApp({ database, config, logger, livekit, directory, journal }).listen(listenOptions(config));
   const server = app.server!;
   logger.info(
     { host: config.host, port: server.port, database: database.kind, version: VERSION },

@@ -3,11 +3,15 @@
 // endpoints must tell the truth without telling where the database is. These apps have no
 // journal (journal.test.ts has those): a call the database cannot take is answered "unrecorded".
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { eq, sql } from "drizzle-orm";
 import { createApp } from "../src/app";
 import { loadConfig } from "../src/config";
 import { type Database, openDatabase } from "../src/db/client";
 import { callLogs } from "../src/db/schema";
+import { openJournal } from "../src/journal/journal";
 import { createLogger } from "../src/logger";
 import { type LogLine, openTestContext, testEnv } from "./support/context";
 import {
@@ -224,8 +228,10 @@ describe("a database too busy to answer within the statement timeout", () => {
   }, 30_000);
   afterAll(() => database.close());
 
-  test("a call answered while the database is too busy is recorded, once, with the agent it was answered with", async () => {
-    const ctx = await openTestContext({ DB_STATEMENT_TIMEOUT_MS: "300" }, { database });
+  test("a call answered while the database is too busy is journaled, then recorded once with the agent it was answered with", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "switchboard-busy-"));
+    const journal = openJournal({ dir, logger: createLogger("silent") });
+    const ctx = await openTestContext({ DB_STATEMENT_TIMEOUT_MS: "300" }, { database, journal });
     await ctx.seed(acmeDirectory);
 
     // Every connection is taken by slow work (PGlite has one connection; PostgreSQL a pool).
@@ -251,15 +257,22 @@ describe("a database too busy to answer within the statement timeout", () => {
     const answer = await json(res);
     // The decision comes from memory: the busy database changes who answers nothing.
     expect(answer.agent_name).toBe(CAMPAIGN_AGENT);
-    expect(answer.record).toBe("unrecorded");
+    expect(answer.record).toBe("pending");
     expect(JSON.parse(answer.metadata).call_log_id).toBeNull();
 
-    // The write queued for the busy database runs once it is free, and names the agent the caller got.
+    // The journal is written once the database is free, naming the agent the caller got.
     let rows: (typeof callLogs.$inferSelect)[] = [];
     for (let i = 0; i < 50 && rows.length === 0; i++) {
       await Bun.sleep(100);
-      rows = await database.db.select().from(callLogs).where(eq(callLogs.providerCallId, "busy-1"));
+      // The timeout marked the database down; statements are refused until its probe gets an answer.
+      rows = await database.db
+        .select()
+        .from(callLogs)
+        .where(eq(callLogs.providerCallId, "busy-1"))
+        .catch(() => []);
     }
     expect(rows.map((r) => [r.agentName, r.agentSource])).toEqual([[CAMPAIGN_AGENT, "campaign"]]);
+    await journal.close();
+    rmSync(dir, { recursive: true, force: true });
   }, 30_000);
 });

@@ -92,6 +92,7 @@ interface SipAnswer {
   agent_name: string;
   metadata: string;
   attributes: { inbound: string; phone_number: string; caller: string };
+  record: string;
 }
 
 let ctx: TestContext;

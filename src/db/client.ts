@@ -14,13 +14,18 @@ import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { withDeadline } from "../errors";
 import { tryLockFile } from "../lock-file";
-import { isConnectionLost } from "./errors";
+import { type Availability, trackAvailability } from "./availability";
 import * as schema from "./schema";
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 
+export { DatabaseClosedError, DatabaseDownError } from "./availability";
+
 export interface Database {
+  /** Every statement bounded by the statement timeout and refused at once while the database is down. */
   db: Db;
+  /** No client-side deadline: for migrations, which may rightly run long. */
+  maintenanceDb: Db;
   kind: "postgres" | "pglite";
   /**
    * Runs raw SQL and returns its rows, whichever driver is underneath, within the statement
@@ -42,8 +47,6 @@ export interface Database {
   close(): Promise<void>;
 }
 
-/** How often a database known to be down is asked whether it is back. */
-const PROBE_INTERVAL_MS = 250;
 
 export interface DatabaseOptions {
   databaseUrl?: string;
@@ -65,113 +68,60 @@ export function rowsOf<T>(result: unknown): T[] {
 type Subscribe = (channel: string, onNotify: () => void, onListening: () => void) => Promise<unknown>;
 
 function wrap(
-  db: Db,
+  handles: { db: Db; maintenanceDb: Db },
   kind: Database["kind"],
+  gate: Availability,
   timeoutMs: number,
   execute: (query: SQL) => Promise<unknown>,
   subscribe: Subscribe,
   close: () => Promise<void>,
 ): Database {
-  let closed = false;
-  let downSince: Date | null = null;
-  let downBecause: unknown;
-  const recovered: (() => void)[] = [];
-  const timers = new Set<ReturnType<typeof setTimeout>>();
-  const later = (ms: number, work: () => void) => {
-    const timer = setTimeout(() => {
-      timers.delete(timer);
-      if (!closed) work();
-    }, ms);
-    timers.add(timer);
-  };
-  // statement_timeout cannot help when the server stops answering altogether; this bound can.
-  const attempt = async (query: SQL) => rowsOf(await withDeadline(execute(query), timeoutMs, "database query"));
-  // Once a connection is lost, callers stop waiting on the database: a probe in the background
-  // asks until it answers, so no caller pays a timeout to learn what the last one learned.
-  const probe = () =>
-    attempt(sql`select 1`).then(
-      () => {
-        downSince = null;
-        for (const listener of recovered) listener();
-      },
-      () => later(PROBE_INTERVAL_MS, probe),
-    );
-  const markDown = (error: unknown) => {
-    if (closed || downSince || !isConnectionLost(error)) return;
-    downSince = new Date();
-    downBecause = error;
-    later(PROBE_INTERVAL_MS, probe);
-  };
-  const rows = async <T extends Record<string, unknown>>(query: SQL) => {
-    if (closed) throw new DatabaseClosedError();
-    if (downSince) throw new DatabaseDownError(downSince, downBecause);
-    try {
-      return (await attempt(query)) as T[];
-    } catch (error) {
-      markDown(error);
-      throw error;
-    }
-  };
+  const rows = async <T extends Record<string, unknown>>(query: SQL) =>
+    rowsOf<T>(await gate.run(() => execute(query), timeoutMs, "database query"));
   const listen = (channel: string, onNotify: () => void, onListening: () => void) => {
-    const start = () =>
-      subscribe(channel, onNotify, onListening).catch(() => later(PROBE_INTERVAL_MS * 8, start));
+    const start = () => subscribe(channel, onNotify, onListening).catch(() => gate.later(2000, start));
     void start();
   };
   return {
-    db,
+    ...handles,
     kind,
     rows,
     ping: async () => {
       await rows(sql`select 1`);
     },
     get available() {
-      return !downSince && !closed;
+      return gate.available;
     },
     get downSince() {
-      return downSince;
+      return gate.downSince;
     },
-    onRecovered: (listener) => void recovered.push(listener),
+    onRecovered: gate.onRecovered,
     listen,
     close: async () => {
-      closed = true;
-      for (const timer of timers) clearTimeout(timer);
+      gate.close();
       await close();
     },
   };
 }
 
-/** A statement while the database is known to be down: refused at once, a probe watches for its return. */
-export class DatabaseDownError extends Error {
-  readonly code = "CONNECTION_DOWN";
-  /** `cause`: the failure that showed the database was down (refused, timed out...), for the logs. */
-  constructor(since: Date, cause?: unknown) {
-    super(`database unavailable since ${since.toISOString()}`, { cause });
-    this.name = "DatabaseDownError";
-  }
-}
-
-/** A statement after close() (during shutdown): unavailable, like a connection postgres.js has ended. */
-export class DatabaseClosedError extends Error {
-  readonly code = "CONNECTION_ENDED";
-  constructor() {
-    super("database closed");
-    this.name = "DatabaseClosedError";
-  }
-}
-
 function openPostgres(url: string, options: DatabaseOptions): Database {
+  const timeoutMs = options.statementTimeoutMs;
   const client = postgres(url, {
     max: options.poolMax,
     // A sick database must not hold a caller: statements and connects are bounded.
-    connect_timeout: Math.max(1, Math.ceil(options.statementTimeoutMs / 1000)),
+    connect_timeout: Math.max(1, Math.ceil(timeoutMs / 1000)),
     // Calls come and go; a warm connection saves the handshake on the next caller's path.
     idle_timeout: 600,
     // Switchboard reads no array or custom types: skip the type lookup on every new connection.
     fetch_types: false,
-    connection: { statement_timeout: options.statementTimeoutMs, application_name: "switchboard" },
+    connection: { statement_timeout: timeoutMs, application_name: "switchboard" },
     onnotice: () => {},
   });
-  const db = drizzlePostgres(client, { schema }) as unknown as Db;
+  const gate = trackAvailability(() => withDeadline(Promise.resolve(client.unsafe("select 1")), timeoutMs, "database probe"));
+  const handles = {
+    db: drizzlePostgres(boundedClient(client, gate, timeoutMs), { schema }) as unknown as Db,
+    maintenanceDb: drizzlePostgres(client, { schema }) as unknown as Db,
+  };
   // The call path's statements run as named prepared statements: one round trip each, where
   // an unprepared statement with parameters costs two (describe, then execute).
   const dialect = new PgDialect();
@@ -181,7 +131,49 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
   };
   // postgres.js listens on a connection of its own and listens again after reconnecting.
   const subscribe: Subscribe = (channel, onNotify, onListening) => client.listen(channel, onNotify, onListening);
-  return wrap(db, "postgres", options.statementTimeoutMs, execute, subscribe, () => client.end({ timeout: 5 }));
+  return wrap(handles, "postgres", gate, timeoutMs, execute, subscribe, () => client.end({ timeout: 5 }));
+}
+
+/**
+ * The postgres.js client as Drizzle sees it, under the rules of Database.rows: each statement
+ * bounded by the statement timeout and refused at once while the database is known to be down.
+ * A transaction's BEGIN and its COMMIT or ROLLBACK are statements too, bounded the same way, so
+ * a server that stops answering mid-transaction fails the request instead of holding it.
+ */
+function boundedClient(client: postgres.Sql, gate: Availability, timeoutMs: number): postgres.Sql {
+  const bounded = (query: postgres.PendingQuery<postgres.Row[]>) => ({
+    // Drizzle awaits a query, or calls values() and awaits that.
+    values: () => gate.run(() => query.values(), timeoutMs, "database query"),
+    then: <A, B>(resolve: (rows: postgres.Row[]) => A, reject: (error: unknown) => B) =>
+      gate.run(() => query, timeoutMs, "database query").then(resolve, reject),
+  });
+  const transaction =
+    (begin: (...args: unknown[]) => Promise<unknown>) =>
+    (...args: unknown[]) => {
+      const work = args.pop() as (tx: postgres.Sql) => Promise<unknown>;
+      const started = Promise.withResolvers<void>();
+      const finished = Promise.withResolvers<void>();
+      const running = begin(...args, async (tx: postgres.Sql) => {
+        started.resolve();
+        try {
+          return await work(boundedClient(tx, gate, timeoutMs));
+        } finally {
+          finished.resolve();
+        }
+      });
+      const ended = finished.promise.then(() => withDeadline(running, timeoutMs, "database transaction end"));
+      return gate
+        .run(() => Promise.race([started.promise, running]), timeoutMs, "database transaction start")
+        .then(() => Promise.race([running, ended]));
+    };
+  return new Proxy(client, {
+    get(target, key, receiver) {
+      const value = Reflect.get(target, key, receiver);
+      if (key === "unsafe") return (...args: Parameters<typeof target.unsafe>) => bounded(target.unsafe(...args));
+      if (key === "begin" || key === "savepoint") return transaction(value.bind(target));
+      return value;
+    },
+  });
 }
 
 /**
@@ -215,12 +207,16 @@ async function openPglite({ dataDir, statementTimeoutMs }: DatabaseOptions): Pro
       initdbWasmModule,
       fsBundle: Bun.file(pgliteData),
     });
+    // PGlite runs statements in this process, in WebAssembly: nothing can interrupt one (it has
+    // no statement_timeout either), so the deadline here only bounds waiting behind others.
     const db = drizzlePglite(client, { schema }) as unknown as Db;
     const subscribe: Subscribe = async (channel, onNotify, onListening) => {
       await client.listen(channel, onNotify);
       onListening();
     };
-    return wrap(db, "pglite", statementTimeoutMs, (query) => db.execute(query), subscribe, async () => {
+    const gate = trackAvailability(() => client.query("select 1"));
+    const handles = { db, maintenanceDb: db };
+    return wrap(handles, "pglite", gate, statementTimeoutMs, (query) => db.execute(query), subscribe, async () => {
       await client.close();
       unlock();
     });

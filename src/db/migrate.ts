@@ -40,7 +40,8 @@ export async function migrate(database: Database, until?: string): Promise<Migra
     return { tag: entry.tag, statements: text.split("--> statement-breakpoint") };
   });
   const applied: string[] = [];
-  await database.db.transaction(async (tx) => {
+  // Without the client-side statement deadline: a migration may rightly take longer than a call's statement.
+  await database.maintenanceDb.transaction(async (tx) => {
     // Migrations are not on a caller's path: lift the per-statement bound for them.
     await tx.execute(sql`set local statement_timeout = 0`);
     // Several instances may start at once: one migrates, the others wait and find nothing to do.
