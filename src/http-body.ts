@@ -32,8 +32,15 @@ export async function readBody(request: Request, limit: number): Promise<string>
     }
     chunks.push(value);
   }
-  return Buffer.concat(chunks, size).toString("utf8");
+  try {
+    return UTF8.decode(Buffer.concat(chunks, size));
+  } catch {
+    // Decoding leniently would store U+FFFD in place of the bad bytes: a value nobody sent.
+    throw new BadRequestError("body: not valid UTF-8", "body");
+  }
 }
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * Header bytes (names and values) a request may carry: far above what LiveKit or an admin client
@@ -59,11 +66,14 @@ export function parseBody(text: string, contentType: string): unknown {
   if (type === "application/webhook+json") return text;
   if (json) {
     if (text.trim() === "") throw new BadRequestError("body: empty, expected a JSON object", "body");
+    let value: unknown;
     try {
-      return JSON.parse(text);
+      value = JSON.parse(text);
     } catch (error) {
       throw new BadRequestError(`body: malformed JSON (${(error as Error).message})`, "body");
     }
+    if (text.includes('"toString"') || text.includes('"valueOf"')) givePrintableForm(value);
+    return value;
   }
   // Every endpoint takes JSON; `curl -d` without a content type deserves a clear answer.
   if (text.trim() !== "") throw new UnsupportedMediaTypeError(contentType);
@@ -90,6 +100,19 @@ export function assertJsonBounds(text: string): void {
     } else if (c === COMMA && ++elements >= MAX_JSON_ELEMENTS) {
       throw new BadRequestError(`body: JSON holds more than ${MAX_JSON_ELEMENTS} values`, "body");
     }
+  }
+}
+
+/**
+ * An object whose own "toString" or "valueOf" key holds data cannot be turned into a string, and
+ * Elysia's validator does exactly that when it describes a wrong value: a 400 would become a 500.
+ * Such objects get a hidden (symbol, non-enumerable) way to print; their data is unchanged.
+ */
+function givePrintableForm(value: unknown): void {
+  if (typeof value !== "object" || value === null) return;
+  for (const inner of Object.values(value)) givePrintableForm(inner);
+  if (Object.hasOwn(value, "toString") || Object.hasOwn(value, "valueOf")) {
+    Object.defineProperty(value, Symbol.toPrimitive, { value: () => "[object Object]", enumerable: false });
   }
 }
 

@@ -108,6 +108,21 @@ describe("limits over a real socket answer with the documented JSON error", () =
   });
 });
 
+describe("values that trip up the validator or the decoder", () => {
+  test("an object with its own toString key where a string goes is a 400 naming the field, not a 500", async () => {
+    const answer = await inProcess(SIP_INBOUND_PATH, JSON.stringify({ call_id: { toString: 1, valueOf: "x" }, to_number: CAMPAIGN_NUMBER }));
+    expect(answer.status).toBe(400);
+    expect(answer.body.error.details).toEqual({ field: "call_id" });
+  });
+
+  test("bytes that are not UTF-8 are a 400 naming the body, not text stored with replacement characters", async () => {
+    const bytes = Buffer.concat([Buffer.from('{"call_id":"utf8-'), Buffer.from([0xed, 0xa0, 0x80, 0xff]), Buffer.from(`","to_number":"${CAMPAIGN_NUMBER}"}`)]);
+    const res = await fetch(`${base}${SIP_INBOUND_PATH}`, { method: "POST", headers: { "content-type": "application/json" }, body: bytes });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as any).error).toMatchObject({ message: "body: not valid UTF-8", details: { field: "body" } });
+  });
+});
+
 describe("sip-inbound with signing keys configured", () => {
   let signed: TestContext;
   beforeAll(async () => {
