@@ -187,6 +187,33 @@ describe("a restart during the outage", () => {
   });
 });
 
+describe("appends racing a replay", () => {
+  test("every append lands on disk and is replayed exactly once, none fails", async () => {
+    const own = openTestJournal(mkdtempSync(join(tmpdir(), "switchboard-race-")));
+    const replayed: number[] = [];
+    const handlers = { n: async (data: unknown) => void replayed.push(data as number) };
+    // Writers that append again as soon as their last entry is on disk, while replays keep
+    // sealing the file they write to: the next write must go to a new file, not the closing one.
+    let writing = true;
+    const writer = async (w: number) => {
+      for (let i = 0; i < 60; i++) await own.append("n", w * 60 + i);
+    };
+    const replayer = async () => {
+      while (writing) await own.replay(handlers, () => false);
+    };
+    const replaying = replayer();
+    const results = await Promise.allSettled([0, 1, 2, 3, 4].map(writer));
+    writing = false;
+    await replaying;
+    expect(results.filter((r) => r.status === "rejected")).toEqual([]);
+    await own.replay(handlers, () => false);
+    // Those written before a failed append are all replayed, once each.
+    expect(replayed.toSorted((a, b) => a - b)).toEqual([...Array(300).keys()]);
+    expect(own.status().depth).toBe(0);
+    await own.close();
+  });
+});
+
 describe("two journals on one directory", () => {
   test("a live process's journal is left to it; only files whose owner is gone are adopted", async () => {
     switched.state.down = true;

@@ -115,6 +115,10 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
     // Switchboard reads no array or custom types: skip the type lookup on every new connection.
     fetch_types: false,
     connection: { statement_timeout: timeoutMs, application_name: "switchboard" },
+    // postgres.js waits up to 20 s (growing with every failed attempt) before reconnecting; after
+    // an outage that kept the database "down" for seconds after it was back. Here at most 250 ms,
+    // the pace of the availability probe (a zero wait would spin the LISTEN connection's retries).
+    backoff: (attempts: number) => Math.min(attempts * 0.05, 0.25),
     onnotice: () => {},
   });
   const gate = trackAvailability(() => withDeadline(Promise.resolve(client.unsafe("select 1")), timeoutMs, "database probe"));

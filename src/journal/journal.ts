@@ -89,12 +89,19 @@ export function openJournal({ dir, logger }: { dir: string; logger: Logger }): J
     flushing = null;
   };
   // New appends go to a new file; the sealed one is replayed with no writer behind it.
-  const seal = async () => {
-    await flushing;
-    if (!current) return;
-    await current.handle.close();
-    const { handle: _, ...file } = current;
+  // The current file, taken away from the writer: only once no write is under way, and at once
+  // (no await in between), so a write starting next opens a new file instead of this closing one.
+  const takeCurrent = async () => {
+    while (flushing) await flushing;
+    const file = current;
     current = null;
+    return file;
+  };
+  const seal = async () => {
+    const taken = await takeCurrent();
+    if (!taken) return;
+    await taken.handle.close();
+    const { handle: _, ...file } = taken;
     if (file.entries) sealed.push(file);
     else removeFile(file);
   };
@@ -165,9 +172,7 @@ export function openJournal({ dir, logger }: { dir: string; logger: Logger }): J
     }),
     async close() {
       await replaying?.catch(() => {});
-      await flushing;
-      const file = current;
-      current = null;
+      const file = await takeCurrent();
       if (file) {
         await file.handle.close();
         if (file.entries) file.unlock();
