@@ -128,7 +128,7 @@ export function createApp(deps: AppDeps) {
     })
     // A change made through this process's admin API is seen by its next call, not a NOTIFY later.
     .onAfterHandle({ as: "global" }, ({ request }) => {
-      if (request.method !== "GET" && new URL(request.url).pathname.startsWith("/api/v1/admin/")) directory.changed();
+      if (request.method !== "GET" && isAdminPath(new URL(request.url).pathname)) directory.changed();
     })
     .onStop(() => {
       directory.close();
@@ -156,6 +156,9 @@ export function createApp(deps: AppDeps) {
   routes = app.routes;
   return app;
 }
+
+/** The admin API: everything under /api/v1 but the webhooks. */
+const isAdminPath = (path: string) => path.startsWith("/api/v1/") && !path.startsWith("/api/v1/webhooks/");
 
 /** What an error means to the client; undefined for a real failure (logged, answered 500). */
 function toAppError(code: string | number, error: unknown, request: Request, logger: Logger): AppError | undefined {

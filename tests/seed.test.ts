@@ -26,8 +26,12 @@ afterAll(() => ctx.close());
 beforeEach(() => ctx.reset());
 
 /** Loads `directory` as `switchboard seed` would, with the configured system default agent unless told another. */
-const apply = (directory: unknown, systemDefaultAgent = ctx.config.systemDefaultAgent) =>
-  applyDirectory(ctx.database.db, directory, "US", systemDefaultAgent);
+/** Seeds as the CLI does; the app's directory is reloaded at once rather than on the NOTIFY, which may come a moment later. */
+async function apply(directory: unknown, systemDefaultAgent = ctx.config.systemDefaultAgent) {
+  const summary = await applyDirectory(ctx.database.db, directory, "US", systemDefaultAgent);
+  await ctx.directory.reload();
+  return summary;
+}
 
 /** Every row of the directory tables, ordered by id. */
 async function snapshot() {

@@ -61,20 +61,28 @@ export function constraintViolation(error: unknown): ConstraintViolation | null 
   return null;
 }
 
+/** The error or one of its causes (Drizzle wraps the driver's error) carries a code matching `codes`, or is our deadline. */
+function causedBy(error: unknown, codes: RegExp): boolean {
+  for (let e = error as Record<string, unknown> | undefined, depth = 0; e && depth < 5; depth++) {
+    if (e.name === "TimeoutError") return true;
+    if (typeof e.code === "string" && codes.test(e.code)) return true;
+    e = e.cause as Record<string, unknown> | undefined;
+  }
+  return false;
+}
+
+/** Connection-level failures (the driver's codes, and SQLSTATE 08xxx and 57P01-03: shutting down). */
+const CONNECTION_LOST = "ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_(?:CLOSED|DESTROYED)|08\\w{3}|57P0[123]";
+
 /**
  * The database could not be reached or gave up (refused, reset, shutting down, too many
  * connections, a statement or lock timeout, a deadlock, our own deadline): worth a retry, so a
  * 503 rather than a 500.
  */
 export function isDatabaseUnavailable(error: unknown): boolean {
-  for (let e = error as Record<string, unknown> | undefined, depth = 0; e && depth < 5; depth++) {
-    if (e.name === "TimeoutError") return true;
-    const code = typeof e.code === "string" ? e.code : "";
-    if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_\w+|08\w{3}|57P\w{2}|57014|55P03|40001|40P01|53\w{3})$/.test(code)) return true;
-    e = e.cause as Record<string, unknown> | undefined;
-  }
-  return false;
+  return causedBy(error, UNAVAILABLE);
 }
+const UNAVAILABLE = new RegExp(`^(?:${CONNECTION_LOST}|CONNECTION_\\w+|57P\\w{2}|57014|55P03|40001|40P01|53\\w{3})$`);
 
 /**
  * The connection itself is gone or silent (refused, reset, the server shutting down, our own
@@ -82,11 +90,6 @@ export function isDatabaseUnavailable(error: unknown): boolean {
  * live server (a statement or lock timeout, a deadlock): only these mean "stop asking for now".
  */
 export function isConnectionLost(error: unknown): boolean {
-  for (let e = error as Record<string, unknown> | undefined, depth = 0; e && depth < 5; depth++) {
-    if (e.name === "TimeoutError") return true;
-    const code = typeof e.code === "string" ? e.code : "";
-    if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_(CLOSED|DESTROYED)|08\w{3}|57P0[123])$/.test(code)) return true;
-    e = e.cause as Record<string, unknown> | undefined;
-  }
-  return false;
+  return causedBy(error, LOST);
 }
+const LOST = new RegExp(`^(?:${CONNECTION_LOST})$`);

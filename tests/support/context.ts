@@ -61,13 +61,15 @@ export async function openTestContext(
       logs.push(JSON.parse(line) as LogLine);
     },
   });
+  // Wiped before the app starts: its journal replay (if it has a journal) starts at once.
+  await resetData(database);
   const directory = createRoutingDirectory({ database, logger, waitMs: 10_000, reloadIntervalMs: 60_000 });
   const app = createApp({ database, config, logger, directory, journal: extra.journal });
   const reset = async () => {
     await resetData(database);
     await directory.reload();
   };
-  await reset();
+  await directory.reload();
   return {
     app,
     database,
