@@ -40,6 +40,8 @@ export interface AppDeps {
   directory?: RoutingDirectory;
   /** Where call records go while the database cannot take them; without one they are only logged. */
   journal?: Journal;
+  /** False until the schema is migrated (the process started with the database down): no replay before. */
+  schemaReady?: () => boolean;
 }
 
 /** The safety net under NOTIFY: how often the directory is reloaded whole. */
@@ -104,7 +106,7 @@ export function createApp(deps: AppDeps) {
           replayLiveKitEvent({ ...events, settings: { ...routing.settings, recordWaitMs: config.statementTimeoutMs } }, data, at),
       },
       retryable: (error) => isDatabaseUnavailable(error) || (error instanceof AppError && error.status === 503),
-      available: () => database.available,
+      available: () => database.available && (deps.schemaReady?.() ?? true),
       onRecovered: database.onRecovered,
       logger,
       intervalMs: JOURNAL_REPLAY_MS,

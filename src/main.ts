@@ -9,7 +9,7 @@ import { createApp, listenOptions } from "./app";
 import { createRoutingDirectory } from "./calls/directory";
 import { assertServable, type Config, ConfigError, loadConfig } from "./config";
 import { type Database, openDatabase } from "./db/client";
-import { constraintViolation } from "./db/errors";
+import { constraintViolation, isDatabaseUnavailable } from "./db/errors";
 import { migrate } from "./db/migrate";
 import { agents, apiKeys } from "./db/schema";
 import { AppError } from "./errors";
@@ -216,10 +216,9 @@ function databaseOptions(config: Config) {
 
 async function serve(config: Config, logger: Logger): Promise<number> {
   const database = await openDatabase(databaseOptions(config));
-  if (config.migrateOnStart) {
-    const { applied } = await migrateDatabase(database);
-    if (applied.length) logger.info({ applied }, "migrations applied");
-  }
+  // Started while the database is down (a restart during an outage): serve anyway, from the
+  // directory's snapshot, journaling records; migrate once it answers, then replay.
+  let schemaReady = await migrateAtStart(config, database, logger);
   void warnOnTenantAgentNamedLikeSystemDefault(database, config.systemDefaultAgent, logger);
   const livekit = createLiveKitClients(config.livekit);
   // A LiveKit join takes up to seven bounded database steps (event claim, routing, join time,
@@ -248,13 +247,23 @@ async function serve(config: Config, logger: Logger): Promise<number> {
     logger,
     waitMs: config.statementTimeoutMs,
     reloadIntervalMs: 60_000,
+    snapshotPath: config.dataDir === "memory://" ? undefined : join(config.dataDir, "directory.json"),
   });
-  // Calls are routed from memory: load the directory before taking the first one.
-  await directory.reload().catch((error: unknown) =>
-    logger.error({ err: error }, "routing directory not loaded: unknown numbers get the system default until the database answers"),
-  );
+  // Calls are routed from memory: load the directory (or its last snapshot) before the first one.
+  await directory.reload().catch(async (error: unknown) => {
+    if (await directory.restoreSnapshot()) return;
+    logger.error({ err: error }, "routing directory not loaded: every call gets the system default until the database answers");
+  });
   const journal = openCallJournal(config, logger);
-  const app = createApp({ database, config, logger, livekit, directory, journal }).listen(listenOptions(config));
+  const app = createApp({ database, config, logger, livekit, directory, journal, schemaReady: () => schemaReady }).listen(
+    listenOptions(config),
+  );
+  if (!schemaReady) {
+    void migrateWhenReachable(database, logger).then(() => {
+      schemaReady = true;
+      directory.changed();
+    });
+  }
   const server = app.server!;
   logger.info(
     { host: config.host, port: server.port, database: database.kind, version: VERSION },
@@ -293,6 +302,36 @@ async function serve(config: Config, logger: Logger): Promise<number> {
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
   return stopped.promise;
+}
+
+/** Migrates unless told not to; false when the database could not be reached (serve goes on without it). */
+async function migrateAtStart(config: Config, database: Database, logger: Logger): Promise<boolean> {
+  if (!config.migrateOnStart) return true;
+  try {
+    const { applied } = await migrateDatabase(database);
+    if (applied.length) logger.info({ applied }, "migrations applied");
+    return true;
+  } catch (error) {
+    if (!isDatabaseUnavailable(error)) throw error;
+    logger.error({ err: error }, "database unreachable at start: routing from memory, records journaled; migrating once it answers");
+    return false;
+  }
+}
+
+/** Retries the migrations every second until the database answers; a migration it refuses ends the process. */
+async function migrateWhenReachable(database: Database, logger: Logger): Promise<void> {
+  for (;;) {
+    await Bun.sleep(1000);
+    try {
+      const { applied } = await migrateDatabase(database);
+      logger.info({ applied }, "database reachable: migrations checked, journal replay can start");
+      return;
+    } catch (error) {
+      if (isDatabaseUnavailable(error)) continue;
+      logger.fatal({ err: error }, "migration failed after the database came back");
+      process.exit(1);
+    }
+  }
 }
 
 /** The journal lives beside the embedded database, in DATA_DIR; an in-memory DATA_DIR has none. */

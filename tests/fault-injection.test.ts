@@ -386,6 +386,37 @@ describe.skipIf(skip)("fault injection: a real PostgreSQL crashed, frozen and re
     await expectRecordedExactlyOnce(url, stream, "after SIGKILL");
   }, 120_000);
 
+  test("a restart while the database is still down: the new process starts, routes every known number to its agent, and records it all once the database is back", async () => {
+    const url = await seededDatabase("restart_outage");
+    const env = serverEnv(url, freshDir("restart"));
+    const first = await startServer(env);
+    await pg!.stopImmediate();
+    let current = first;
+    const stream = new CallStream("restart", () => [current]);
+    stream.phase = "outage";
+    for (let i = 0; i < 10; i++) {
+      stream.send();
+      await Bun.sleep(20);
+    }
+    await Bun.sleep(200); // the last answers are in before the kill
+    first.kill("SIGKILL");
+    await first.exited;
+    // A restart (a deploy, systemd) while the database is still down: it cannot migrate or read
+    // the directory, and must serve anyway, from the directory's snapshot on disk.
+    current = await startServer(env);
+    const ready = (await (await current.get("/readyz")).json()) as { status: string; routing: { source: string } };
+    expect(ready).toMatchObject({ status: "degraded", routing: { source: "snapshot" } });
+    for (let i = 0; i < 20; i++) {
+      stream.send();
+      await Bun.sleep(20);
+    }
+    await stream.stop();
+    expectAnsweredCorrectly(stream.calls, { record: "pending" });
+
+    await pg!.start();
+    await expectRecordedExactlyOnce(url, stream, "restart during the outage");
+  }, 120_000);
+
   test("two server processes on one database: the same calls sent to both at once make one call log and one lead, answered by the same agent", async () => {
     const url = await seededDatabase("two_servers");
     const [one, two] = await Promise.all([startServer(serverEnv(url, freshDir("one"))), startServer(serverEnv(url, freshDir("two")))]);

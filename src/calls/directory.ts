@@ -4,6 +4,7 @@
 // on the tables it is built from (any process, the admin API, seed or plain SQL; migration
 // 0007), a reload whenever the database comes back or the subscription is re-established
 // (notifications may have been missed meanwhile), and a periodic full reload as a safety net.
+import { rename, writeFile } from "node:fs/promises";
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { withDeadline } from "../errors";
@@ -25,6 +26,8 @@ export interface DirectoryEntry {
 export interface DirectoryStatus {
   loaded: boolean;
   loadedAt: Date | null;
+  /** Where the entries came from: the database, or the snapshot on disk (the database was down at start). */
+  source: "database" | "snapshot" | null;
   numbers: number;
   /** False while an announced change is not yet loaded (the database may be down). */
   fresh: boolean;
@@ -37,6 +40,8 @@ export interface RoutingDirectory {
   changed(): void;
   /** Resolves once a load that started after this call has finished (rejects if it fails). */
   reload(): Promise<void>;
+  /** Takes the entries from the snapshot on disk, if nothing was loaded yet; true when it did. */
+  restoreSnapshot(): Promise<boolean>;
   status(): DirectoryStatus;
   close(): void;
 }
@@ -48,11 +53,18 @@ export interface DirectoryOptions {
   waitMs: number;
   /** The safety-net reload's period. */
   reloadIntervalMs: number;
+  /**
+   * Where a copy of the last loaded directory is kept, so that a process started while the
+   * database is down still routes every known number to its agent.
+   */
+  snapshotPath?: string;
 }
 
-export function createRoutingDirectory({ database, logger, waitMs, reloadIntervalMs }: DirectoryOptions): RoutingDirectory {
+export function createRoutingDirectory(options: DirectoryOptions): RoutingDirectory {
+  const { database, logger, waitMs, reloadIntervalMs, snapshotPath } = options;
   let entries = new Map<string, DirectoryEntry>();
   let loadedAt: Date | null = null;
+  let source: DirectoryStatus["source"] = null;
   // Changes announced so far, and how many of them the loaded entries include.
   let announced = 0;
   let included = 0;
@@ -64,8 +76,10 @@ export function createRoutingDirectory({ database, logger, waitMs, reloadInterva
     const started = performance.now();
     entries = await readDirectory(database);
     loadedAt = new Date();
+    source = "database";
     included = Math.max(included, covers);
     logger.debug({ numbers: entries.size, ms: Math.round(performance.now() - started) }, "routing directory loaded");
+    if (snapshotPath) await saveSnapshot(snapshotPath, entries, loadedAt, logger);
   };
   // One load at a time; calls during a load share the one queued after it (which sees their change).
   const reload = (): Promise<void> => {
@@ -111,7 +125,16 @@ export function createRoutingDirectory({ database, logger, waitMs, reloadInterva
       announced++;
       return reload();
     },
-    status: () => ({ loaded: loadedAt !== null, loadedAt, numbers: entries.size, fresh: included >= announced }),
+    async restoreSnapshot() {
+      if (loadedAt || !snapshotPath) return false;
+      const snapshot = await readSnapshot(snapshotPath, logger);
+      if (!snapshot || loadedAt) return false;
+      ({ entries, loadedAt } = snapshot);
+      source = "snapshot";
+      logger.warn({ numbers: entries.size, saved_at: loadedAt.toISOString() }, "routing directory taken from its snapshot: the database is unavailable");
+      return true;
+    },
+    status: () => ({ loaded: loadedAt !== null, loadedAt, source, numbers: entries.size, fresh: included >= announced }),
     close: () => clearInterval(timer),
   };
 }
@@ -152,4 +175,27 @@ async function readDirectory(database: Database): Promise<Map<string, DirectoryE
       },
     ]),
   );
+}
+
+/** Written whole to a temporary file, then renamed: a crash leaves the old snapshot or the new one. */
+async function saveSnapshot(path: string, entries: Map<string, DirectoryEntry>, savedAt: Date, logger: Logger) {
+  try {
+    const temporary = `${path}.${process.pid}.tmp`;
+    await writeFile(temporary, JSON.stringify({ saved_at: savedAt.toISOString(), entries: [...entries] }));
+    await rename(temporary, path);
+  } catch (error) {
+    logger.warn({ err: error, path }, "routing directory snapshot not saved");
+  }
+}
+
+async function readSnapshot(path: string, logger: Logger): Promise<{ entries: Map<string, DirectoryEntry>; loadedAt: Date } | null> {
+  const file = Bun.file(path);
+  if (!(await file.exists())) return null;
+  try {
+    const snapshot = (await file.json()) as { saved_at: string; entries: [string, DirectoryEntry][] };
+    return { entries: new Map(snapshot.entries), loadedAt: new Date(snapshot.saved_at) };
+  } catch (error) {
+    logger.warn({ err: error, path }, "routing directory snapshot unreadable: ignored");
+    return null;
+  }
 }

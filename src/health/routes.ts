@@ -26,6 +26,7 @@ const RoutingHealth = t.Object({
   directory_loaded: t.Boolean({ description: "Calls are routed from the in-memory directory once it is loaded" }),
   numbers: t.Integer(),
   loaded_at: t.Nullable(t.String()),
+  source: t.Nullable(t.Union([t.Literal("database"), t.Literal("snapshot")], { description: "snapshot: read from disk at start, the database being down" })),
   fresh: t.Boolean({ description: "False while an announced directory change is not yet loaded" }),
 });
 
@@ -70,6 +71,7 @@ async function readiness(deps: HealthDeps): Promise<typeof Readiness.static> {
       directory_loaded: directory.loaded,
       numbers: directory.numbers,
       loaded_at: directory.loadedAt?.toISOString() ?? null,
+      source: directory.source,
       fresh: directory.fresh,
     },
     journal: {
