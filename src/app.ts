@@ -84,6 +84,9 @@ export function createApp(deps: AppDeps) {
   };
   const events = {
     ...routing,
+    // A LiveKit join is not a caller waiting on this answer: it waits for the record as long as a
+    // statement may, so the call log's dispatch claim (one agent per call across processes) is there.
+    settings: { ...routing.settings, recordWaitMs: config.statementTimeoutMs },
     dispatch:
       config.livekit.dispatch && livekit
         ? {
@@ -101,11 +104,13 @@ export function createApp(deps: AppDeps) {
     keepReplaying(journal, {
       handlers: {
         [CALL_ENTRY]: (data, at) => replayCallRecord(database, data as CallDecision, at),
-        // Replay writes without the journal, waiting on the database as long as a statement may.
+        // Replay writes without the journal and without dispatching (replayLiveKitEvent).
         [LIVEKIT_EVENT_ENTRY]: (data, at) =>
-          replayLiveKitEvent({ ...events, settings: { ...routing.settings, recordWaitMs: config.statementTimeoutMs } }, data, at),
+          replayLiveKitEvent(events, data, at),
       },
-      retryable: (error) => isDatabaseUnavailable(error) || (error instanceof AppError && error.status === 503),
+      // Final only when the database or the handler says so; anything else is tried again later.
+      isPermanent: (error) =>
+        constraintViolation(error) !== null || (error instanceof AppError && error.status >= 400 && error.status < 500),
       available: () => database.available && (deps.schemaReady?.() ?? true),
       onRecovered: database.onRecovered,
       logger,
@@ -130,7 +135,7 @@ export function createApp(deps: AppDeps) {
     })
     // A change made through this process's admin API is seen by its next call, not a NOTIFY later.
     .onAfterHandle({ as: "global" }, ({ request }) => {
-      if (request.method !== "GET" && isAdminPath(new URL(request.url).pathname)) directory.changed();
+      if (request.method !== "GET" && isDirectoryPath(new URL(request.url).pathname)) directory.changed();
     })
     .onStop(() => {
       directory.close();
@@ -159,8 +164,8 @@ export function createApp(deps: AppDeps) {
   return app;
 }
 
-/** The admin API: everything under /api/v1 but the webhooks. */
-const isAdminPath = (path: string) => path.startsWith("/api/v1/") && !path.startsWith("/api/v1/webhooks/");
+/** The admin API's resources the routing directory is built from. */
+const isDirectoryPath = (path: string) => /^\/api\/v1\/(tenants|agents|campaigns|phone-numbers)(\/|$)/.test(path);
 
 /** What an error means to the client; undefined for a real failure (logged, answered 500). */
 function toAppError(code: string | number, error: unknown, request: Request, logger: Logger): AppError | undefined {

@@ -40,7 +40,8 @@ export async function readBody(request: Request, limit: number): Promise<string>
   }
 }
 
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM keeps a leading byte-order mark: a signature covers the bytes as sent.
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * Header bytes (names and values) a request may carry: far above what LiveKit or an admin client
@@ -72,7 +73,7 @@ export function parseBody(text: string, contentType: string): unknown {
     } catch (error) {
       throw new BadRequestError(`body: malformed JSON (${(error as Error).message})`, "body");
     }
-    if (text.includes('"toString"') || text.includes('"valueOf"')) givePrintableForm(value);
+    givePrintableForm(value);
     return value;
   }
   // Every endpoint takes JSON; `curl -d` without a content type deserves a clear answer.

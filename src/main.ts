@@ -285,8 +285,9 @@ async function serve(config: Config, logger: Logger): Promise<number> {
     stopping = true;
     clearInterval(pruning);
     logger.info({ signal }, "shutting down: no new connections, finishing in-flight requests");
-    // stop() resolves once in-flight requests are answered; past the timeout, connections are cut.
-    const graceful = server.stop(false);
+    // stop() resolves once in-flight requests are answered (and stops the app's background work:
+    // directory reloads, journal replay); past the timeout, connections are cut.
+    const graceful = app.stop(false);
     const timer = setTimeout(() => {
       logger.warn({ timeout_ms: config.shutdownTimeoutMs }, "shutdown timeout: closing open connections");
       void server.stop(true);

@@ -113,6 +113,10 @@ describe("values that trip up the validator or the decoder", () => {
     const answer = await inProcess(SIP_INBOUND_PATH, JSON.stringify({ call_id: { toString: 1, valueOf: "x" }, to_number: CAMPAIGN_NUMBER }));
     expect(answer.status).toBe(400);
     expect(answer.body.error.details).toEqual({ field: "call_id" });
+    // The same key spelled with JSON escapes is the same key once parsed.
+    const escaped = await inProcess(SIP_INBOUND_PATH, `{"call_id":{"\\u0074oString":1},"to_number":"${CAMPAIGN_NUMBER}"}`);
+    expect(escaped.status).toBe(400);
+    expect(escaped.body.error.details).toEqual({ field: "call_id" });
   });
 
   test("bytes that are not UTF-8 are a 400 naming the body, not text stored with replacement characters", async () => {

@@ -2,13 +2,13 @@
 // answered, and written to the database, exactly once, when it answers again; across a restart,
 // with a torn last line, and for LiveKit events that arrive while the database is down.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { appendFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { callLogs, leads } from "../src/db/schema";
 import { createLogger } from "../src/logger";
-import { type Journal, openJournal, readEntries } from "../src/journal/journal";
+import { type Journal, openJournal, readEntries, REFUSED_FILE } from "../src/journal/journal";
 import { type LogLine, openTestContext, type TestContext } from "./support/context";
 import { signBody, signDelivery, sipParticipantLeft } from "./support/livekit-events";
 import {
@@ -187,6 +187,35 @@ describe("a restart during the outage", () => {
   });
 });
 
+describe("replay and failures", () => {
+  test("an entry that fails for a reason not known to be final stays in the journal; one refused for good is kept aside, not dropped", async () => {
+    const ownDir = mkdtempSync(join(tmpdir(), "switchboard-refused-"));
+    const own = openTestJournal(ownDir);
+    await own.append("flaky", 1);
+    await own.append("bad", 2);
+    const notYet = Object.assign(new Error("getaddrinfo ENOTFOUND db.internal"), { code: "ENOTFOUND" });
+    const refused = Object.assign(new Error("violates check constraint"), { code: "23514" });
+    let flakyFails = true;
+    const handlers = {
+      flaky: async () => {
+        if (flakyFails) throw notYet;
+      },
+      bad: async () => {
+        throw refused;
+      },
+    };
+    const isPermanent = (error: unknown) => error === refused;
+    await own.replay(handlers, isPermanent);
+    expect(own.status()).toMatchObject({ depth: 2, replayed: 0, refused: 0 });
+    flakyFails = false;
+    await own.replay(handlers, isPermanent);
+    expect(own.status()).toMatchObject({ depth: 0, replayed: 1, refused: 1 });
+    const kept = readFileSync(join(ownDir, REFUSED_FILE), "utf8").trim().split("\n").map((line) => JSON.parse(line));
+    expect(kept.map((line) => line.entry)).toMatchObject([{ kind: "bad", data: 2 }]);
+    await own.close();
+  });
+});
+
 describe("appends racing a replay", () => {
   test("every append lands on disk and is replayed exactly once, none fails", async () => {
     const own = openTestJournal(mkdtempSync(join(tmpdir(), "switchboard-race-")));
@@ -199,7 +228,10 @@ describe("appends racing a replay", () => {
       for (let i = 0; i < 60; i++) await own.append("n", w * 60 + i);
     };
     const replayer = async () => {
-      while (writing) await own.replay(handlers, () => false);
+      while (writing) {
+        await own.replay(handlers, () => false);
+        await Bun.sleep(0);
+      }
     };
     const replaying = replayer();
     const results = await Promise.allSettled([0, 1, 2, 3, 4].map(writer));

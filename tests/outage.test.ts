@@ -152,6 +152,22 @@ describe("connection refused", () => {
     await expectHealthReportsDown(client, false);
   });
 
+  test("a transaction asked for while the database is known to be down is refused, and its work never runs", async () => {
+    await database.rows(sql`select 1`).catch(() => {});
+    expect(database.available).toBe(false);
+    let ran = false;
+    const outcome = await database.db
+      .transaction(async () => {
+        ran = true;
+      })
+      .then(
+        () => "committed",
+        (error: Error) => error.name,
+      );
+    await Bun.sleep(500);
+    expect({ outcome, ran }).toEqual({ outcome: "DatabaseDownError", ran: false });
+  });
+
   test("the test endpoint answers but reports it could not record", async () => {
     const res = await client.request("POST", "/api/v1/webhooks/test", { to_number: CAMPAIGN_NUMBER });
     expect(res.status).toBe(200);
@@ -194,6 +210,23 @@ describe("a database that accepts connections and never answers", () => {
 
   test("the health endpoints say the database is down", async () => {
     await expectHealthReportsDown(client, false);
+  });
+});
+
+describe("a statement that is merely slow on a live database", () => {
+  test.skipIf(!testEnv().DATABASE_URL)("is cancelled by the server and does not mark the database down for everyone else", async () => {
+    const database = await openDatabase({ databaseUrl: testEnv().DATABASE_URL, dataDir: "memory://", poolMax: 2, statementTimeoutMs: 300 });
+    try {
+      const slow = await database.rows(sql`select pg_sleep(2)`).then(
+        () => "finished",
+        (error: { code?: string }) => error.code,
+      );
+      expect(slow).toBe("57014"); // canceling statement due to statement timeout
+      expect(database.available).toBe(true);
+      expect(await database.rows(sql`select 1 as one`)).toEqual([{ one: 1 }]);
+    } finally {
+      await database.close();
+    }
   });
 });
 

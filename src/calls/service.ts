@@ -5,6 +5,7 @@
 // down, the decision goes to the journal on disk and is written once the database answers.
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
+import { isDatabaseUnavailable } from "../db/errors";
 import { type AgentSource, CALL_STATUS_RANK, type CallStatus } from "../db/schema";
 import { withDeadline } from "../errors";
 import type { Journal } from "../journal/journal";
@@ -151,7 +152,8 @@ async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<Ca
     failure = error;
   }
   const pending = { ...decision, callId: decision.call.callId, callLogId: null, leadId: null, replayed: false, recordError: failure };
-  if (!deps.journal) return { ...pending, record: "unrecorded" };
+  // Only a database that is away or slow is worth waiting out; one that refuses the record would refuse its replay too.
+  if (!deps.journal || !isDatabaseUnavailable(failure)) return { ...pending, record: "unrecorded" };
   try {
     await deps.journal.append(CALL_ENTRY, decision);
     return { ...pending, record: "pending" };

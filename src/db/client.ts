@@ -65,6 +65,13 @@ export function rowsOf<T>(result: unknown): T[] {
   return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
 }
 
+/**
+ * The client's deadline on a statement: a little past the server's statement_timeout, so that a
+ * statement that is merely slow is cancelled by a live server (57014, "this statement failed")
+ * before this deadline can take the silence for a server that stopped answering (the database down).
+ */
+const clientDeadline = (statementTimeoutMs: number) => statementTimeoutMs + 250;
+
 type Subscribe = (channel: string, onNotify: () => void, onListening: () => void) => Promise<unknown>;
 
 function wrap(
@@ -77,10 +84,11 @@ function wrap(
   close: () => Promise<void>,
 ): Database {
   const rows = async <T extends Record<string, unknown>>(query: SQL) =>
-    rowsOf<T>(await gate.run(() => execute(query), timeoutMs, "database query"));
+    rowsOf<T>(await gate.run(() => execute(query), clientDeadline(timeoutMs), "database query"));
   const listen = (channel: string, onNotify: () => void, onListening: () => void) => {
-    const start = () => subscribe(channel, onNotify, onListening).catch(() => gate.later(2000, start));
-    void start();
+    // Once asked, postgres.js keeps the subscription, re-subscribing after every reconnection
+    // (asking again would add a second listener); PGlite's cannot fail.
+    subscribe(channel, onNotify, onListening).catch(() => {});
   };
   return {
     ...handles,
@@ -122,8 +130,9 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
     onnotice: () => {},
   });
   const gate = trackAvailability(() => withDeadline(Promise.resolve(client.unsafe("select 1")), timeoutMs, "database probe"));
+  const deadline = clientDeadline(timeoutMs);
   const handles = {
-    db: drizzlePostgres(boundedClient(client, gate, timeoutMs), { schema }) as unknown as Db,
+    db: drizzlePostgres(boundedClient(client, gate, deadline), { schema }) as unknown as Db,
     maintenanceDb: drizzlePostgres(client, { schema }) as unknown as Db,
   };
   // The call path's statements run as named prepared statements: one round trip each, where
@@ -157,18 +166,30 @@ function boundedClient(client: postgres.Sql, gate: Availability, timeoutMs: numb
       const work = args.pop() as (tx: postgres.Sql) => Promise<unknown>;
       const started = Promise.withResolvers<void>();
       const finished = Promise.withResolvers<void>();
-      const running = begin(...args, async (tx: postgres.Sql) => {
-        started.resolve();
-        try {
-          return await work(boundedClient(tx, gate, timeoutMs));
-        } finally {
-          finished.resolve();
-        }
-      });
-      const ended = finished.promise.then(() => withDeadline(running, timeoutMs, "database transaction end"));
-      return gate
-        .run(() => Promise.race([started.promise, running]), timeoutMs, "database transaction start")
-        .then(() => Promise.race([running, ended]));
+      // Set when the caller has been told this transaction failed: its work must not run after all.
+      let abandoned = false;
+      let running: Promise<unknown> | undefined;
+      const start = () => {
+        running = begin(...args, async (tx: postgres.Sql) => {
+          if (abandoned) throw new Error("transaction abandoned: its start timed out");
+          started.resolve();
+          try {
+            return await work(boundedClient(tx, gate, timeoutMs));
+          } finally {
+            finished.resolve();
+          }
+        });
+        running.catch(() => {}); // its failure reaches the caller through the races below
+        return Promise.race([started.promise, running]);
+      };
+      // BEGIN is sent only if the gate lets it, inside its deadline; COMMIT/ROLLBACK has its own.
+      return gate.run(start, timeoutMs, "database transaction start").then(
+        () => Promise.race([running!, finished.promise.then(() => withDeadline(running!, timeoutMs, "database transaction end"))]),
+        (error: unknown) => {
+          abandoned = true;
+          throw error;
+        },
+      );
     };
   return new Proxy(client, {
     get(target, key, receiver) {
@@ -186,7 +207,7 @@ function boundedClient(client: postgres.Sql, gate: Availability, timeoutMs: numb
  */
 function lockDataDir(dataDir: string): () => void {
   mkdirSync(dataDir, { recursive: true });
-  const unlock = tryLockFile(join(dataDir, "switchboard.lock"));
+  const unlock = tryLockFile(join(dataDir, "switchboard.lock"), { create: true });
   if (!unlock) {
     throw new Error(
       `DATA_DIR ${dataDir} is in use by another switchboard process; stop it first, or use DATABASE_URL to share a PostgreSQL`,

@@ -9,7 +9,7 @@
 // replays next adopts it. Replay relies on the database's unique keys, so replaying an entry
 // twice, or the same call journaled by two processes, still ends in one record.
 import { createHash, randomUUID } from "node:crypto";
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
+import { appendFileSync, closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { join } from "node:path";
 import { tryLockFile } from "../lock-file";
@@ -22,7 +22,7 @@ export interface JournalEntry {
   data: unknown;
 }
 
-/** How each kind of entry is written to the database; a handler that throws a retryable error stops the replay. */
+/** How each kind of entry is written to the database; a handler that throws anything but a permanent error stops the replay. */
 export type ReplayHandlers = Record<string, (data: unknown, at: Date) => Promise<void>>;
 
 export interface JournalStatus {
@@ -30,7 +30,7 @@ export interface JournalStatus {
   depth: number;
   /** Entries written to the database since start. */
   replayed: number;
-  /** Entries the database refused for good (logged with their data, then dropped). */
+  /** Entries the database refused for good (moved to REFUSED_FILE and logged). */
   refused: number;
   replaying: boolean;
   lastReplayAt: Date | null;
@@ -39,11 +39,16 @@ export interface JournalStatus {
 export interface Journal {
   /** Resolves once the entry is on disk. */
   append(kind: string, data: unknown): Promise<void>;
-  /** Writes every pending entry, in order, to the database; stops at the first retryable failure. */
-  replay(handlers: ReplayHandlers, retryable: (error: unknown) => boolean): Promise<void>;
+  /**
+   * Writes every pending entry, in order, to the database. An entry the database refuses for good
+   * (`isPermanent`) goes to REFUSED_FILE; any other failure stops the replay until the next one.
+   */
+  replay(handlers: ReplayHandlers, isPermanent: (error: unknown) => boolean): Promise<void>;
   status(): JournalStatus;
   close(): Promise<void>;
 }
+
+type CurrentFile = JournalFile & { handle: FileHandle; /** The write under way on it. */ busy: Promise<void> };
 
 interface JournalFile {
   path: string;
@@ -56,18 +61,20 @@ interface JournalFile {
 export function openJournal({ dir, logger }: { dir: string; logger: Logger }): Journal {
   mkdirSync(dir, { recursive: true });
   const sealed: JournalFile[] = [];
-  let current: (JournalFile & { handle: FileHandle }) | null = null;
+  let current: CurrentFile | null = null;
   let queue: { line: string; resolve: () => void; reject: (error: unknown) => void }[] = [];
   let flushing: Promise<void> | null = null;
   let replaying: Promise<void> | null = null;
   const stats = { replayed: 0, refused: 0, lastReplayAt: null as Date | null };
 
+  let closed = false;
+
   const openCurrent = async () => {
     const path = join(dir, `${String(Date.now()).padStart(15, "0")}-${process.pid}-${randomUUID().slice(0, 8)}.jsonl`);
-    const unlock = tryLockFile(path)!;
+    const unlock = tryLockFile(path, { create: true })!;
     const handle = await open(path, "a");
     syncDirectory(dir); // the new file's name must survive a crash as well as its contents
-    current = { path, unlock, handle, entries: 0, done: 0 };
+    current = { path, unlock, handle, entries: 0, done: 0, busy: Promise.resolve() };
     return current;
   };
   // Group commit: entries queued while a write is on disk go out together in the next one.
@@ -75,92 +82,111 @@ export function openJournal({ dir, logger }: { dir: string; logger: Logger }): J
     while (queue.length) {
       const batch = queue;
       queue = [];
+      let file: CurrentFile | null = null;
       try {
-        const file = current ?? (await openCurrent());
-        await file.handle.write(batch.map((entry) => entry.line).join(""));
-        await file.handle.datasync();
+        file = current ?? (await openCurrent());
+        const writing = writeBatch(file.handle, batch.map((entry) => entry.line).join(""));
+        file.busy = writing.catch(() => {});
+        await writing;
         file.entries += batch.length;
         for (const entry of batch) entry.resolve();
       } catch (error) {
         logger.error({ err: error, dir }, "journal write failed");
         for (const entry of batch) entry.reject(error);
+        // A write cut short may have left part of a line: no acknowledged entry may follow it there.
+        if (file && current === file) void retire(takeCurrent()!);
       }
     }
     flushing = null;
   };
-  // New appends go to a new file; the sealed one is replayed with no writer behind it.
-  // The current file, taken away from the writer: only once no write is under way, and at once
-  // (no await in between), so a write starting next opens a new file instead of this closing one.
-  const takeCurrent = async () => {
-    while (flushing) await flushing;
+  // The writer's file, taken from it at once: the next write opens a new one.
+  const takeCurrent = () => {
     const file = current;
     current = null;
     return file;
   };
+  // Closed once the write already under way on it is done; kept for replay if it holds entries.
+  const retire = async (file: CurrentFile) => {
+    await file.busy;
+    await file.handle.close();
+    const { handle: _, busy: __, ...rest } = file;
+    if (rest.entries) sealed.push(rest);
+    else removeFile(rest);
+  };
   const seal = async () => {
-    const taken = await takeCurrent();
-    if (!taken) return;
-    await taken.handle.close();
-    const { handle: _, ...file } = taken;
-    if (file.entries) sealed.push(file);
-    else removeFile(file);
+    const file = takeCurrent();
+    if (file) await retire(file);
   };
   const adoptOrphans = () => {
     const known = new Set([...sealed.map((f) => f.path), current?.path]);
     for (const name of readdirSync(dir).filter((n) => n.endsWith(".jsonl")).sort()) {
       const path = join(dir, name);
       if (known.has(path)) continue;
-      const unlock = tryLockFile(path);
-      if (!unlock) continue; // a live process's journal: it replays its own
-      sealed.push({ path, unlock, entries: readEntries(path, logger).length, done: 0 });
+      // Not created if its owner removed it meanwhile; a live process's journal stays locked: it replays its own.
+      const unlock = tryLockFile(path, { create: false });
+      if (!unlock) continue;
+      try {
+        sealed.push({ path, unlock, entries: readEntries(path, logger).length, done: 0 });
+      } catch (error) {
+        unlock();
+        logger.warn({ err: error, path }, "journal file not adopted");
+      }
     }
     sealed.sort((a, b) => a.path.localeCompare(b.path));
   };
-  const replayFile = async (file: JournalFile, handlers: ReplayHandlers, retryable: (error: unknown) => boolean) => {
+  const refuse = (entry: JournalEntry, error: unknown) => {
+    stats.refused++;
+    // Kept, not dropped: a person can look at it, mend it and write it by hand.
+    appendFileSync(join(dir, REFUSED_FILE), `${JSON.stringify({ refused_at: new Date().toISOString(), entry })}\n`);
+    logger.error({ err: error, entry, kept_in: REFUSED_FILE }, "journal entry refused by the database for good");
+  };
+  const replayFile = async (file: JournalFile, handlers: ReplayHandlers, isPermanent: (error: unknown) => boolean) => {
     const entries = readEntries(file.path, logger);
     for (; file.done < entries.length; file.done++) {
       const entry = entries[file.done]!;
+      const handler = handlers[entry.kind];
       try {
-        const handler = handlers[entry.kind];
         if (!handler) throw new Error(`no replay handler for journal entry kind "${entry.kind}"`);
         await handler(entry.data, new Date(entry.at));
         stats.replayed++;
       } catch (error) {
-        if (retryable(error)) return false;
-        stats.refused++;
-        logger.error({ err: error, entry }, "journal entry refused by the database: dropped (its data is in this line)");
+        // Anything not known to be final is tried again later: an entry is never dropped on a guess.
+        if (handler && !isPermanent(error)) return false;
+        refuse(entry, error);
       }
     }
     removeFile(file);
     sealed.splice(sealed.indexOf(file), 1);
     return true;
   };
-  const replayAll = async (handlers: ReplayHandlers, retryable: (error: unknown) => boolean) => {
+  const replayAll = async (handlers: ReplayHandlers, isPermanent: (error: unknown) => boolean) => {
     await seal();
     adoptOrphans();
     const before = depthOf(sealed);
     if (!before) return;
     logger.info({ depth: before }, "journal replay started");
     for (const file of [...sealed]) {
-      if (!(await replayFile(file, handlers, retryable))) break;
+      if (closed || !(await replayFile(file, handlers, isPermanent))) break;
     }
     stats.lastReplayAt = new Date();
     const depth = depthOf(sealed) + (current?.entries ?? 0);
-    logger.info({ replayed: before - depthOf(sealed), depth }, depth ? "journal replay paused: database unavailable" : "journal replayed");
+    logger.info({ replayed: before - depthOf(sealed), depth }, depth ? "journal replay paused: the database is not taking it yet" : "journal replayed");
   };
 
   adoptOrphans();
   if (sealed.length) logger.info({ depth: depthOf(sealed), files: sealed.length }, "journal entries from an earlier run found");
   return {
     append(kind, data) {
+      if (closed) return Promise.reject(new Error("journal closed"));
       const json = JSON.stringify({ kind, at: new Date().toISOString(), data });
       return new Promise<void>((resolve, reject) => {
         queue.push({ line: `${checksum(json)} ${json}\n`, resolve, reject });
         flushing ??= flush();
       });
     },
-    replay(handlers, retryable) {
-      replaying ??= replayAll(handlers, retryable).finally(() => {
+    replay(handlers, isPermanent) {
+      if (closed) return Promise.resolve();
+      replaying ??= replayAll(handlers, isPermanent).finally(() => {
         replaying = null;
       });
       return replaying;
@@ -171,17 +197,24 @@ export function openJournal({ dir, logger }: { dir: string; logger: Logger }): J
       replaying: replaying !== null,
     }),
     async close() {
+      closed = true;
       await replaying?.catch(() => {});
-      const file = await takeCurrent();
-      if (file) {
-        await file.handle.close();
-        if (file.entries) file.unlock();
-        else removeFile(file);
-      }
+      while (flushing) await flushing;
+      const file = takeCurrent();
+      if (file) await retire(file);
       for (const file of sealed) file.unlock();
+      sealed.length = 0;
     },
   };
 }
+
+async function writeBatch(handle: FileHandle, lines: string) {
+  await handle.write(lines);
+  await handle.datasync();
+}
+
+/** Entries the database refused for good, one JSON line each, beside the journal files. */
+export const REFUSED_FILE = "refused.log";
 
 const depthOf = (files: JournalFile[]) => files.reduce((sum, file) => sum + file.entries - file.done, 0);
 
@@ -228,17 +261,18 @@ export function keepReplaying(
   journal: Journal,
   options: {
     handlers: ReplayHandlers;
-    retryable: (error: unknown) => boolean;
+    isPermanent: (error: unknown) => boolean;
     available: () => boolean;
     onRecovered: (listener: () => void) => void;
     logger: Logger;
     intervalMs: number;
   },
 ): { stop(): void } {
+  // Also with nothing of its own to replay: a process that died may have left a journal to adopt.
   const run = () => {
-    if (!options.available() || journal.status().depth === 0) return;
+    if (!options.available()) return;
     journal
-      .replay(options.handlers, options.retryable)
+      .replay(options.handlers, options.isPermanent)
       .catch((error: unknown) => options.logger.error({ err: error }, "journal replay failed"));
   };
   options.onRecovered(run);

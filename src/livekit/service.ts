@@ -100,7 +100,13 @@ const isBudgetTimeout = (error: unknown): error is TimeoutError =>
  * (its agent was sent when it came in). A retryable failure (503) leaves it in the journal.
  */
 export async function replayLiveKitEvent(deps: LiveKitEventDeps, data: unknown, at: Date): Promise<void> {
-  const event = WebhookEvent.fromJson(data as never);
+  let event: WebhookEvent;
+  try {
+    // Fields a newer protocol added are no reason to lose the event.
+    event = WebhookEvent.fromJson(data as never, { ignoreUnknownFields: true });
+  } catch (error) {
+    throw new UnprocessableError(`journaled event: not a webhook event (${(error as Error).message})`, "event");
+  }
   await handleLiveKitEvent(
     { ...deps, dispatch: undefined, journal: undefined, clock: () => at, deliveryBudgetMs: 60_000 },
     event,
