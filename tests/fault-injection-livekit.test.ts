@@ -334,8 +334,12 @@ describe.skipIf(skip)("fault injection on the LiveKit webhook path: two processe
         })),
     );
     expect(records).toEqual(calls.map(() => [{ status: "abandoned", agent_name: CAMPAIGN_AGENT, caller_joined: true, ended: true }]));
-    // Still exactly one agent per caller: the replay of the journaled joins sends none.
+    // Still exactly one agent per caller: the replay of the journaled joins sends none, and
+    // records on each call log the dispatch made while it could not be written.
     expect(calls.map((call) => namedDispatches(fake!, call))).toEqual(calls.map(() => [CAMPAIGN_AGENT]));
+    const dispatchIds = calls.map((call) => rows.find((r) => r.provider_call_id === call.callId)?.dispatch_id);
+    const sentIds = calls.map((call) => fake!.agentDispatches(call.room).find((d) => d.agentName !== "")?.id);
+    expect(dispatchIds).toEqual(sentIds);
     const leads = await sql<{ phone_number: string; n: number }[]>`
       select phone_number, count(*)::int as n from leads where phone_number in ${sql(CALLERS)}
       group by phone_number order by phone_number`;

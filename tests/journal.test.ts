@@ -123,7 +123,7 @@ describe("a call while the database is down", () => {
 });
 
 describe("a LiveKit caller who joins and hangs up while the database is down", () => {
-  test("gets the campaign's agent, both webhooks are answered 200, and the call is complete once the database is back", async () => {
+  test("gets the campaign's agent, both webhooks are answered 200, and the call is complete, its dispatch included, once the database is back", async () => {
     const room = newCall();
     const join = await sipCallerJoins(fake, room);
     switched.state.down = true;
@@ -140,8 +140,10 @@ describe("a LiveKit caller who joins and hangs up while the database is down", (
     expect(row).toMatchObject({ agentName: CAMPAIGN_AGENT, status: "abandoned", disconnectReason: "CLIENT_INITIATED" });
     expect(row!.callerJoinedAt).not.toBeNull();
     expect(row!.endedAt).not.toBeNull();
-    // The replay sends no agent: the caller got one when the join came in.
+    // The replay sends no agent: the caller got one when the join came in, and the log names it.
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
+    const sent = fake.agentDispatches(room.room).filter((d) => d.agentName !== "");
+    expect(row!.dispatchId).toBe(sent[0]!.id);
   });
 });
 

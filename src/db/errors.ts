@@ -71,8 +71,13 @@ function causedBy(error: unknown, codes: RegExp): boolean {
   return false;
 }
 
-/** Connection-level failures (the driver's codes, and SQLSTATE 08xxx and 57P01-03: shutting down). */
-const CONNECTION_LOST = "ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_(?:CLOSED|DESTROYED)|08\\w{3}|57P0[123]";
+/**
+ * No connection to be had: refused, reset, unreachable, a name that does not resolve, the
+ * driver's own codes, SQLSTATE 08xxx, 57P01-03 (shutting down) and 28xxx (credentials refused,
+ * e.g. a password rotated under the running service).
+ */
+const CONNECTION_LOST =
+  "ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|CONNECT_TIMEOUT|CONNECTION_(?:CLOSED|DESTROYED)|08\\w{3}|57P0[123]|28\\w{3}";
 
 /**
  * The database could not be reached or gave up (refused, reset, shutting down, too many
@@ -82,7 +87,8 @@ const CONNECTION_LOST = "ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT
 export function isDatabaseUnavailable(error: unknown): boolean {
   return causedBy(error, UNAVAILABLE);
 }
-const UNAVAILABLE = new RegExp(`^(?:${CONNECTION_LOST}|CONNECTION_\\w+|57P\\w{2}|57014|55P03|40001|40P01|53\\w{3})$`);
+// Also a read-only server (25006: a failover pointed us at a replica) and a missing database (3D000).
+const UNAVAILABLE = new RegExp(`^(?:${CONNECTION_LOST}|CONNECTION_\\w+|57P\\w{2}|57014|55P03|40001|40P01|53\\w{3}|25006|3D000)$`);
 
 /**
  * The connection itself is gone or silent (refused, reset, the server shutting down, our own

@@ -36,7 +36,7 @@ export interface DispatchDeps {
 }
 
 export type DispatchOutcome = (
-  | { kind: "dispatched"; dispatchId: string; reused: boolean }
+  | { kind: "dispatched"; dispatchId: string; agentName: string; reused: boolean }
   /** in_progress: another delivery holds the claim; if it dies, a redelivery must try again. */
   | { kind: "skipped"; reason: "already_dispatched" | "call_ended" | "in_progress" }
   /**
@@ -93,7 +93,7 @@ export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, ro
   if (attempt.ok) {
     const source = servingAgentSource(attempt.dispatch.agentName, routing, deps.systemDefaultAgent);
     await note(() => recordDispatch(deps.database, callLogId!, attempt.dispatch, source));
-    return { kind: "dispatched", dispatchId: attempt.dispatch.id, reused: attempt.reused, bookkept };
+    return { kind: "dispatched", dispatchId: attempt.dispatch.id, agentName: attempt.dispatch.agentName, reused: attempt.reused, bookkept };
   }
   const message = attempt.error instanceof Error ? attempt.error.message : String(attempt.error);
   const retryable = attempt.createMayHaveLanded || isRetryable(attempt.error);
@@ -221,8 +221,27 @@ async function claimDispatch(
   return { outcome, attempts: Number(row.attempts) };
 }
 
+/**
+ * Records on the call's log a dispatch made while the log could not be written (the database was
+ * down when the caller joined: the join was journaled, and this runs when it is replayed).
+ */
+export async function recordLateDispatch(
+  database: Database,
+  routing: CallRouting,
+  dispatch: Pick<AgentDispatch, "id" | "agentName">,
+  systemDefaultAgent: string,
+): Promise<void> {
+  if (!routing.callLogId) throw new Error(`call ${routing.callId} has no call log to record its dispatch on`);
+  await recordDispatch(database, routing.callLogId, dispatch, servingAgentSource(dispatch.agentName, routing, systemDefaultAgent));
+}
+
 /** Stores the dispatch; the record names the agent actually serving the call, and why it is that one. */
-async function recordDispatch(database: Database, callLogId: string, dispatch: AgentDispatch, source: AgentSource): Promise<void> {
+async function recordDispatch(
+  database: Database,
+  callLogId: string,
+  dispatch: Pick<AgentDispatch, "id" | "agentName">,
+  source: AgentSource,
+): Promise<void> {
   await database.rows(sql`
     update call_logs
     set dispatch_id = ${dispatch.id}, dispatch_error = null, updated_at = now(),

@@ -16,7 +16,7 @@ import {
 import { constraintViolation, isDatabaseUnavailable } from "../db/errors";
 import { AppError, TimeoutError, UnavailableError, UnprocessableError, withDeadline } from "../errors";
 import type { Logger } from "../logger";
-import { type DispatchDeps, type DispatchOutcome, dispatchAgent, HOLD } from "./dispatch";
+import { type DispatchDeps, type DispatchOutcome, dispatchAgent, HOLD, recordLateDispatch } from "./dispatch";
 import { isLastDelivery } from "./delivery";
 import { eventKey, eventRoom, participantIdentity, sipCall } from "./event-values";
 
@@ -48,11 +48,21 @@ export const LIVEKIT_EVENT_ENTRY = "livekit_event";
  */
 class NotRecordedError extends Error {
   readonly code = "CONNECTION_DOWN";
-  constructor(message: string, cause?: unknown) {
+  constructor(
+    message: string,
+    cause?: unknown,
+    /** The agent this delivery put in the room, for the journal to record once the call log can be written. */
+    readonly dispatched?: JournaledDispatch,
+  ) {
     super(message, { cause });
     this.name = "NotRecordedError";
   }
 }
+
+type JournaledDispatch = { id: string; agentName: string };
+
+/** What the journal keeps of a LiveKit event: the event as LiveKit sent it, and the agent it dispatched. */
+type JournaledEvent = { event: unknown; dispatched?: JournaledDispatch };
 
 /** Disconnect reasons that mean the call never connected, as opposed to the caller hanging up. */
 const FAILED_REASONS = new Set([
@@ -81,7 +91,8 @@ export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookE
     if (error instanceof AppError) throw error;
     if (deps.journal && !isBudgetTimeout(error) && isDatabaseUnavailable(error)) {
       try {
-        await deps.journal.append(LIVEKIT_EVENT_ENTRY, event.toJson());
+        const entry: JournaledEvent = { event: event.toJson(), dispatched: (error as Partial<NotRecordedError>).dispatched };
+        await deps.journal.append(LIVEKIT_EVENT_ENTRY, entry);
         log.warn({ err: error, action }, "event journaled: database unavailable");
         return { result: "journaled", action };
       } catch (journalError) {
@@ -100,17 +111,22 @@ const isBudgetTimeout = (error: unknown): error is TimeoutError =>
  * (its agent was sent when it came in). A retryable failure (503) leaves it in the journal.
  */
 export async function replayLiveKitEvent(deps: LiveKitEventDeps, data: unknown, at: Date): Promise<void> {
+  const { event: json, dispatched } = data as JournaledEvent;
   let event: WebhookEvent;
   try {
     // Fields a newer protocol added are no reason to lose the event.
-    event = WebhookEvent.fromJson(data as never, { ignoreUnknownFields: true });
+    event = WebhookEvent.fromJson(json as never, { ignoreUnknownFields: true });
   } catch (error) {
     throw new UnprocessableError(`journaled event: not a webhook event (${(error as Error).message})`, "event");
   }
-  await handleLiveKitEvent(
-    { ...deps, dispatch: undefined, journal: undefined, clock: () => at, deliveryBudgetMs: 60_000 },
-    event,
-  );
+  const replaying = { ...deps, dispatch: undefined, journal: undefined, clock: () => at, deliveryBudgetMs: 60_000 };
+  await handleLiveKitEvent(replaying, event);
+  if (dispatched && event.participant) {
+    // The agent sent when the join came in belongs on the call log now that there is one.
+    const routing = await routeInboundCall(replaying, sipCall(event.participant, eventRoom(event)));
+    if (routing.record !== "recorded") throw new NotRecordedError(`call record ${routing.record}`, routing.recordError);
+    await recordLateDispatch(deps.database, routing, dispatched, deps.settings.systemDefaultAgent);
+  }
 }
 
 /** One delivery of an event: its room as the database keys it, when it happened, what its claim found. */
@@ -284,7 +300,10 @@ async function sendAgent(deps: LiveKitEventDeps, { event }: Delivery, routing: C
     throw new UnavailableError("another delivery is dispatching this call's agent; retry later");
   }
   if (dispatch.kind !== "failed") {
-    if (!dispatch.bookkept) throw new NotRecordedError("call handled but not fully recorded: database unavailable");
+    if (!dispatch.bookkept) {
+      const dispatched = dispatch.kind === "dispatched" ? { id: dispatch.dispatchId, agentName: dispatch.agentName } : undefined;
+      throw new NotRecordedError("call handled but not fully recorded: database unavailable", undefined, dispatched);
+    }
     return { result: "handled", action: "caller_joined", dispatch };
   }
   const lastTry = !dispatch.retryable || isLastDelivery(event.createdAt, deps.clock(), dispatch.deliveries);
