@@ -132,7 +132,7 @@ export async function routeInboundCall(deps: RoutingDeps, call: InboundCall): Pr
     const level = routing.record === "pending" ? "warn" : "error";
     deps.logger[level](
       { ...fields, record: routing.record, trunk: call.trunkId ?? null, err: routing.recordError },
-      routing.record === "pending" ? "call routed, record journaled: database unavailable" : "call routed without a record",
+      routing.record === "pending" ? "call routed, record journaled: the database is away or slower than CALL_RECORD_WAIT_MS" : "call routed without a record",
     );
   }
   return routing;
