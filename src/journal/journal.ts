@@ -9,7 +9,7 @@
 // replays next adopts it. Replay relies on the database's unique keys, so replaying an entry
 // twice, or the same call journaled by two processes, still ends in one record.
 import { createHash, randomUUID } from "node:crypto";
-import { appendFileSync, closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
+import { appendFileSync, closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { join } from "node:path";
 import { tryLockFile } from "../lock-file";
@@ -68,10 +68,16 @@ export function openJournal({ dir, logger }: { dir: string; logger: Logger }): J
   const stats = { replayed: 0, refused: 0, lastReplayAt: null as Date | null };
 
   let closed = false;
+  const retiring = new Set<CurrentFile>();
 
   const openCurrent = async () => {
     const path = join(dir, `${String(Date.now()).padStart(15, "0")}-${process.pid}-${randomUUID().slice(0, 8)}.jsonl`);
-    const unlock = tryLockFile(path, { create: true })!;
+    // Locked under a name no one adopts, then renamed (the lock follows the file): another process
+    // must never find this file unlocked and take it for a dead process's journal.
+    const creating = `${path}.new`;
+    const unlock = tryLockFile(creating, { create: true });
+    if (!unlock) throw new Error(`journal file ${creating} is locked by another process`);
+    renameSync(creating, path);
     const handle = await open(path, "a");
     syncDirectory(dir); // the new file's name must survive a crash as well as its contents
     current = { path, unlock, handle, entries: 0, done: 0, busy: Promise.resolve() };
@@ -94,7 +100,9 @@ export function openJournal({ dir, logger }: { dir: string; logger: Logger }): J
         logger.error({ err: error, dir }, "journal write failed");
         for (const entry of batch) entry.reject(error);
         // A write cut short may have left part of a line: no acknowledged entry may follow it there.
-        if (file && current === file) void retire(takeCurrent()!);
+        if (file && current === file) {
+          retire(takeCurrent()!).catch((retireError: unknown) => logger.error({ err: retireError }, "journal file not closed"));
+        }
       }
     }
     flushing = null;
@@ -107,11 +115,16 @@ export function openJournal({ dir, logger }: { dir: string; logger: Logger }): J
   };
   // Closed once the write already under way on it is done; kept for replay if it holds entries.
   const retire = async (file: CurrentFile) => {
-    await file.busy;
-    await file.handle.close();
-    const { handle: _, busy: __, ...rest } = file;
-    if (rest.entries) sealed.push(rest);
-    else removeFile(rest);
+    retiring.add(file); // still counted in the depth while it closes
+    try {
+      await file.busy;
+      await file.handle.close();
+    } finally {
+      retiring.delete(file);
+      const { handle: _, busy: __, ...rest } = file;
+      if (rest.entries) sealed.push(rest);
+      else removeFile(rest);
+    }
   };
   const seal = async () => {
     const file = takeCurrent();
@@ -141,7 +154,16 @@ export function openJournal({ dir, logger }: { dir: string; logger: Logger }): J
     logger.error({ err: error, entry, kept_in: REFUSED_FILE }, "journal entry refused by the database for good");
   };
   const replayFile = async (file: JournalFile, handlers: ReplayHandlers, isPermanent: (error: unknown) => boolean) => {
-    const entries = readEntries(file.path, logger);
+    let entries: JournalEntry[];
+    try {
+      entries = readEntries(file.path, logger);
+    } catch (error) {
+      // Gone (removed by hand?): nothing left to replay from it, and nothing behind it may wait.
+      logger.error({ err: error, path: file.path }, "journal file unreadable: skipped");
+      file.unlock();
+      sealed.splice(sealed.indexOf(file), 1);
+      return true;
+    }
     for (; file.done < entries.length; file.done++) {
       const entry = entries[file.done]!;
       const handler = handlers[entry.kind];
@@ -192,7 +214,7 @@ export function openJournal({ dir, logger }: { dir: string; logger: Logger }): J
       return replaying;
     },
     status: () => ({
-      depth: depthOf(sealed) + (current?.entries ?? 0) + queue.length,
+      depth: depthOf([...sealed, ...retiring]) + (current?.entries ?? 0) + queue.length,
       ...stats,
       replaying: replaying !== null,
     }),
@@ -209,7 +231,13 @@ export function openJournal({ dir, logger }: { dir: string; logger: Logger }): J
 }
 
 async function writeBatch(handle: FileHandle, lines: string) {
-  await handle.write(lines);
+  // A write may take fewer bytes than asked (a nearly full disk) without failing: write the rest.
+  const bytes = Buffer.from(lines);
+  for (let offset = 0; offset < bytes.length; ) {
+    const { bytesWritten } = await handle.write(bytes, offset);
+    if (bytesWritten === 0) throw new Error("journal write made no progress (disk full?)");
+    offset += bytesWritten;
+  }
   await handle.datasync();
 }
 
