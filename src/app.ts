@@ -3,6 +3,7 @@
 import { Elysia, type ValidationError } from "elysia";
 import { adminRoutes } from "./admin/routes";
 import { createRoutingDirectory, type RoutingDirectory } from "./calls/directory";
+import { createCallRecorder } from "./calls/recorder";
 import { callRoutes } from "./calls/routes";
 import { CALL_ENTRY, type CallDecision, replayCallRecord } from "./calls/service";
 import type { Config } from "./config";
@@ -49,6 +50,17 @@ const DIRECTORY_RELOAD_MS = 60_000;
 /** How often the journal is offered to the database while it holds entries. */
 const JOURNAL_REPLAY_MS = 1_000;
 
+/**
+ * How the call recorder shares the database. PGlite runs one statement at a time, so one
+ * statement in flight, with everything queued behind it riding the next. A PostgreSQL pool
+ * gives half its connections to call records, the rest staying free for LiveKit events, the
+ * admin API and the directory.
+ */
+function recorderLanes(kind: Database["kind"], poolMax: number) {
+  const inProcess = kind === "pglite";
+  return { lanes: inProcess ? 1 : Math.max(1, Math.floor(poolMax / 2)), gather: inProcess, maxBatch: 64 };
+}
+
 export type App = ReturnType<typeof createApp>;
 
 /**
@@ -73,6 +85,7 @@ export function createApp(deps: AppDeps) {
   const routing = {
     database,
     directory,
+    recorder: createCallRecorder(database, recorderLanes(database.kind, config.dbPoolMax)),
     journal,
     logger,
     settings: {

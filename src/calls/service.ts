@@ -12,6 +12,7 @@ import type { Journal } from "../journal/journal";
 import type { Logger } from "../logger";
 import type { DirectoryEntry, RoutingDirectory } from "./directory";
 import { normalizePhoneNumber } from "./phone";
+import { type CallRecorder, type StoredCall, writeCall } from "./recorder";
 
 export interface RoutingSettings {
   systemDefaultAgent: string;
@@ -23,6 +24,8 @@ export interface RoutingSettings {
 export interface RoutingDeps {
   database: Database;
   directory: RoutingDirectory;
+  /** Writes call records, concurrent calls sharing a statement. */
+  recorder: CallRecorder;
   /** Where records the database cannot take go; without one they are only logged. */
   journal?: Pick<Journal, "append">;
   settings: RoutingSettings;
@@ -91,18 +94,6 @@ export function chooseAgent(entry: DirectoryEntry | null, systemDefaultAgent: st
   return { agentName: systemDefaultAgent, agentSource: "system_default" as const };
 }
 
-type StoredCall = {
-  call_log_id: string;
-  lead_id: string | null;
-  tenant_id: string | null;
-  campaign_id: string | null;
-  phone_number_id: string | null;
-  agent_name: string;
-  agent_source: AgentSource;
-  from_number: string | null;
-  to_number: string | null;
-};
-
 /**
  * Decides who answers an inbound call and records it: the caller's lead created or refreshed,
  * the call logged. A call id seen before gets its stored decision back and nothing changes.
@@ -141,7 +132,7 @@ export async function routeInboundCall(deps: RoutingDeps, call: InboundCall): Pr
 /** Writes the call, waiting at most recordWaitMs; past that (or with the database down) journals it. */
 async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<CallRouting> {
   // While the database is known to be down this fails at once (db/client.ts): no caller waits on it.
-  const write = insertCall(deps.database, decision);
+  const write = deps.recorder.write(decision);
   let failure: unknown;
   try {
     const stored = await withDeadline(write, deps.settings.recordWaitMs, "call record");
@@ -167,7 +158,7 @@ export const CALL_ENTRY = "call";
 
 /** Writes a journaled call's record, as it was decided when the call came in. */
 export async function replayCallRecord(database: Database, decision: CallDecision, at: Date): Promise<void> {
-  await insertCall(database, decision, at);
+  await writeCall(database, decision, at);
 }
 
 /** The JSON the agent receives as job metadata, from sip-inbound and from LiveKit dispatch alike. */
@@ -183,55 +174,6 @@ export function callMetadata(routing: CallRouting): Record<string, string | null
     to_number: routing.toNumber,
     agent_source: routing.agentSource,
   };
-}
-
-/**
- * One statement: upsert the caller's lead (when the caller and the tenant are known) and
- * insert the call log. The unique keys make concurrent calls from one caller meet on one
- * lead, and concurrent deliveries of one call id meet on one call log. A tenant, campaign or
- * number deleted since the decision is left out rather than failing the record. `at` is when
- * the call came in (a journaled call is written later): a lead only moves back to "calling"
- * for a call newer than its last one.
- */
-async function insertCall(database: Database, decision: CallDecision, at?: Date): Promise<{ row: StoredCall; inserted: boolean }> {
-  const { call, fromNumber, toNumber } = decision;
-  const when = (at ?? new Date()).toISOString();
-  const metadata = JSON.stringify({ source: call.source, ...call.details });
-  const inserted = await database.rows<StoredCall>(sql`
-    with refs as (
-      select t.id as tenant_id, c.id as campaign_id, pn.id as phone_number_id
-      from (select 1) as one
-      left join tenants t on t.id = ${decision.tenantId}::uuid
-      left join campaigns c on c.id = ${decision.campaignId}::uuid and c.tenant_id = t.id
-      left join phone_numbers pn on pn.id = ${decision.phoneNumberId}::uuid and t.id is not null
-    ), lead as (
-      insert into leads (tenant_id, campaign_id, phone_number, name, status, last_call_at)
-      select refs.tenant_id, refs.campaign_id, ${fromNumber}::text, 'Inbound Caller ' || ${fromNumber}::text, 'calling', ${when}::timestamptz
-      from refs
-      where refs.tenant_id is not null and ${fromNumber}::text is not null
-        and not exists (select 1 from call_logs where provider_call_id = ${call.callId})
-      on conflict (tenant_id, campaign_id, phone_number)
-      do update set status = case when excluded.last_call_at >= leads.last_call_at then 'calling' else leads.status end,
-                    last_call_at = greatest(leads.last_call_at, excluded.last_call_at), updated_at = now()
-      returning id
-    )
-    insert into call_logs (provider_call_id, room_name, room_sid, trunk_id, from_number, from_raw, to_number, to_raw,
-                           tenant_id, campaign_id, lead_id, phone_number_id, agent_name, agent_source, metadata, created_at)
-    select ${call.callId}, ${call.roomName ?? null}, ${call.roomSid ?? null}, ${call.trunkId ?? null}, ${fromNumber}, ${call.from ?? null},
-           ${toNumber}, ${call.to ?? null}, refs.tenant_id, refs.campaign_id, (select id from lead),
-           refs.phone_number_id, ${decision.agentName}, ${decision.agentSource}, ${metadata}::jsonb, ${when}::timestamptz
-    from refs
-    on conflict (provider_call_id) do nothing
-    returning id as call_log_id, lead_id, tenant_id, campaign_id, phone_number_id,
-              agent_name, agent_source, from_number, to_number`);
-  if (inserted[0]) return { row: inserted[0], inserted: true };
-  // Another delivery of the same call id inserted first; its decision is the one that stands.
-  const existing = await database.rows<StoredCall>(sql`
-    select id as call_log_id, lead_id, tenant_id, campaign_id, phone_number_id,
-           agent_name, agent_source, from_number, to_number
-    from call_logs where provider_call_id = ${call.callId}`);
-  if (!existing[0]) throw new Error(`call log for ${call.callId} vanished`);
-  return { row: existing[0], inserted: false };
 }
 
 function fromStored(callId: string, row: StoredCall, replayed: boolean): CallRouting {

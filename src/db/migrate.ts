@@ -10,6 +10,7 @@ import m0004 from "../../drizzle/0004_webhook_event_actions.sql" with { type: "t
 import m0005 from "../../drizzle/0005_admin_api.sql" with { type: "text" };
 import m0006 from "../../drizzle/0006_real_livekit_rooms.sql" with { type: "text" };
 import m0007 from "../../drizzle/0007_directory_notify.sql" with { type: "text" };
+import m0008 from "../../drizzle/0008_record_calls.sql" with { type: "text" };
 import { type Database, rowsOf } from "./client";
 
 const MIGRATION_SQL: Record<string, string> = {
@@ -21,6 +22,7 @@ const MIGRATION_SQL: Record<string, string> = {
   "0005_admin_api": m0005,
   "0006_real_livekit_rooms": m0006,
   "0007_directory_notify": m0007,
+  "0008_record_calls": m0008,
 };
 
 /** Any constant works; it only has to be the same for every Switchboard process. */
