@@ -5,6 +5,8 @@
 -- the writing. A change to the statement is a new migration (CREATE OR REPLACE FUNCTION).
 --
 -- `calls` is a JSON array of objects with the fields of input below; `ord` is the position in the batch.
+-- A call first seen as a LiveKit caller join also carries when the caller joined and whether to take
+-- the right to dispatch its agent (call_logs.dispatch_claimed_at), so the join costs no second statement.
 -- The unique keys make concurrent calls from one caller meet on one lead, and deliveries of one
 -- call id, in this batch or another process's, meet on one call log. A tenant, campaign or number
 -- deleted since the decision is left out rather than failing the record. A lead only moves back to
@@ -13,7 +15,7 @@
 -- before (or twice in the batch) has no row here.
 CREATE FUNCTION record_calls(calls jsonb)
 RETURNS TABLE (call_id text, call_log_id uuid, lead_id uuid, tenant_id uuid, campaign_id uuid, phone_number_id uuid,
-               agent_name text, agent_source text, from_number text, to_number text)
+               agent_name text, agent_source text, from_number text, to_number text, dispatch_claimed boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
@@ -22,7 +24,8 @@ BEGIN
     SELECT * FROM jsonb_to_recordset(calls) AS x(
       ord int, call_id text, room_name text, room_sid text, trunk_id text, from_number text, from_raw text,
       to_number text, to_raw text, tenant_id uuid, campaign_id uuid, phone_number_id uuid,
-      agent_name text, agent_source text, metadata jsonb, created_at timestamptz)
+      agent_name text, agent_source text, metadata jsonb, created_at timestamptz,
+      caller_joined_at timestamptz, claim_dispatch boolean)
   ), fresh AS (
     SELECT DISTINCT ON (x.call_id) x.*, t.id AS known_tenant, c.id AS known_campaign, pn.id AS known_number
     FROM input x
@@ -46,15 +49,17 @@ BEGIN
     RETURNING l.id, l.tenant_id, l.campaign_id, l.phone_number
   )
   INSERT INTO call_logs AS cl (provider_call_id, room_name, room_sid, trunk_id, from_number, from_raw, to_number, to_raw,
-                               tenant_id, campaign_id, lead_id, phone_number_id, agent_name, agent_source, metadata, created_at)
+                               tenant_id, campaign_id, lead_id, phone_number_id, agent_name, agent_source, metadata, created_at,
+                               caller_joined_at, dispatch_claimed_at, dispatch_attempts)
   SELECT f.call_id, f.room_name, f.room_sid, f.trunk_id, f.from_number, f.from_raw, f.to_number, f.to_raw,
-         f.known_tenant, f.known_campaign, ld.id, f.known_number, f.agent_name, f.agent_source, f.metadata, f.created_at
+         f.known_tenant, f.known_campaign, ld.id, f.known_number, f.agent_name, f.agent_source, f.metadata, f.created_at,
+         f.caller_joined_at, CASE WHEN f.claim_dispatch THEN now() END, CASE WHEN f.claim_dispatch THEN 1 ELSE 0 END
   FROM fresh f
   LEFT JOIN lead ld ON ld.tenant_id = f.known_tenant AND ld.campaign_id IS NOT DISTINCT FROM f.known_campaign
                    AND ld.phone_number = f.from_number
   ORDER BY f.call_id
   ON CONFLICT (provider_call_id) DO NOTHING
   RETURNING cl.provider_call_id, cl.id, cl.lead_id, cl.tenant_id, cl.campaign_id, cl.phone_number_id,
-            cl.agent_name, cl.agent_source, cl.from_number, cl.to_number;
+            cl.agent_name, cl.agent_source, cl.from_number, cl.to_number, cl.dispatch_claimed_at IS NOT NULL;
 END
 $$;

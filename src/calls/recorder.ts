@@ -26,7 +26,15 @@ export interface WrittenCall {
   row: StoredCall;
   /** False when the call id was recorded before (an earlier delivery's decision stands). */
   inserted: boolean;
+  /** For a call whose record was asked to claim its agent's dispatch: what the claim found. */
+  dispatchClaim: DispatchClaim | null;
 }
+
+/**
+ * Whether this delivery may send the call's agent (claimed), or why not; and how many deliveries
+ * have taken the claim so far, this one included.
+ */
+export type DispatchClaim = { outcome: "claimed" | "already_dispatched" | "call_ended" | "in_progress"; attempts: number };
 
 export interface CallRecorder {
   /** Records the call (its lead created or refreshed), sharing a statement with concurrent calls. */
@@ -113,31 +121,33 @@ export async function writeCall(database: Database, decision: CallDecision, at: 
 
 /**
  * One statement for the whole batch: record_calls (drizzle/0008_record_calls.sql) upserts each
- * caller's lead and inserts each call log, and answers the call logs it inserted. The calls it
- * did not insert were recorded before, by an earlier delivery or earlier in this very batch.
+ * caller's lead and inserts each call log, and answers the call logs it inserted. The calls it did
+ * not insert were recorded before, by an earlier delivery or earlier in this very batch: a second
+ * statement reads them (and applies a LiveKit join's facts to them), only when there are any.
  */
 async function writeCalls(database: Database, batch: { decision: CallDecision; at: Date }[]): Promise<WrittenCall[]> {
   const calls = batch.map(({ decision, at }, ord) => callRow(decision, at, ord));
-  const inserted = await database.rows<StoredCall & { call_id: string }>(
-    sql`select * from record_calls(${JSON.stringify(calls)}::jsonb)`,
-  );
+  const inserted = await database.rows<StoredRow>(sql`select * from record_calls(${JSON.stringify(calls)}::jsonb)`);
   const fresh = new Map(inserted.map((row) => [row.call_id, row]));
-  // Call ids recorded before (or twice in this batch): the decision that stands is the stored one.
-  const seen = calls.filter((call) => !fresh.has(call.call_id)).map((call) => call.call_id);
-  const stored = seen.length > 0 ? await storedCalls(database, seen) : new Map<string, StoredCall>();
-  return calls.map((call) => {
+  const written: (WrittenCall | null)[] = calls.map((call) => {
     const row = fresh.get(call.call_id);
-    if (row) {
-      // Only the first of a call id in the batch wrote it; any later one finds it stored.
-      fresh.delete(call.call_id);
-      stored.set(call.call_id, row);
-      return { row, inserted: true };
-    }
-    const existing = stored.get(call.call_id);
-    if (!existing) throw new Error(`call log for ${call.call_id} vanished`);
-    return { row: existing, inserted: false };
+    // Only the first of a call id in the batch wrote it; a later one is a repeat, like any other.
+    fresh.delete(call.call_id);
+    return row ? { row, inserted: true, dispatchClaim: call.claim_hold_ms === null ? null : { outcome: "claimed", attempts: 1 } } : null;
+  });
+  const repeats = calls.filter((_, i) => !written[i]);
+  const stored = repeats.length > 0 ? await revisitCalls(database, repeats) : new Map<string, StoredRow>();
+  return calls.map((call, i) => {
+    if (written[i]) return written[i];
+    const row = stored.get(call.call_id);
+    if (!row) throw new Error(`call log for ${call.call_id} vanished`);
+    // A claim is taken once: the same call id again in this batch finds it held.
+    stored.set(call.call_id, { ...row, dispatch_claimed: false });
+    return { row, inserted: false, dispatchClaim: call.claim_hold_ms === null ? null : claimOf(row) };
   });
 }
+
+type CallRow = ReturnType<typeof callRow>;
 
 function callRow(decision: CallDecision, at: Date, ord: number) {
   const { call } = decision;
@@ -158,14 +168,60 @@ function callRow(decision: CallDecision, at: Date, ord: number) {
     agent_source: decision.agentSource,
     metadata: { source: call.source, ...call.details },
     created_at: at.toISOString(),
+    caller_joined_at: call.joined?.at.toISOString() ?? null,
+    claim_dispatch: call.joined?.claimDispatchForMs !== undefined,
+    claim_hold_ms: call.joined?.claimDispatchForMs ?? null,
   };
 }
 
-async function storedCalls(database: Database, callIds: string[]): Promise<Map<string, StoredCall>> {
-  const rows = await database.rows<StoredCall & { call_id: string }>(sql`
+function claimOf(row: StoredRow): DispatchClaim {
+  const outcome = row.dispatch_claimed ? "claimed" : row.dispatched ? "already_dispatched" : row.ended ? "call_ended" : "in_progress";
+  return { outcome, attempts: Number(row.dispatch_attempts) };
+}
+
+type StoredRow = StoredCall & {
+  call_id: string;
+  dispatch_claimed: boolean;
+  dispatch_attempts?: number;
+  dispatched?: boolean;
+  ended?: boolean;
+};
+
+/**
+ * Reads calls recorded before. A repeat that is a LiveKit join first records the join on the
+ * call (first values win) and, when asked, takes the right to dispatch its agent: only while no
+ * agent was dispatched, the call goes on, and no other delivery holds the claim. A claim this
+ * statement took shows as dispatch_claimed_at = now(), the statement's own time.
+ */
+const claimable = sql`(x.claim_dispatch and c.dispatch_id is null and c.ended_at is null
+  and (c.dispatch_claimed_at is null or c.dispatch_claimed_at < now() - make_interval(secs => x.claim_hold_ms / 1000.0)))`;
+
+async function revisitCalls(database: Database, calls: CallRow[]): Promise<Map<string, StoredRow>> {
+  const rows = await database.rows<StoredRow>(sql`
+    with x as (
+      select * from jsonb_to_recordset(${JSON.stringify(calls)}::jsonb)
+        as x(call_id text, room_name text, room_sid text, caller_joined_at timestamptz, claim_dispatch boolean, claim_hold_ms int)
+    ), joined as (
+      update call_logs c
+      set caller_joined_at = coalesce(c.caller_joined_at, x.caller_joined_at),
+          room_name = coalesce(c.room_name, nullif(x.room_name, '')),
+          room_sid = coalesce(c.room_sid, x.room_sid),
+          dispatch_claimed_at = case when ${claimable} then now() else c.dispatch_claimed_at end,
+          dispatch_attempts = c.dispatch_attempts + case when ${claimable} then 1 else 0 end,
+          updated_at = now()
+      from x
+      where c.provider_call_id = x.call_id and x.caller_joined_at is not null
+      returning c.*
+    ), stored as (
+      select * from joined
+      union all
+      select * from call_logs
+      where provider_call_id in (select call_id from x where caller_joined_at is null)
+        and provider_call_id not in (select provider_call_id from joined)
+    )
     select provider_call_id as call_id, id as call_log_id, lead_id, tenant_id, campaign_id, phone_number_id,
-           agent_name, agent_source, from_number, to_number
-    from call_logs
-    where provider_call_id in (select jsonb_array_elements_text(${JSON.stringify(callIds)}::jsonb))`);
-  return new Map(rows.map(({ call_id, ...row }) => [call_id, row]));
+           agent_name, agent_source, from_number, to_number, dispatch_claimed_at = now() as dispatch_claimed,
+           dispatch_attempts, dispatch_id is not null as dispatched, ended_at is not null as ended
+    from stored`);
+  return new Map(rows.map((row) => [row.call_id, row]));
 }

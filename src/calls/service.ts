@@ -12,7 +12,7 @@ import type { Journal } from "../journal/journal";
 import type { Logger } from "../logger";
 import type { DirectoryEntry, RoutingDirectory } from "./directory";
 import { normalizePhoneNumber } from "./phone";
-import { type CallRecorder, type StoredCall, writeCall } from "./recorder";
+import { type CallRecorder, type DispatchClaim, type StoredCall, writeCall } from "./recorder";
 
 export interface RoutingSettings {
   systemDefaultAgent: string;
@@ -44,6 +44,12 @@ export interface InboundCall {
   source: string;
   /** Extra facts worth keeping with the call (SIP attributes, provider ids). */
   details?: Record<string, unknown>;
+  /**
+   * The caller is in the call's room (a LiveKit join): when they joined, and, when this delivery
+   * is to send the agent, how long its claim on the dispatch holds against other deliveries.
+   * Recorded with the call, in the same statement.
+   */
+  joined?: { at: Date; claimDispatchForMs?: number };
 }
 
 /** Who answers a call and why: everything its record needs. The journal keeps it as is. */
@@ -81,6 +87,8 @@ export interface CallRouting {
   recordError?: unknown;
   /** True when this call id had been routed before and the stored decision was returned. */
   replayed: boolean;
+  /** When the call was asked to claim its agent's dispatch (InboundCall.joined) and is recorded: what the claim found. */
+  dispatchClaim: DispatchClaim | null;
 }
 
 /** The routing rule: the campaign's agent, else the tenant's default, else the system default. */
@@ -135,14 +143,22 @@ async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<Ca
   const write = deps.recorder.write(decision);
   let failure: unknown;
   try {
-    const stored = await withDeadline(write, deps.settings.recordWaitMs, "call record");
-    return fromStored(decision.call.callId, stored.row, !stored.inserted);
+    const written = await withDeadline(write, deps.settings.recordWaitMs, "call record");
+    return { ...fromStored(decision.call.callId, written.row, !written.inserted), dispatchClaim: written.dispatchClaim };
   } catch (error) {
     // A write that finishes after all is harmless: the journal's replay of it finds the call there.
     write.catch(() => {});
     failure = error;
   }
-  const pending = { ...decision, callId: decision.call.callId, callLogId: null, leadId: null, replayed: false, recordError: failure };
+  const pending = {
+    ...decision,
+    callId: decision.call.callId,
+    callLogId: null,
+    leadId: null,
+    replayed: false,
+    dispatchClaim: null,
+    recordError: failure,
+  };
   // Only a database that is away or slow is worth waiting out; one that refuses the record would refuse its replay too.
   if (!deps.journal || !isDatabaseUnavailable(failure)) return { ...pending, record: "unrecorded" };
   try {
@@ -158,7 +174,9 @@ export const CALL_ENTRY = "call";
 
 /** Writes a journaled call's record, as it was decided when the call came in. */
 export async function replayCallRecord(database: Database, decision: CallDecision, at: Date): Promise<void> {
-  await writeCall(database, decision, at);
+  // The delivery that claimed the dispatch is long gone: a replay records the join, claims nothing.
+  const joined = decision.call.joined && { at: new Date(decision.call.joined.at) };
+  await writeCall(database, { ...decision, call: { ...decision.call, joined } }, at);
 }
 
 /** The JSON the agent receives as job metadata, from sip-inbound and from LiveKit dispatch alike. */
@@ -176,7 +194,7 @@ export function callMetadata(routing: CallRouting): Record<string, string | null
   };
 }
 
-function fromStored(callId: string, row: StoredCall, replayed: boolean): CallRouting {
+function fromStored(callId: string, row: StoredCall, replayed: boolean): Omit<CallRouting, "dispatchClaim"> {
   return {
     callId,
     agentName: row.agent_name,
@@ -219,24 +237,6 @@ export interface RoomRef {
 
 /** The calls of this room and no other: by sid, so a later room of the same name is not matched. */
 const inRoom = (room: RoomRef) => (room.sid ? sql`room_sid = ${room.sid}` : sql`room_name = ${room.name}`);
-
-/**
- * The caller is in the call's room: remember when (the start of its duration) and which room.
- * First values win, so a repeated or late event changes nothing.
- */
-export async function recordCallerJoined(
-  database: Database,
-  call: { callId: string; room: RoomRef; joinedAt: Date },
-): Promise<void> {
-  await database.rows(sql`
-    update call_logs
-    set caller_joined_at = coalesce(caller_joined_at, ${call.joinedAt.toISOString()}::timestamptz),
-        room_name = coalesce(room_name, ${call.room.name || null}),
-        room_sid = coalesce(room_sid, ${call.room.sid}),
-        updated_at = now()
-    where provider_call_id = ${call.callId}
-    returning id`);
-}
 
 /** An agent is in the room: the ringing call there is answered. Status only moves forward. */
 export async function recordCallAnswered(

@@ -58,31 +58,27 @@ export type DispatchOutcome = (
 export const HOLD_MS = 10_000;
 export const HOLD = sql`make_interval(secs => ${HOLD_MS / 1000})`;
 
-export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, roomName: string): Promise<DispatchOutcome> {
+/**
+ * Sends the call's agent, when its record's claim lets this delivery (routing.dispatchClaim).
+ * `eventId`, the webhook event this answers, is marked processed in the statement that records
+ * the dispatch: the join's last round trip.
+ */
+export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, roomName: string, eventId?: string): Promise<DispatchOutcome> {
   const { logger } = deps;
   const fields = { call_id: routing.callId, room: roomName, agent: routing.agentName, call_log_id: routing.callLogId };
   const callLogId = routing.callLogId;
-  let bookkept = callLogId !== null;
-  let deliveries = 0;
-  // The database's word on whether to dispatch. Without it (no call log, or the claim itself
-  // failed) the caller still gets an agent: LiveKit's list of the room's dispatches is the guard.
-  if (callLogId) {
-    try {
-      const claim = await claimDispatch(deps.database, callLogId);
-      if (claim.outcome !== "claimed") {
-        logger.info({ ...fields, reason: claim.outcome }, "dispatch skipped");
-        return { kind: "skipped", reason: claim.outcome, bookkept };
-      }
-      deliveries = claim.attempts;
-    } catch (error) {
-      logger.warn({ ...fields, err: error }, "dispatch claim failed: dispatching on LiveKit's list alone");
-      bookkept = false;
-    }
+  // Without a call log (the database could not take it) the caller still gets an agent:
+  // LiveKit's list of the room's dispatches is the guard then.
+  const claim = callLogId ? routing.dispatchClaim : null;
+  if (callLogId && !claim) throw new Error(`call ${routing.callId} was recorded without a dispatch claim`);
+  if (claim && claim.outcome !== "claimed") {
+    logger.info({ ...fields, reason: claim.outcome }, "dispatch skipped");
+    return { kind: "skipped", reason: claim.outcome, bookkept: true };
   }
-
+  let bookkept = callLogId !== null;
   const attempt = await findOrCreateDispatch(deps, routing, roomName, fields);
   const note = async (write: () => Promise<void>) => {
-    if (!callLogId || !bookkept) return;
+    if (!callLogId) return;
     try {
       await write();
     } catch (error) {
@@ -92,7 +88,7 @@ export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, ro
   };
   if (attempt.ok) {
     const source = servingAgentSource(attempt.dispatch.agentName, routing, deps.systemDefaultAgent);
-    await note(() => recordDispatch(deps.database, callLogId!, attempt.dispatch, source));
+    await note(() => recordDispatch(deps.database, callLogId!, attempt.dispatch, source, eventId));
     return { kind: "dispatched", dispatchId: attempt.dispatch.id, agentName: attempt.dispatch.agentName, reused: attempt.reused, bookkept };
   }
   const message = attempt.error instanceof Error ? attempt.error.message : String(attempt.error);
@@ -101,6 +97,7 @@ export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, ro
   // (longer than the SDK's request timeout), so no redelivery creates a second agent meanwhile.
   await note(() => recordDispatchFailure(deps.database, callLogId!, message, !attempt.createMayHaveLanded));
   logger.error({ ...fields, retryable, create_may_have_landed: attempt.createMayHaveLanded, err: attempt.error }, "agent dispatch failed");
+  const deliveries = claim?.attempts ?? 0;
   return { kind: "failed", retryable, error: message, deliveries, createMayHaveLanded: attempt.createMayHaveLanded, bookkept };
 }
 
@@ -198,29 +195,6 @@ function isRetryable(error: unknown): boolean {
   return typeof status !== "number" || status === 0 || status >= 500 || status === 429 || MAY_HAVE_ACTED.has(status);
 }
 
-/** Takes the right to dispatch for this call, or says why not; counts the deliveries that took it. */
-async function claimDispatch(
-  database: Database,
-  callLogId: string,
-): Promise<{ outcome: "claimed" | "already_dispatched" | "call_ended" | "in_progress"; attempts: number }> {
-  const [row] = await database.rows<{ claimed: boolean; dispatched: boolean; ended: boolean; attempts: number }>(sql`
-    with claimed as (
-      update call_logs
-      set dispatch_claimed_at = now(), dispatch_attempts = dispatch_attempts + 1, updated_at = now()
-      where id = ${callLogId} and dispatch_id is null and ended_at is null
-        and (dispatch_claimed_at is null or dispatch_claimed_at < now() - ${HOLD})
-      returning id, dispatch_attempts
-    )
-    select exists (select 1 from claimed) as claimed,
-           coalesce((select dispatch_attempts from claimed), dispatch_attempts) as attempts,
-           dispatch_id is not null as dispatched,
-           ended_at is not null as ended
-    from call_logs where id = ${callLogId}`);
-  if (!row) throw new Error(`call log ${callLogId} not found`);
-  const outcome = row.claimed ? "claimed" : row.dispatched ? "already_dispatched" : row.ended ? "call_ended" : "in_progress";
-  return { outcome, attempts: Number(row.attempts) };
-}
-
 /**
  * Records on the call's log a dispatch made while the log could not be written (the database was
  * down when the caller joined: the join was journaled, and this runs when it is replayed).
@@ -235,14 +209,21 @@ export async function recordLateDispatch(
   await recordDispatch(database, routing.callLogId, dispatch, servingAgentSource(dispatch.agentName, routing, systemDefaultAgent));
 }
 
-/** Stores the dispatch; the record names the agent actually serving the call, and why it is that one. */
+/**
+ * Stores the dispatch; the record names the agent actually serving the call, and why it is that
+ * one. With `eventId`, the webhook event that sent it is marked processed in the same statement.
+ */
 async function recordDispatch(
   database: Database,
   callLogId: string,
   dispatch: Pick<AgentDispatch, "id" | "agentName">,
   source: AgentSource,
+  eventId?: string,
 ): Promise<void> {
   await database.rows(sql`
+    with processed as (
+      update webhook_events set processed_at = now() where id = ${eventId ?? null}::text returning id
+    )
     update call_logs
     set dispatch_id = ${dispatch.id}, dispatch_error = null, updated_at = now(),
         metadata = case when agent_name = ${dispatch.agentName} then metadata

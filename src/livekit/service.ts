@@ -10,13 +10,12 @@ import {
   type RoutingDeps,
   recordCallAnswered,
   recordCallEnded,
-  recordCallerJoined,
   routeInboundCall,
 } from "../calls/service";
 import { constraintViolation, isDatabaseUnavailable } from "../db/errors";
 import { AppError, TimeoutError, UnavailableError, UnprocessableError, withDeadline } from "../errors";
 import type { Logger } from "../logger";
-import { type DispatchDeps, type DispatchOutcome, dispatchAgent, HOLD, recordLateDispatch } from "./dispatch";
+import { type DispatchDeps, type DispatchOutcome, dispatchAgent, HOLD, HOLD_MS, recordLateDispatch } from "./dispatch";
 import { isLastDelivery } from "./delivery";
 import { eventKey, eventRoom, participantIdentity, sipCall } from "./event-values";
 
@@ -103,6 +102,9 @@ export async function handleLiveKitEvent(deps: LiveKitEventDeps, event: WebhookE
   }
 }
 
+const dispatchRecorded = (outcome: EventOutcome) =>
+  outcome.result === "handled" && outcome.dispatch?.kind === "dispatched" && outcome.dispatch.bookkept;
+
 const isBudgetTimeout = (error: unknown): error is TimeoutError =>
   error instanceof TimeoutError && error.what === "webhook delivery";
 
@@ -170,7 +172,8 @@ async function handleAction(
   try {
     const outcome = await perform(deps, { event, room, at, claim }, action);
     if (claim.state === "unknown") throw new NotRecordedError("event handled without the database");
-    if (id) await markProcessed(deps, id);
+    // A join whose dispatch was recorded had its event marked processed in the same statement.
+    if (id && !dispatchRecorded(outcome)) await markProcessed(deps, id);
     return outcome;
   } catch (error) {
     // Give the event back so LiveKit's redelivery acts on it (or the lease runs out if this fails too).
@@ -256,17 +259,20 @@ async function applyEarlierAnswer(deps: LiveKitEventDeps, { room, claim }: Deliv
   if (claim.agentJoinedAt) await recordCallAnswered(deps.database, { room, answeredAt: claim.agentJoinedAt });
 }
 
-/** The caller is in the room, ringing: record the call and send its agent. */
+/**
+ * The caller is in the room, ringing: record the call, its join and this delivery's claim on the
+ * dispatch in one statement, send its agent, and record the dispatch with the event done in another.
+ */
 async function callerJoined(deps: LiveKitEventDeps, delivery: Delivery): Promise<EventOutcome> {
   const { event, room, at, claim } = delivery;
   const participant = event.participant!;
-  const routing = await routeInboundCall(deps, sipCall(participant, room));
+  const joined = { at: joinedAt(participant, at) ?? at, claimDispatchForMs: deps.dispatch ? HOLD_MS : undefined };
+  const routing = await routeInboundCall(deps, { ...sipCall(participant, room), joined });
   // Why the call has no complete record, if so: the delivery fails for it, after the caller got an agent.
   let unrecorded: unknown =
     routing.record === "recorded" ? undefined : new NotRecordedError(`call record ${routing.record}`, routing.recordError);
   if (!unrecorded) {
     try {
-      await recordCallerJoined(deps.database, { callId: routing.callId, room, joinedAt: joinedAt(participant, at) ?? at });
       await applyEarlierAnswer(deps, delivery);
     } catch (error) {
       unrecorded = error;
@@ -279,7 +285,7 @@ async function callerJoined(deps: LiveKitEventDeps, delivery: Delivery): Promise
     return { result: "handled", action: "caller joined a finished room; call ended" };
   }
   const outcome: EventOutcome = deps.dispatch
-    ? await sendAgent(deps, delivery, routing)
+    ? await sendAgent(deps, delivery, routing, unrecorded ? undefined : (eventKey(event) ?? undefined))
     : { result: "handled", action: "caller_joined (dispatch off)" };
   if (unrecorded) throw unrecorded;
   return outcome;
@@ -288,13 +294,15 @@ async function callerJoined(deps: LiveKitEventDeps, delivery: Delivery): Promise
 /**
  * Sends the call's agent into the room, once. A dispatch that fails is answered 503 while
  * LiveKit has deliveries left; on its last one (or when LiveKit refuses for good) the call ends
- * failed, unless a CreateDispatch whose answer never came may still start the agent.
+ * failed, unless a CreateDispatch whose answer never came may still start the agent. `eventId`
+ * is marked processed with the dispatch's record.
  */
-async function sendAgent(deps: LiveKitEventDeps, { event }: Delivery, routing: CallRouting): Promise<EventOutcome> {
+async function sendAgent(deps: LiveKitEventDeps, { event }: Delivery, routing: CallRouting, eventId?: string): Promise<EventOutcome> {
   const dispatch = await dispatchAgent(
     { ...deps.dispatch!, database: deps.database, logger: deps.logger, systemDefaultAgent: deps.settings.systemDefaultAgent },
     routing,
     event.room?.name ?? "",
+    eventId,
   );
   if (dispatch.kind === "skipped" && dispatch.reason === "in_progress") {
     throw new UnavailableError("another delivery is dispatching this call's agent; retry later");
