@@ -1,14 +1,17 @@
 // The benchmark: `npm run bench` (`-- --quick` for a one-minute run). It starts everything it
 // needs: a fresh database on the local PostgreSQL, Switchboard as the compiled binary, wrk in its
 // own process; and, in the same run, the yardsticks: the original design (../shared/peers), pgbench
-// doing one call's SQL per transaction on Switchboard's schema (the machine's ceiling), and the
-// embedded default. Ratios are printed because absolute figures drift between runs and machines.
-// Every call answered is checked to be in the database exactly once afterwards.
+// doing one call's SQL per transaction on Switchboard's schema (the machine's ceiling), PGlite
+// in-process doing one call per statement (the embedded ceiling). Ratios are printed because
+// absolute figures drift between runs and machines. Every call answered is checked to be in the
+// database exactly once afterwards. The full run adds the LiveKit event stream and the large directory.
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import postgres from "postgres";
+import { type LiveKitStreamResult, measureLiveKitStream } from "./livekit-stream";
+import { measureScale, type ScaleResult } from "./scale";
 
 const root = resolve(import.meta.dir, "..");
 const quick = process.argv.includes("--quick");
@@ -16,6 +19,22 @@ const LEVELS = quick ? [32] : [1, 32, 128];
 const SECONDS = quick ? 5 : 10;
 const PG = { host: process.env.PGHOST ?? "127.0.0.1", port: process.env.PGPORT ?? "5432", user: process.env.PGUSER ?? "root" };
 const adminUrl = `postgresql://${PG.user}@${PG.host}:${PG.port}/postgres`;
+
+/** Issue 14's targets; the report says which hold in this run. */
+const TARGETS = {
+  postgresVsOriginal: 10,
+  postgresVsPgbench: 0.6,
+  postgresP99Ms: 15,
+  embeddedCallsPerSecond: 2_000,
+  embeddedVsPglite: 1.0,
+  embeddedP99Ms: 40,
+  liveKitEventsPerSecond: 1_500,
+  liveKitRoundTripsPerJoin: 3,
+  postgresRssMb: 120,
+  embeddedRssMb: 200,
+  firstStartPeakMb: 400,
+  restartReadyMs: 300,
+};
 
 type Load = {
   connections: number;
@@ -33,6 +52,14 @@ function run(command: string, args: string[], env: Record<string, string | undef
   const result = spawnSync(command, args, { cwd: root, env: { ...process.env, ...env }, encoding: "utf8" });
   if (result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed:\n${result.stderr || result.stdout}`);
   return result.stdout;
+}
+
+/** Like run, without blocking this process: memory is sampled while the load runs. */
+async function runAsync(command: string, args: string[]): Promise<string> {
+  const child = Bun.spawn([command, ...args], { cwd: root, stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  if (code !== 0) throw new Error(`${command} ${args.join(" ")} failed:\n${err || out}`);
+  return out;
 }
 
 function requireTools() {
@@ -60,27 +87,46 @@ const freePort = () => {
   return port;
 };
 
-/** A server process, ready once `probe` answers. */
+/** A server process, ready once `probe` answers 200; how long that took from the spawn. */
 async function startProcess(command: string, args: string[], env: Record<string, string>, probe: string) {
+  const spawned = performance.now();
   const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr!.on("data", (chunk) => (stderr += chunk));
-  for (let i = 0; i < 200; i++) {
-    if (await fetch(probe).then((r) => r.ok, () => false)) return { child, peakRssMb: () => peakRss(child.pid!) };
-    await Bun.sleep(50);
+  for (let i = 0; i < 2000; i++) {
+    if (await fetch(probe).then((r) => r.ok, () => false)) {
+      const readyMs = Math.round(performance.now() - spawned);
+      return { child, readyMs, memory: () => memoryOf(child.pid!), stop: () => stopProcess(child) };
+    }
+    await Bun.sleep(5);
   }
   child.kill("SIGKILL");
   throw new Error(`${command} did not start:\n${stderr}`);
 }
 
-/** The process's peak resident memory (VmHWM), in MB. */
-function peakRss(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, "utf8").match(/VmHWM:\s+(\d+) kB/);
-  return line ? Math.round(Number(line[1]) / 1024) : Number.NaN;
+async function stopProcess(child: ReturnType<typeof spawn>) {
+  const exited = new Promise((done) => child.once("exit", done));
+  child.kill("SIGTERM");
+  await exited;
 }
 
-function wrk(url: string, connections: number): Load {
-  const out = run("wrk", [`-t${Math.min(2, connections)}`, `-c${connections}`, `-d${SECONDS}s`, "--latency", "-s", "bench/sip-inbound.lua", url]);
+/** The process's resident memory now and at its peak (VmRSS, VmHWM), in MB. */
+function memoryOf(pid: number): { rssMb: number; peakMb: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const mb = (field: string) => Math.round(Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1]) / 1024);
+  return { rssMb: mb("VmRSS"), peakMb: mb("VmHWM") };
+}
+
+async function wrk(url: string, connections: number): Promise<Load> {
+  const out = await runAsync("wrk", [
+    `-t${Math.min(2, connections)}`,
+    `-c${connections}`,
+    `-d${SECONDS}s`,
+    "--latency",
+    "-s",
+    "bench/sip-inbound.lua",
+    url,
+  ]);
   const ms = (text: string | undefined) => {
     const [, value, unit] = /([\d.]+)(us|ms|s)/.exec(text ?? "") ?? [];
     return Number(value) * (unit === "us" ? 0.001 : unit === "s" ? 1000 : 1);
@@ -99,6 +145,17 @@ function wrk(url: string, connections: number): Load {
   };
 }
 
+/** The highest resident memory seen while `work` runs, sampled every 100 ms. */
+async function sampleRss<T>(pid: number, work: Promise<T>): Promise<{ result: T; rssMb: number }> {
+  let rssMb = memoryOf(pid).rssMb;
+  const timer = setInterval(() => (rssMb = Math.max(rssMb, memoryOf(pid).rssMb)), 100);
+  try {
+    return { result: await work, rssMb };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /** Every answered call is in the database once: journaled ones are waited for, duplicates counted. */
 async function countCalls(url: string, serverUrl: string, answered: number) {
   for (let i = 0; i < 100; i++) {
@@ -106,25 +163,71 @@ async function countCalls(url: string, serverUrl: string, answered: number) {
     if (ready.journal.depth === 0) break;
     await Bun.sleep(100);
   }
-  const sql = postgres(url, { max: 1 });
-  const [row] = await sql<{ rows: number; distinct: number }[]>`
-    select count(*)::int as rows, count(distinct provider_call_id)::int as distinct from call_logs where provider_call_id like 'bench-%'`;
-  await sql.end();
-  return { answered, recorded: row!.distinct, duplicates: row!.rows - row!.distinct };
+  const rows = await query<{ rows: number; distinct: number }>(
+    url,
+    `select count(*)::int as rows, count(distinct provider_call_id)::int as distinct from call_logs where provider_call_id like 'bench-%'`,
+  );
+  return { answered, recorded: rows[0]!.distinct, duplicates: rows[0]!.rows - rows[0]!.distinct };
+}
+
+async function query<T>(url: string, text: string): Promise<T[]> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    return (await sql.unsafe(text)) as unknown as T[];
+  } finally {
+    await sql.end();
+  }
+}
+
+/**
+ * Statements the database ran, as it counts transactions (each autocommit statement is one).
+ * Read while no Switchboard process is connected: a backend's counts reach the statistics when it exits.
+ */
+async function transactions(url: string): Promise<number> {
+  const [row] = await query<{ n: string }>(
+    url,
+    `select pg_stat_clear_snapshot(), (xact_commit + xact_rollback)::text as n from pg_stat_database where datname = current_database()`,
+  );
+  return Number(row!.n);
 }
 
 async function switchboard(binary: string, env: Record<string, string>, label: string) {
   run(binary, ["seed", "examples/directory.json"], env);
+  const before = env.DATABASE_URL ? await transactions(env.DATABASE_URL) : 0;
   const port = freePort();
   const server = await startProcess(binary, ["serve"], { ...env, PORT: String(port), LOG_LEVEL: "error" }, `http://127.0.0.1:${port}/healthz`);
-  const loads = LEVELS.map((c) => wrk(`http://127.0.0.1:${port}/api/v1/webhooks/livekit/sip-inbound`, c));
-  const peakRssMb = server.peakRssMb();
-  const counted = env.DATABASE_URL
-    ? await countCalls(env.DATABASE_URL, `http://127.0.0.1:${port}`, loads.reduce((n, l) => n + l.answered - l.errors, 0))
-    : undefined;
-  server.child.kill("SIGTERM");
+  const pid = server.child.pid!;
+  const loads: (Load & { rssMb: number })[] = [];
+  for (const c of LEVELS) {
+    const { result, rssMb } = await sampleRss(pid, wrk(`http://127.0.0.1:${port}/api/v1/webhooks/livekit/sip-inbound`, c));
+    loads.push({ ...result, rssMb });
+  }
+  const { peakMb } = server.memory();
+  const answered = loads.reduce((n, l) => n + l.answered - l.errors, 0);
+  const counted = env.DATABASE_URL ? await countCalls(env.DATABASE_URL, `http://127.0.0.1:${port}`, answered) : undefined;
+  await server.stop();
+  // The count includes the server's start (migration check, directory load) and the count above: a few dozen.
+  const roundTripsPerCall = env.DATABASE_URL ? round2(((await transactions(env.DATABASE_URL)) - before) / answered) : undefined;
   console.log(`measured ${label}`);
-  return { loads, peakRssMb, counted };
+  return { loads, peakRssMb: peakMb, loadRssMb: Math.max(...loads.map((l) => l.rssMb)), counted, roundTripsPerCall };
+}
+
+/** The compiled binary's first start in an empty directory, then a restart on it: time to serve, memory. */
+async function startup(binary: string) {
+  const dataDir = mkdtempSync(join(tmpdir(), "bench-start-"));
+  const start = async () => {
+    const port = freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const server = await startProcess(binary, ["serve"], { DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: "error" }, `${url}/readyz`);
+    await Bun.sleep(1000);
+    const memory = server.memory();
+    await server.stop();
+    return { readyMs: server.readyMs, peakRssMb: memory.peakMb, idleRssMb: memory.rssMb };
+  };
+  const first = await start();
+  const restart = await start();
+  console.log("measured the binary's start");
+  return { first, restart };
 }
 
 async function peer(url: string) {
@@ -137,17 +240,23 @@ async function peer(url: string) {
     () => null,
   );
   if (!server) return null;
-  const load = wrk(`http://127.0.0.1:${port}/api/v1/webhooks/livekit/sip-inbound`, 32);
-  server.child.kill("SIGTERM");
+  const load = await wrk(`http://127.0.0.1:${port}/api/v1/webhooks/livekit/sip-inbound`, 32);
+  await server.stop();
   console.log("measured the original design");
   return load;
 }
 
-function pgbench(url: string) {
+async function pgbench(url: string) {
   const bin = run("pg_config", ["--bindir"]).trim();
-  const out = run(join(bin, "pgbench"), ["-n", "-c32", "-j2", `-T${SECONDS}`, "-f", "bench/one-call.sql", url]);
+  const out = await runAsync(join(bin, "pgbench"), ["-n", "-c32", "-j2", `-T${SECONDS}`, "-f", "bench/one-call.sql", url]);
   console.log("measured the pgbench ceiling");
   return Math.round(Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? 0));
+}
+
+async function pgliteCeiling() {
+  const out = await runAsync(process.execPath, ["bench/pglite-ceiling.ts", String(SECONDS)]);
+  console.log("measured the PGlite ceiling");
+  return (JSON.parse(out.trim().split("\n").at(-1)!) as { callsPerSecond: number }).callsPerSecond;
 }
 
 async function main() {
@@ -157,15 +266,25 @@ async function main() {
   const binary = join(build, "switchboard");
   run(process.execPath, ["scripts/build.ts", "--outfile", binary]);
   const stamp = Date.now();
-  const onPostgres = await freshDatabase(`switchboard_bench_${stamp}`);
-  const results = {
+  const scratch = () => mkdtempSync(join(tmpdir(), "bench-"));
+  const results: Results = {
     at: new Date().toISOString(),
     quick,
     seconds: SECONDS,
-    postgres: await switchboard(binary, { DATABASE_URL: onPostgres, DATA_DIR: mkdtempSync(join(tmpdir(), "bench-")) }, "Switchboard on PostgreSQL"),
-    embedded: await switchboard(binary, { DATA_DIR: mkdtempSync(join(tmpdir(), "bench-")) }, "Switchboard on the embedded database"),
+    postgres: await switchboard(binary, { DATABASE_URL: await freshDatabase(`switchboard_bench_${stamp}`), DATA_DIR: scratch() }, "Switchboard on PostgreSQL"),
+    embedded: await switchboard(binary, { DATA_DIR: scratch() }, "Switchboard on the embedded database"),
     original: await peer(await freshDatabase(`peer_bench_${stamp}`)),
-    pgbenchCeiling: pgbench(await freshDatabaseWithSchema(binary, `switchboard_pgbench_${stamp}`)),
+    pgbenchCeiling: await pgbench(await freshDatabaseWithSchema(binary, `switchboard_pgbench_${stamp}`)),
+    pgliteCeiling: await pgliteCeiling(),
+    startup: await startup(binary),
+    liveKit: await measureLiveKitStream({
+      binary,
+      databaseUrl: await freshDatabase(`switchboard_lkbench_${stamp}`),
+      dataDir: scratch(),
+      calls: quick ? 500 : 3_000,
+      concurrency: 32,
+    }),
+    scale: quick ? null : await measureScale({ binary, databaseUrl: await freshDatabase(`switchboard_scale_${stamp}`), quick }),
   };
   report(results);
   writeFileSync(join(root, "bench", "results", "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
@@ -179,29 +298,72 @@ async function freshDatabaseWithSchema(binary: string, name: string) {
 }
 
 interface Results {
+  at: string;
+  quick: boolean;
+  seconds: number;
   postgres: Awaited<ReturnType<typeof switchboard>>;
   embedded: Awaited<ReturnType<typeof switchboard>>;
   original: Load | null;
   pgbenchCeiling: number;
+  pgliteCeiling: number;
+  startup: Awaited<ReturnType<typeof startup>>;
+  liveKit: LiveKitStreamResult;
+  scale: ScaleResult | null;
 }
 
+const round2 = (n: number) => Math.round(n * 100) / 100;
+
 function report(r: Results) {
-  const at32 = r.postgres.loads.find((l) => l.connections === 32);
   const rows = [
     ...r.postgres.loads.map((l) => [`Switchboard, PostgreSQL, c=${l.connections}`, l]),
     ...r.embedded.loads.map((l) => [`Switchboard, embedded, c=${l.connections}`, l]),
     ...(r.original ? [["original design, c=32", r.original]] : []),
-  ] as [string, Load][];
-  console.log("\n| | calls/s | p50 ms | p99 ms | max ms | errors | journaled |\n|---|---|---|---|---|---|---|");
+  ] as [string, Load & { rssMb?: number }][];
+  console.log("\n| | calls/s | p50 ms | p99 ms | max ms | errors | journaled | RSS MB |\n|---|---|---|---|---|---|---|---|");
   for (const [name, l] of rows) {
-    console.log(`| ${name} | ${l.callsPerSecond} | ${l.p50Ms} | ${l.p99Ms} | ${l.maxMs} | ${l.errors} | ${l.pending} |`);
+    console.log(`| ${name} | ${l.callsPerSecond} | ${l.p50Ms} | ${l.p99Ms} | ${l.maxMs} | ${l.errors} | ${l.pending} | ${l.rssMb ?? ""} |`);
   }
-  console.log(`| pgbench, one call per transaction, c=32 | ${r.pgbenchCeiling} | | | | | |`);
-  console.log(`\npeak RSS: PostgreSQL ${r.postgres.peakRssMb} MB, embedded ${r.embedded.peakRssMb} MB`);
-  if (at32 && r.original) console.log(`Switchboard / original design at c=32: ${(at32.callsPerSecond / r.original.callsPerSecond).toFixed(1)}x`);
-  if (at32) console.log(`Switchboard / pgbench ceiling at c=32: ${Math.round((100 * at32.callsPerSecond) / r.pgbenchCeiling)}%`);
+  console.log(`| pgbench, one call per transaction, c=32 | ${r.pgbenchCeiling} | | | | | | |`);
+  console.log(`| PGlite in-process, one call per statement, one at a time | ${r.pgliteCeiling} | | | | | | |`);
+  const lk = r.liveKit;
+  console.log(
+    `\nLiveKit stream: ${lk.eventsPerSecond} events/s, p99 ${lk.latency.all.p99Ms} ms, ${lk.errors} errors, ` +
+      `${lk.roundTripsPerSipJoin} database round trips per SIP join, ${lk.recordedOk}/${lk.calls} calls recorded and dispatched once`,
+  );
+  const s = r.startup;
+  console.log(
+    `binary: first start ready in ${s.first.readyMs} ms, peak ${s.first.peakRssMb} MB; restart ready in ${s.restart.readyMs} ms, ` +
+      `peak ${s.restart.peakRssMb} MB, idle ${s.restart.idleRssMb} MB`,
+  );
   const c = r.postgres.counted;
   if (c) console.log(`calls answered ${c.answered}, in the database ${c.recorded}, duplicated ${c.duplicates}`);
+  console.log(`database round trips per sip-inbound call (PostgreSQL, all levels): ${r.postgres.roundTripsPerCall}`);
+  console.log("\n| target | wanted | measured | |\n|---|---|---|---|");
+  for (const [name, wanted, measured, holds] of targets(r)) {
+    console.log(`| ${name} | ${wanted} | ${measured} | ${holds ? "met" : "missed"} |`);
+  }
+}
+
+function targets(r: Results): [string, string, string, boolean][] {
+  const pg = r.postgres.loads.find((l) => l.connections === 32)!;
+  const em = r.embedded.loads.find((l) => l.connections === 32)!;
+  const ratio = (a: number, b: number) => (b > 0 ? round2(a / b) : Number.NaN);
+  const rows: [string, string, string, boolean][] = [];
+  const at = (name: string, wanted: number, measured: number, atLeast: boolean, unit = "") =>
+    rows.push([name, `${atLeast ? ">=" : "<="} ${wanted}${unit}`, `${measured}${unit}`, atLeast ? measured >= wanted : measured <= wanted]);
+  if (r.original) at("PostgreSQL c=32 / original design", TARGETS.postgresVsOriginal, ratio(pg.callsPerSecond, r.original.callsPerSecond), true, "x");
+  at("PostgreSQL c=32 / pgbench ceiling", TARGETS.postgresVsPgbench, ratio(pg.callsPerSecond, r.pgbenchCeiling), true, "x");
+  at("PostgreSQL c=32 p99", TARGETS.postgresP99Ms, pg.p99Ms, false, " ms");
+  at("embedded c=32 calls/s", TARGETS.embeddedCallsPerSecond, em.callsPerSecond, true);
+  at("embedded c=32 / PGlite ceiling", TARGETS.embeddedVsPglite, ratio(em.callsPerSecond, r.pgliteCeiling), true, "x");
+  at("embedded c=32 p99", TARGETS.embeddedP99Ms, em.p99Ms, false, " ms");
+  at("LiveKit events/s", TARGETS.liveKitEventsPerSecond, r.liveKit.eventsPerSecond, true);
+  at("LiveKit round trips per SIP join", TARGETS.liveKitRoundTripsPerJoin, r.liveKit.roundTripsPerSipJoin, false);
+  at("RSS under load, PostgreSQL", TARGETS.postgresRssMb, r.postgres.loadRssMb, false, " MB");
+  at("RSS under load, embedded", TARGETS.embeddedRssMb, r.embedded.loadRssMb, false, " MB");
+  at("first start, peak RSS", TARGETS.firstStartPeakMb, r.startup.first.peakRssMb, false, " MB");
+  at("restart on existing data, ready", TARGETS.restartReadyMs, r.startup.restart.readyMs, false, " ms");
+  return rows;
 }
 
 main().then(

@@ -95,37 +95,49 @@ export function createCallRecorder(database: Database, options: RecorderOptions)
   };
 }
 
+/** A call's record written, or why not. */
+type Settled = { ok: true; written: WrittenCall } | { ok: false; error: unknown };
+
 /**
- * Writes a batch in one statement. A batch the database refuses (one bad row, a deadlock) is
- * written again call by call, so one call's problem is that call's alone; a database that is
- * down or slow fails them all, each caller's record then going to the journal.
+ * Writes a batch. A batch the database refuses (one bad value) is written again call by call,
+ * one after the other within this lane, so one call's problem is that call's alone; a database
+ * that is down or slow fails them all, each caller's record then going to the journal.
  */
 async function settleBatch(database: Database, batch: Queued[]): Promise<void> {
+  let settled: Settled[];
   try {
-    const written = await writeCalls(database, batch);
-    batch.forEach((queued, i) => queued.resolve(written[i]!));
+    settled = await writeCalls(database, batch);
   } catch (error) {
     if (batch.length === 1 || isDatabaseUnavailable(error)) {
       for (const queued of batch) queued.reject(error);
       return;
     }
-    await Promise.all(batch.map((queued) => settleBatch(database, [queued])));
+    for (const queued of batch) await settleBatch(database, [queued]);
+    return;
   }
+  batch.forEach((queued, i) => {
+    const outcome = settled[i]!;
+    if (outcome.ok) queued.resolve(outcome.written);
+    else queued.reject(outcome.error);
+  });
 }
 
 /** Writes one call as it was decided at `at` (a journaled call is written later than it came in). */
 export async function writeCall(database: Database, decision: CallDecision, at: Date): Promise<WrittenCall> {
-  const [written] = await writeCalls(database, [{ decision, at }]);
-  return written!;
+  const [outcome] = await writeCalls(database, [{ decision, at }]);
+  if (!outcome!.ok) throw outcome!.error;
+  return outcome!.written;
 }
 
 /**
  * One statement for the whole batch: record_calls (drizzle/0008_record_calls.sql) upserts each
- * caller's lead and inserts each call log, and answers the call logs it inserted. The calls it did
- * not insert were recorded before, by an earlier delivery or earlier in this very batch: a second
- * statement reads them (and applies a LiveKit join's facts to them), only when there are any.
+ * caller's lead and inserts each call log, and answers the call logs it inserted; if it fails,
+ * nothing of the batch was written. The calls it did not insert were recorded before, by an
+ * earlier delivery or earlier in this very batch: a second statement reads them (and applies a
+ * LiveKit join's facts to them), only when there are any. Its failure is theirs alone: the
+ * calls the first statement inserted are recorded whatever happens to it.
  */
-async function writeCalls(database: Database, batch: { decision: CallDecision; at: Date }[]): Promise<WrittenCall[]> {
+async function writeCalls(database: Database, batch: { decision: CallDecision; at: Date }[]): Promise<Settled[]> {
   const calls = batch.map(({ decision, at }, ord) => callRow(decision, at, ord));
   const inserted = await database.rows<StoredRow>(sql`select * from record_calls(${JSON.stringify(calls)}::jsonb)`);
   const fresh = new Map(inserted.map((row) => [row.call_id, row]));
@@ -136,14 +148,23 @@ async function writeCalls(database: Database, batch: { decision: CallDecision; a
     return row ? { row, inserted: true, dispatchClaim: call.claim_hold_ms === null ? null : { outcome: "claimed", attempts: 1 } } : null;
   });
   const repeats = calls.filter((_, i) => !written[i]);
-  const stored = repeats.length > 0 ? await revisitCalls(database, repeats) : new Map<string, StoredRow>();
-  return calls.map((call, i) => {
-    if (written[i]) return written[i];
+  let stored = new Map<string, StoredRow>();
+  let revisitError: unknown;
+  if (repeats.length > 0) {
+    try {
+      stored = await revisitCalls(database, repeats);
+    } catch (error) {
+      revisitError = error;
+    }
+  }
+  return calls.map((call, i): Settled => {
+    if (written[i]) return { ok: true, written: written[i] };
+    if (revisitError) return { ok: false, error: revisitError };
     const row = stored.get(call.call_id);
-    if (!row) throw new Error(`call log for ${call.call_id} vanished`);
+    if (!row) return { ok: false, error: new Error(`call log for ${call.call_id} vanished`) };
     // A claim is taken once: the same call id again in this batch finds it held.
     stored.set(call.call_id, { ...row, dispatch_claimed: false });
-    return { row, inserted: false, dispatchClaim: call.claim_hold_ms === null ? null : claimOf(row) };
+    return { ok: true, written: { row, inserted: false, dispatchClaim: call.claim_hold_ms === null ? null : claimOf(row) } };
   });
 }
 
@@ -201,6 +222,12 @@ async function revisitCalls(database: Database, calls: CallRow[]): Promise<Map<s
     with x as (
       select * from jsonb_to_recordset(${JSON.stringify(calls)}::jsonb)
         as x(call_id text, room_name text, room_sid text, caller_joined_at timestamptz, claim_dispatch boolean, claim_hold_ms int)
+    ), locked as (
+      -- Rows locked in call id order, as record_calls writes them, so two batches never wait in a cycle.
+      select c.id from call_logs c
+      where c.provider_call_id in (select call_id from x where caller_joined_at is not null)
+      order by c.provider_call_id
+      for update
     ), joined as (
       update call_logs c
       set caller_joined_at = coalesce(c.caller_joined_at, x.caller_joined_at),
@@ -210,7 +237,7 @@ async function revisitCalls(database: Database, calls: CallRow[]): Promise<Map<s
           dispatch_attempts = c.dispatch_attempts + case when ${claimable} then 1 else 0 end,
           updated_at = now()
       from x
-      where c.provider_call_id = x.call_id and x.caller_joined_at is not null
+      where c.provider_call_id = x.call_id and x.caller_joined_at is not null and c.id in (select id from locked)
       returning c.*
     ), stored as (
       select * from joined
