@@ -261,6 +261,8 @@ export interface CallEnd {
   endedAt: Date;
   /** When the caller joined, if the ending event knows it better than the record does. */
   joinedAt?: Date | null;
+  /** When an agent answered, if that is known from elsewhere (an agent join the record missed). */
+  answeredAt?: Date | null;
   disconnectReason: string;
   /** Final status when no agent ever answered: abandoned (caller hung up) or failed. */
   unansweredStatus: "abandoned" | "failed";
@@ -275,6 +277,7 @@ export async function recordCallEnded(database: Database, end: CallEnd): Promise
   if (!end.callId && !end.room) throw new Error("recordCallEnded needs a callId or a room");
   const endedAt = end.endedAt.toISOString();
   const joinedAt = end.joinedAt ? end.joinedAt.toISOString() : null;
+  const answeredAt = end.answeredAt ? end.answeredAt.toISOString() : null;
   const which = end.callId ? sql`provider_call_id = ${end.callId}` : inRoom(end.room!);
   return database.rows<{ id: string; status: string }>(sql`
     with ended as (
@@ -286,7 +289,9 @@ export async function recordCallEnded(database: Database, end: CallEnd): Promise
                          from (select round(extract(epoch from (${endedAt}::timestamptz
                                  - coalesce(caller_joined_at, ${joinedAt}::timestamptz))) * 1000) as d) as span),
           disconnect_reason = ${end.disconnectReason},
-          status = case when answered_at is not null then 'completed' else ${end.unansweredStatus} end,
+          answered_at = coalesce(answered_at, ${answeredAt}::timestamptz),
+          status = case when coalesce(answered_at, ${answeredAt}::timestamptz) is not null then 'completed'
+                        else ${end.unansweredStatus} end,
           updated_at = now()
       where ${which} and ended_at is null
       returning id, lead_id, status, ended_at

@@ -5,6 +5,7 @@
 import { DisconnectReason, ParticipantInfo_Kind, type ParticipantInfo, WebhookEvent } from "@livekit/protocol";
 import { sql } from "drizzle-orm";
 import {
+  type CallEnd,
   type CallRouting,
   type RoomRef,
   type RoutingDeps,
@@ -328,21 +329,30 @@ async function sendAgent(deps: LiveKitEventDeps, { event }: Delivery, routing: C
   return { result: "handled", action: "agent dispatch failed for good; call marked failed", dispatch };
 }
 
-/** The caller hung up (or never connected). A leave that overtakes its join still leaves a complete record. */
+/**
+ * The caller hung up (or never connected): the call ends, in one statement when its record is
+ * there. A leave that overtook its join still leaves a complete record: the call is recorded
+ * first, then ended. An agent join that came before the call had a record still counts.
+ */
 async function callerLeft(deps: LiveKitEventDeps, delivery: Delivery): Promise<EventOutcome> {
-  const { event, room, at } = delivery;
+  const { event, room, at, claim } = delivery;
   const participant = event.participant!;
-  const routing = await routeInboundCall(deps, sipCall(participant, room));
-  if (routing.record !== "recorded") throw new NotRecordedError(`call record ${routing.record}`, routing.recordError);
-  await applyEarlierAnswer(deps, delivery);
+  const call = sipCall(participant, room);
   const reason = participant.disconnectReason;
-  const ended = await recordCallEnded(deps.database, {
-    callId: routing.callId,
+  const end: CallEnd = {
+    callId: call.callId,
     endedAt: at,
     joinedAt: joinedAt(participant, at),
+    answeredAt: claim.agentJoinedAt,
     disconnectReason: DisconnectReason[reason] ?? String(reason),
     unansweredStatus: FAILED_REASONS.has(reason) ? "failed" : "abandoned",
-  });
+  };
+  let ended = await recordCallEnded(deps.database, end);
+  if (ended.length === 0) {
+    const routing = await routeInboundCall(deps, call);
+    if (routing.record !== "recorded") throw new NotRecordedError(`call record ${routing.record}`, routing.recordError);
+    ended = await recordCallEnded(deps.database, end);
+  }
   return { result: "handled", action: ended.length ? `call ended (${ended[0]!.status})` : "call already ended" };
 }
 
