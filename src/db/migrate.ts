@@ -11,6 +11,7 @@ import m0005 from "../../drizzle/0005_admin_api.sql" with { type: "text" };
 import m0006 from "../../drizzle/0006_real_livekit_rooms.sql" with { type: "text" };
 import m0007 from "../../drizzle/0007_directory_notify.sql" with { type: "text" };
 import m0008 from "../../drizzle/0008_record_calls.sql" with { type: "text" };
+import m0009 from "../../drizzle/0009_list_indexes.sql" with { type: "text" };
 import { type Database, rowsOf } from "./client";
 
 const MIGRATION_SQL: Record<string, string> = {
@@ -23,6 +24,7 @@ const MIGRATION_SQL: Record<string, string> = {
   "0006_real_livekit_rooms": m0006,
   "0007_directory_notify": m0007,
   "0008_record_calls": m0008,
+  "0009_list_indexes": m0009,
 };
 
 /** Any constant works; it only has to be the same for every Switchboard process. */

@@ -47,12 +47,17 @@ export const CALL_STATUSES = Object.keys(CALL_STATUS_RANK) as CallStatus[];
 const inList = (column: string, values: readonly string[]) =>
   sql.raw(`${column} in (${values.map((v) => `'${v}'`).join(", ")})`);
 
-export const tenants = pgTable("tenants", {
-  id: uuid("id").primaryKey().defaultRandom(),
-  name: text("name").notNull().unique(),
-  active: boolean("active").notNull().default(true),
-  createdAt: createdAt(),
-});
+export const tenants = pgTable(
+  "tenants",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    name: text("name").notNull().unique(),
+    active: boolean("active").notNull().default(true),
+    createdAt: createdAt(),
+  },
+  // Newest-first pages of the admin API.
+  (t) => [index("tenants_created_idx").on(t.createdAt, t.id)],
+);
 
 export const agents = pgTable(
   "agents",
@@ -83,6 +88,8 @@ export const agents = pgTable(
     uniqueIndex("agents_one_default_per_tenant").on(t.tenantId).where(sql`${t.isDefault}`),
     // The system-wide fallback is configuration (SYSTEM_DEFAULT_AGENT), not a row.
     check("agents_default_has_tenant", sql`not ${t.isDefault} or ${t.tenantId} is not null`),
+    // Newest-first pages of the admin API across tenants.
+    index("agents_created_idx").on(t.createdAt, t.id),
   ],
 );
 
@@ -108,6 +115,8 @@ export const campaigns = pgTable(
     // Target of the composite foreign keys that keep rows inside one tenant.
     unique("campaigns_id_tenant_key").on(t.id, t.tenantId),
     check("campaigns_status_check", inList("status", CAMPAIGN_STATUSES)),
+    // Newest-first pages of the admin API across tenants (a tenant's few use campaigns_tenant_name_key).
+    index("campaigns_created_idx").on(t.createdAt, t.id),
   ],
 );
 
@@ -133,6 +142,11 @@ export const phoneNumbers = pgTable(
       foreignColumns: [campaigns.id, campaigns.tenantId],
     }),
     check("phone_numbers_type_check", inList("number_type", NUMBER_TYPES)),
+    // Newest-first pages of the admin API, per tenant and across tenants; a campaign's numbers
+    // (its list, and unlinking them when it is deleted).
+    index("phone_numbers_tenant_created_idx").on(t.tenantId, t.createdAt, t.id),
+    index("phone_numbers_created_idx").on(t.createdAt, t.id),
+    index("phone_numbers_campaign_idx").on(t.campaignId),
   ],
 );
 
@@ -158,7 +172,11 @@ export const leads = pgTable(
     // concurrent calls from one caller meet here and become one row.
     unique("leads_caller_key").on(t.tenantId, t.campaignId, t.phoneNumber).nullsNotDistinct(),
     unique("leads_id_tenant_key").on(t.id, t.tenantId),
+    // Newest-first pages of the admin API: per tenant, across tenants, per campaign; a caller's leads.
     index("leads_tenant_created_idx").on(t.tenantId, t.createdAt, t.id),
+    index("leads_created_idx").on(t.createdAt, t.id),
+    index("leads_campaign_created_idx").on(t.campaignId, t.createdAt, t.id),
+    index("leads_phone_number_idx").on(t.phoneNumber),
     foreignKey({
       name: "leads_campaign_same_tenant_fk",
       columns: [t.campaignId, t.tenantId],
@@ -239,6 +257,14 @@ export const callLogs = pgTable(
     // Newest-first pages of the admin API, per tenant and across tenants.
     index("call_logs_tenant_created_idx").on(t.tenantId, t.createdAt, t.id),
     index("call_logs_created_idx").on(t.createdAt, t.id),
+    // Newest-first pages for each filter of the admin list: without them a rare status (calls
+    // still ringing) or one campaign's, lead's or number's calls meant reading the whole history.
+    // lead_id's also serves deleting a lead (its calls are unlinked).
+    index("call_logs_status_created_idx").on(t.status, t.createdAt, t.id),
+    index("call_logs_campaign_created_idx").on(t.campaignId, t.createdAt, t.id),
+    index("call_logs_lead_created_idx").on(t.leadId, t.createdAt, t.id),
+    index("call_logs_from_created_idx").on(t.fromNumber, t.createdAt, t.id),
+    index("call_logs_to_created_idx").on(t.toNumber, t.createdAt, t.id),
   ],
 );
 
