@@ -139,8 +139,8 @@ async function wrk(url: string, connections: number): Promise<Load> {
     answered: total,
     pending: Number(/pending answers: (\d+)/.exec(out)?.[1] ?? 0),
     errors,
-    p50Ms: ms(/50%\s+(\S+)/.exec(out)?.[1]),
-    p99Ms: ms(/99%\s+(\S+)/.exec(out)?.[1]),
+    p50Ms: ms(/^\s+50%\s+(\S+)/m.exec(out)?.[1]),
+    p99Ms: ms(/^\s+99%\s+(\S+)/m.exec(out)?.[1]),
     maxMs: ms(/Latency\s+\S+\s+\S+\s+(\S+)/.exec(out)?.[1]),
   };
 }
