@@ -4,6 +4,8 @@
 // on the tables it is built from (any process, the admin API, seed or plain SQL; migration
 // 0007), a reload whenever the database comes back or the subscription is re-established
 // (notifications may have been missed meanwhile), and a periodic full reload as a safety net.
+// A lookup waits only for a change made through this process's admin API (its answer promises
+// the next call sees it); changes made elsewhere are routed by as soon as they are loaded.
 import { rename, writeFile } from "node:fs/promises";
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
@@ -36,7 +38,7 @@ export interface DirectoryStatus {
 export interface RoutingDirectory {
   /** The entry of a dialed number (E.164); null for a number no active tenant owns. */
   lookup(toNumber: string | null): Promise<DirectoryEntry | null>;
-  /** Announces a change made in this process; the next lookups wait (briefly) for it. */
+  /** Announces a change made through this process; the next lookups wait (briefly) for it. */
   changed(): void;
   /** Resolves once a load that started after this call has finished (rejects if it fails). */
   reload(): Promise<void>;
@@ -65,21 +67,28 @@ export function createRoutingDirectory(options: DirectoryOptions): RoutingDirect
   let entries = new Map<string, DirectoryEntry>();
   let loadedAt: Date | null = null;
   let source: DirectoryStatus["source"] = null;
-  // Changes announced so far, and how many of them the loaded entries include.
-  let announced = 0;
-  let included = 0;
+  // Changes announced so far, and how many of them the loaded entries include: all of them (for
+  // the status), and those made through this process (the ones lookups wait for; see lookup).
+  const announced = { all: 0, here: 0 };
+  const included = { all: 0, here: 0 };
   let running: Promise<void> | null = null;
   let queued: Promise<void> | null = null;
+  // Snapshots are written one after the other, never on a lookup's path.
+  let saving: Promise<void> = Promise.resolve();
 
   const loadOnce = async () => {
-    const covers = announced;
+    const covers = { ...announced };
     const started = performance.now();
     entries = await readDirectory(database);
     loadedAt = new Date();
     source = "database";
-    included = Math.max(included, covers);
+    included.all = Math.max(included.all, covers.all);
+    included.here = Math.max(included.here, covers.here);
     logger.debug({ numbers: entries.size, ms: Math.round(performance.now() - started) }, "routing directory loaded");
-    if (snapshotPath) await saveSnapshot(snapshotPath, entries, loadedAt, logger);
+    if (snapshotPath) {
+      const [loaded, at] = [entries, loadedAt];
+      saving = saving.then(() => saveSnapshot(snapshotPath, loaded, at, logger));
+    }
   };
   // One load at a time; calls during a load share the one queued after it (which sees their change).
   const reload = (): Promise<void> => {
@@ -101,28 +110,37 @@ export function createRoutingDirectory(options: DirectoryOptions): RoutingDirect
     reload().catch((error: unknown) =>
       logger.warn({ err: error, numbers: entries.size }, "routing directory reload failed: routing from the last loaded copy"),
     );
-  const changed = () => {
-    announced++;
+  /** A change somewhere (a NOTIFY, a reconnection): loaded in the background, no lookup waits for it. */
+  const heard = () => {
+    announced.all++;
     void reloadInBackground();
+  };
+  /** A change made through this process: the next lookups wait for it, so its API's answer holds. */
+  const changed = () => {
+    announced.here++;
+    heard();
   };
 
   changed();
-  database.listen(DIRECTORY_CHANNEL, changed, changed);
-  database.onRecovered(changed);
+  database.listen(DIRECTORY_CHANNEL, heard, heard);
+  database.onRecovered(heard);
   const timer = setInterval(reloadInBackground, reloadIntervalMs);
   timer.unref?.();
 
   return {
     async lookup(toNumber) {
+      // Only this process's own changes are waited for: a reload of a large directory takes a
+      // while, and a change made elsewhere reaches this process later than its author's answer anyway.
       const pending = queued ?? running;
-      if (included < announced && pending && database.available) {
+      if (included.here < announced.here && pending && database.available) {
         await withDeadline(pending, waitMs, "routing directory reload").catch(() => {});
       }
       return toNumber ? (entries.get(toNumber) ?? null) : null;
     },
     changed,
     reload: () => {
-      announced++;
+      announced.here++;
+      announced.all++;
       return reload();
     },
     async restoreSnapshot() {
@@ -134,7 +152,7 @@ export function createRoutingDirectory(options: DirectoryOptions): RoutingDirect
       logger.warn({ numbers: entries.size, saved_at: loadedAt.toISOString() }, "routing directory taken from its snapshot: the database is unavailable");
       return true;
     },
-    status: () => ({ loaded: loadedAt !== null, loadedAt, source, numbers: entries.size, fresh: included >= announced }),
+    status: () => ({ loaded: loadedAt !== null, loadedAt, source, numbers: entries.size, fresh: included.all >= announced.all }),
     close: () => clearInterval(timer),
   };
 }
