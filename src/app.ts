@@ -92,7 +92,9 @@ export function createApp(deps: AppDeps) {
       systemDefaultAgent: config.systemDefaultAgent,
       defaultRegion: config.defaultRegion,
       // With nowhere else to keep the record, the caller waits for the database as long as it may.
-      recordWaitMs: journal ? config.callRecordWaitMs : config.statementTimeoutMs,
+      // So it does on the embedded database: in this process, it is slow only when busy with calls,
+      // and journaling a record only to write it again later would double that work.
+      recordWaitMs: journal && database.kind !== "pglite" ? config.callRecordWaitMs : config.statementTimeoutMs,
     },
   };
   const events = {
