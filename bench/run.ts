@@ -15,6 +15,8 @@ import { measureScale, type ScaleResult } from "./scale";
 
 const root = resolve(import.meta.dir, "..");
 const quick = process.argv.includes("--quick");
+/** `--binary PATH` measures that build (another commit's, a release) instead of building this tree. */
+const givenBinary = process.argv.includes("--binary") ? resolve(process.argv[process.argv.indexOf("--binary") + 1] ?? "") : undefined;
 const LEVELS = quick ? [32] : [1, 32, 128];
 const SECONDS = quick ? 5 : 10;
 const PG = { host: process.env.PGHOST ?? "127.0.0.1", port: process.env.PGPORT ?? "5432", user: process.env.PGUSER ?? "root" };
@@ -263,8 +265,8 @@ async function main() {
   requireTools();
   const build = join(root, "bench", ".build");
   mkdirSync(build, { recursive: true });
-  const binary = join(build, "switchboard");
-  run(process.execPath, ["scripts/build.ts", "--outfile", binary]);
+  const binary = givenBinary ?? join(build, "switchboard");
+  if (!givenBinary) run(process.execPath, ["scripts/build.ts", "--outfile", binary]);
   const stamp = Date.now();
   const scratch = () => mkdtempSync(join(tmpdir(), "bench-"));
   const results: Results = {

@@ -221,15 +221,15 @@ async function serve(config: Config, logger: Logger): Promise<number> {
   let schemaReady = await migrateAtStart(config, database, logger);
   void warnOnTenantAgentNamedLikeSystemDefault(database, config.systemDefaultAgent, logger);
   const livekit = createLiveKitClients(config.livekit);
-  // A LiveKit join takes up to seven bounded database steps (event claim, routing, join time,
-  // an earlier answer, dispatch claim, dispatch record, done) and the dispatch budget. Its answer
-  // comes within LIVEKIT_WEBHOOK_BUDGET_MS, but the work goes on: the event hold and dispatch
-  // claim must outlast it, or a redelivery may act alongside it.
-  const worstJoinMs = 7 * config.statementTimeoutMs + config.livekit.dispatchBudgetMs;
+  // A LiveKit join takes three bounded database steps (event claim; the call's record with its
+  // join time and dispatch claim; the dispatch's record, marking the event done) and the dispatch
+  // budget. Its answer comes within LIVEKIT_WEBHOOK_BUDGET_MS, but the work goes on: the event
+  // hold and dispatch claim must outlast it, or a redelivery may act alongside it.
+  const worstJoinMs = 3 * config.statementTimeoutMs + config.livekit.dispatchBudgetMs;
   if (worstJoinMs > HOLD_MS) {
     logger.warn(
       { worst_join_ms: worstJoinMs, hold_ms: HOLD_MS },
-      "DB_STATEMENT_TIMEOUT_MS x7 + LIVEKIT_DISPATCH_BUDGET_MS exceeds the event hold: a slow delivery may overlap its redelivery",
+      "DB_STATEMENT_TIMEOUT_MS x3 + LIVEKIT_DISPATCH_BUDGET_MS exceeds the event hold: a slow delivery may overlap its redelivery",
     );
   }
   logger.info(
@@ -250,7 +250,7 @@ async function serve(config: Config, logger: Logger): Promise<number> {
     snapshotPath: config.dataDir === "memory://" ? undefined : join(config.dataDir, "directory.json"),
   });
   // Calls are routed from memory: load the directory (or its last snapshot) before the first one.
-  await directory.reload().catch(async (error: unknown) => {
+  await directory.firstLoad.catch(async (error: unknown) => {
     if (await directory.restoreSnapshot()) return;
     logger.error({ err: error }, "routing directory not loaded: every call gets the system default until the database answers");
   });

@@ -42,6 +42,8 @@ export interface RoutingDirectory {
   changed(): void;
   /** Resolves once a load that started after this call has finished (rejects if it fails). */
   reload(): Promise<void>;
+  /** The load begun when the directory was made (rejects if it failed): what a server waits for at start. */
+  firstLoad: Promise<void>;
   /** Takes the entries from the snapshot on disk, if nothing was loaded yet; true when it did. */
   restoreSnapshot(): Promise<boolean>;
   status(): DirectoryStatus;
@@ -106,10 +108,9 @@ export function createRoutingDirectory(options: DirectoryOptions): RoutingDirect
       });
     return queued;
   };
-  const reloadInBackground = () =>
-    reload().catch((error: unknown) =>
-      logger.warn({ err: error, numbers: entries.size }, "routing directory reload failed: routing from the last loaded copy"),
-    );
+  const reloadFailed = (error: unknown) =>
+    logger.warn({ err: error, numbers: entries.size }, "routing directory reload failed: routing from the last loaded copy");
+  const reloadInBackground = () => reload().catch(reloadFailed);
   /** A change somewhere (a NOTIFY, a reconnection): loaded in the background, no lookup waits for it. */
   const heard = () => {
     announced.all++;
@@ -121,7 +122,11 @@ export function createRoutingDirectory(options: DirectoryOptions): RoutingDirect
     heard();
   };
 
-  changed();
+  // The first load counts as a change of this process: lookups wait for it.
+  announced.here++;
+  announced.all++;
+  const firstLoad = reload();
+  firstLoad.catch(reloadFailed);
   database.listen(DIRECTORY_CHANNEL, heard, heard);
   database.onRecovered(heard);
   const timer = setInterval(reloadInBackground, reloadIntervalMs);
@@ -138,6 +143,7 @@ export function createRoutingDirectory(options: DirectoryOptions): RoutingDirect
       return toNumber ? (entries.get(toNumber) ?? null) : null;
     },
     changed,
+    firstLoad,
     reload: () => {
       announced.here++;
       announced.all++;
