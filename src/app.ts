@@ -68,7 +68,9 @@ export type App = ReturnType<typeof createApp>;
  * http-body.ts, answered with a JSON 413); Bun's own would answer first, with an empty body.
  */
 export function listenOptions(config: Pick<Config, "host" | "port">) {
-  return { hostname: config.host, port: config.port, maxRequestBodySize: Number.MAX_SAFE_INTEGER };
+  // Elysia asks Bun for SO_REUSEPORT by default: a second switchboard on the same port would then
+  // start without error and take half the calls into its own database. One process owns the port.
+  return { hostname: config.host, port: config.port, reusePort: false, maxRequestBodySize: Number.MAX_SAFE_INTEGER };
 }
 
 export function createApp(deps: AppDeps) {

@@ -7,6 +7,7 @@ import { applyDirectory, DirectoryError } from "./admin/directory";
 import { apiKeyView, createApiKey, revokeApiKey, tenantIdByName } from "./admin/keys";
 import { createApp, listenOptions } from "./app";
 import { createRoutingDirectory } from "./calls/directory";
+import { firstLine, operatingErrorLine } from "./cli-errors";
 import { assertServable, type Config, ConfigError, loadConfig } from "./config";
 import { type Database, openDatabase } from "./db/client";
 import { constraintViolation, isDatabaseUnavailable } from "./db/errors";
@@ -388,7 +389,17 @@ main(process.argv.slice(2)).then(
       console.error(`switchboard: the directory file has problems, nothing was changed:\n${error.message}`);
       process.exit(1);
     }
-    console.error(`switchboard: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    // The configuration loaded before the command failed, so it loads again here.
+    const config = (() => {
+      try {
+        return loadConfig();
+      } catch {
+        return undefined;
+      }
+    })();
+    const context = { port: config?.port ?? 0, databaseUrl: config?.databaseUrl };
+    console.error(`switchboard: ${operatingErrorLine(error, context) ?? firstLine(error)}`);
+    if (error instanceof Error && (config?.logLevel === "debug" || config?.logLevel === "trace")) console.error(error.stack);
     process.exit(1);
   },
 );

@@ -1,0 +1,99 @@
+// Operating errors a new user meets on the command line end in one line saying what to fix:
+// no stack trace, no credentials. Each test runs the real command in its own process.
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import postgres from "postgres";
+
+const ROOT = resolve(import.meta.dir, "..");
+const bun = process.execPath;
+const CLI_TIMEOUT = 60_000;
+const PG = `postgresql://${process.env.PGUSER ?? "root"}@${process.env.PGHOST ?? "127.0.0.1"}:${process.env.PGPORT ?? "5432"}`;
+
+const baseEnv = (extra: Record<string, string>) => ({
+  PATH: process.env.PATH ?? "",
+  HOME: process.env.HOME ?? "/tmp",
+  HOST: "127.0.0.1",
+  ...extra,
+});
+
+function runCommand(args: string[], env: Record<string, string>) {
+  const result = Bun.spawnSync([bun, "src/main.ts", ...args], { cwd: ROOT, env: baseEnv(env), stdout: "pipe", stderr: "pipe" });
+  return { code: result.exitCode, stderr: result.stderr.toString().trim() };
+}
+
+const freePort = () => {
+  const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = holder.port;
+  holder.stop(true);
+  return port;
+};
+
+const servers: ReturnType<typeof Bun.spawn>[] = [];
+afterAll(() => {
+  for (const server of servers) server.kill("SIGKILL");
+});
+
+/** A running server; resolves with its port once it logs that it listens. */
+async function startServer(dataDir: string) {
+  const port = freePort();
+  const server = Bun.spawn([bun, "src/main.ts", "serve"], { cwd: ROOT, env: baseEnv({ DATA_DIR: dataDir, PORT: String(port) }), stdout: "pipe", stderr: "pipe" });
+  servers.push(server);
+  for (let i = 0; i < 600; i++) {
+    if (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)) return port;
+    await Bun.sleep(50);
+  }
+  throw new Error("the first server did not start");
+}
+
+const expectOneLine = (stderr: string) => {
+  expect(stderr.split("\n")).toHaveLength(1);
+  expect(stderr).not.toMatch(/^\s+at /m);
+};
+
+describe("operating errors on the command line", () => {
+  test("a second server on a port already served exits with one line naming the port, and the first keeps serving", async () => {
+    const port = await startServer(mkdtempSync(join(tmpdir(), "cli-a-")));
+    const second = runCommand(["serve"], { DATA_DIR: mkdtempSync(join(tmpdir(), "cli-b-")), PORT: String(port) });
+    expect(second.code).toBe(1);
+    expectOneLine(second.stderr);
+    expect(second.stderr).toContain(`port ${port} is in use`);
+    expect(second.stderr).toContain("PORT");
+    // Every request still reaches the first server: the second never shared the port.
+    const answers = await Promise.all(Array.from({ length: 20 }, () => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.status)));
+    expect(answers.every((status) => status === 200)).toBe(true);
+  }, CLI_TIMEOUT);
+
+  test("a data directory held by a running server: one line naming DATA_DIR", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "cli-c-"));
+    await startServer(dataDir);
+    const second = runCommand(["migrate"], { DATA_DIR: dataDir });
+    expect(second.code).toBe(1);
+    expectOneLine(second.stderr);
+    expect(second.stderr).toContain(dataDir);
+  }, CLI_TIMEOUT);
+
+  test("a refused database connection: one line naming where it tried and DATABASE_URL, without the password", () => {
+    const port = freePort();
+    const result = runCommand(["migrate"], { DATABASE_URL: `postgresql://someone:s3cret-pass@127.0.0.1:${port}/app` });
+    expect(result.code).toBe(1);
+    expectOneLine(result.stderr);
+    expect(result.stderr).toContain(`127.0.0.1:${port}`);
+    expect(result.stderr).toContain("DATABASE_URL");
+    expect(result.stderr).not.toContain("s3cret-pass");
+  }, CLI_TIMEOUT);
+
+  const pgUp = Bun.spawnSync(["pg_isready", "-q", "-d", `${PG}/postgres`]).exitCode === 0;
+  test.skipIf(!pgUp)("a database that does not exist: one line naming it and how to create it", async () => {
+    const name = `switchboard_missing_${process.pid}`;
+    const admin = postgres(`${PG}/postgres`, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`drop database if exists "${name}"`);
+    await admin.end();
+    const result = runCommand(["migrate"], { DATABASE_URL: `${PG}/${name}` });
+    expect(result.code).toBe(1);
+    expectOneLine(result.stderr);
+    expect(result.stderr).toContain(name);
+    expect(result.stderr).toContain("createdb");
+  }, CLI_TIMEOUT);
+});
