@@ -49,7 +49,8 @@ class MigrationRefusedError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
   const [command = "serve", ...args] = argv;
-  if (command === "--help" || command === "-h" || command === "help") {
+  // `npm start -- --help` arrives as `serve --help`: help wins wherever it is asked for.
+  if (["--help", "-h", "help"].includes(command) || args.includes("--help") || args.includes("-h")) {
     console.log(HELP);
     return 0;
   }
