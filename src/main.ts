@@ -59,6 +59,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const config = loadConfig();
+  // The data directory holds callers' numbers: what switchboard creates is for its own user only.
+  process.umask(0o077);
   const logger = createLogger(config.logLevel);
   switch (command) {
     case "serve":

@@ -1,7 +1,7 @@
 // Opens the database: real PostgreSQL through postgres.js when DATABASE_URL is set,
 // otherwise an embedded PostgreSQL (PGlite) persisted in DATA_DIR. Both speak the same
 // SQL and get the same schema and migrations.
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import pgliteData from "@electric-sql/pglite/pglite.data" with { type: "file" };
@@ -272,6 +272,23 @@ async function unpackPgdataTemplate(template: Blob, dataDir: string): Promise<vo
 }
 
 /**
+ * PGlite's initdb and the template leave files readable (some writable) by every user; the
+ * directory holds callers' numbers. Run at every open, so directories made before this are fixed too.
+ */
+function restrictToOwner(dataDir: string) {
+  for (const entry of [".", ...(readdirSync(dataDir, { recursive: true }) as string[])]) {
+    const path = join(dataDir, entry);
+    const stat = lstatSync(path);
+    if (!(stat.mode & 0o077) || stat.isSymbolicLink()) continue;
+    try {
+      chmodSync(path, stat.mode & 0o700);
+    } catch {
+      // Not this user's file (an operator's copy, a backup tool's): its modes are theirs to keep.
+    }
+  }
+}
+
+/**
  * The WebAssembly modules, read from files Bun embeds in the compiled binary (so the executable
  * needs nothing next to it). initdb's is compiled only when initdb is going to run.
  */
@@ -301,6 +318,7 @@ async function openPglite({ dataDir, statementTimeoutMs }: DatabaseOptions): Pro
       loadDataDir: inMemory ? template : undefined,
       startParams: PGLITE_START_PARAMS,
     });
+    if (!inMemory) restrictToOwner(dataDir);
     // PGlite runs statements in this process, in WebAssembly: nothing can interrupt one (it has
     // no statement_timeout either), so the deadline here only bounds waiting behind others.
     const db = drizzlePglite(client, { schema }) as unknown as Db;
