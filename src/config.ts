@@ -115,7 +115,10 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   if (error) {
     const variable = error.path.replace(/^\//, "") || "environment";
     const given = SECRET_VARIABLES.has(variable) ? undefined : source[variable];
-    throw new ConfigError(variable, `${error.message}${given === undefined ? "" : ` (got "${given}")`}`);
+    // A union of literals (LOG_LEVEL) says "Expected union value": name the values instead.
+    const allowed = ((error.schema.anyOf ?? []) as { const?: unknown }[]).flatMap((option) => (option.const === undefined ? [] : [option.const]));
+    const expected = allowed.length > 0 ? `expected one of ${allowed.join(", ")}` : error.message;
+    throw new ConfigError(variable, `${expected}${given === undefined ? "" : ` (got "${given}")`}`);
   }
   if (!isSupportedCountry(env.DEFAULT_REGION)) {
     throw new ConfigError("DEFAULT_REGION", `unknown region "${env.DEFAULT_REGION}"`);

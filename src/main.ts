@@ -148,6 +148,7 @@ async function keysCommand(config: Config, args: string[]): Promise<number> {
       return 0;
     }
     if (sub === "list") {
+      console.log(["id", "prefix", "tenant", "label", "created", "last used", "status"].join("\t"));
       for (const row of await db.select().from(apiKeys).orderBy(apiKeys.createdAt)) {
         const key = apiKeyView(row);
         console.log(
@@ -160,8 +161,8 @@ async function keysCommand(config: Config, args: string[]): Promise<number> {
       if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) {
         throw new UsageError(`"${id}" is not a key id (the first column of switchboard keys list)`);
       }
-      await revokeApiKey(db, { kind: "admin", keyId: "cli" }, id);
-      console.log(`revoked ${id}`);
+      const outcome = await revokeApiKey(db, { kind: "admin", keyId: "cli" }, id);
+      console.log(`${outcome} ${id}`);
       return 0;
     }
     throw new UsageError(usage);

@@ -96,6 +96,12 @@ describe("bad values name the variable", () => {
     expect(error.message).toStartWith(`${variable}:`);
   });
 
+  test("LOG_LEVEL names the allowed values", () => {
+    expect(configError({ LOG_LEVEL: "verbose" }).message).toBe(
+      'LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent (got "verbose")',
+    );
+  });
+
   // Not integers: these must be refused, not silently turned into a different port.
   test.each(["3000.5", "1e3", "true", "false"])("PORT=%p is refused", (value) => {
     const error = configError({ PORT: value });

@@ -2,7 +2,7 @@
 // hashing it once is enough (nothing to brute-force). Its first characters are kept in clear:
 // they tell keys apart in lists and find a presented key's row.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { and, eq, sql } from "drizzle-orm";
+import { and, eq, isNull, sql } from "drizzle-orm";
 import type { Database, Db } from "../db/client";
 import { apiKeys, tenants } from "../db/schema";
 import { ForbiddenError, NotFoundError, UnauthorizedError } from "../errors";
@@ -96,12 +96,19 @@ export async function authenticate(database: Database, header: string | null): P
   return { kind: "tenant", keyId: row.id, tenantId: row.tenant_id };
 }
 
-/** Revokes a key the principal may see; a key it may not see is reported as missing. */
-export async function revokeApiKey(db: Db, principal: Principal, id: string): Promise<void> {
-  const rows = await db
+/**
+ * Revokes a key the principal may see; a key it may not see is reported as missing. Revoking a
+ * revoked key changes nothing (its revocation time stays) and says so.
+ */
+export async function revokeApiKey(db: Db, principal: Principal, id: string): Promise<"revoked" | "already revoked"> {
+  const visible = and(eq(apiKeys.id, id), principal.kind === "tenant" ? eq(apiKeys.tenantId, principal.tenantId) : undefined);
+  const revoked = await db
     .update(apiKeys)
-    .set({ revokedAt: sql`coalesce(${apiKeys.revokedAt}, now())` })
-    .where(and(eq(apiKeys.id, id), principal.kind === "tenant" ? eq(apiKeys.tenantId, principal.tenantId) : undefined))
+    .set({ revokedAt: sql`now()` })
+    .where(and(visible, isNull(apiKeys.revokedAt)))
     .returning({ id: apiKeys.id });
-  if (rows.length === 0) throw new NotFoundError(`api key ${id} not found`);
+  if (revoked.length > 0) return "revoked";
+  const [existing] = await db.select({ id: apiKeys.id }).from(apiKeys).where(visible);
+  if (!existing) throw new NotFoundError(`api key ${id} not found`);
+  return "already revoked";
 }
