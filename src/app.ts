@@ -28,6 +28,7 @@ import { liveKitRoutes } from "./livekit/routes";
 import { LIVEKIT_EVENT_ENTRY, replayLiveKitEvent } from "./livekit/service";
 import { createWebhookAuth } from "./livekit/webhook";
 import type { Logger } from "./logger";
+import { describeValueError } from "./validation";
 
 export interface AppDeps {
   database: Database;
@@ -215,10 +216,10 @@ function toAppError(code: string | number, error: unknown, request: Request, log
 }
 
 function validationProblem(error: ValidationError): BadRequestError {
-  const first = error.all[0] as { path?: string; message?: string; summary?: string } | undefined;
+  const first = error.all[0] as (Parameters<typeof describeValueError>[0] & { summary?: string }) | undefined;
   const field = first?.path ? first.path.replace(/^\//, "").replaceAll("/", ".") : "body";
-  let message = first?.message ?? "invalid";
-  // TypeBox says only "Expected union value" for a nullable or coerced field; the summary lists what was expected.
+  let message = first?.schema ? describeValueError(first) : (first?.message ?? "invalid");
+  // A value of none of a union's types (a number for a nullable string): the summary lists them.
   const expected = /should be one of: (.*)$/.exec(first?.summary ?? "")?.[1];
   if (message === "Expected union value" && expected) {
     message = `expected ${[...new Set(expected.split(", ").map((k) => k.replaceAll("'", "")))].join(" or ")}`;

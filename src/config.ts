@@ -4,6 +4,7 @@ import { type Static, Type as t } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { isSupportedCountry } from "libphonenumber-js";
 import { MAX_DELIVERY_BUDGET_MS } from "./livekit/delivery";
+import { describeValueError } from "./validation";
 
 const bool = (d: boolean) => t.Boolean({ default: d });
 const int = (d: number, minimum: number, maximum: number) => t.Integer({ default: d, minimum, maximum });
@@ -115,10 +116,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   if (error) {
     const variable = error.path.replace(/^\//, "") || "environment";
     const given = SECRET_VARIABLES.has(variable) ? undefined : source[variable];
-    // A union of literals (LOG_LEVEL) says "Expected union value": name the values instead.
-    const allowed = ((error.schema.anyOf ?? []) as { const?: unknown }[]).flatMap((option) => (option.const === undefined ? [] : [option.const]));
-    const expected = allowed.length > 0 ? `expected one of ${allowed.join(", ")}` : error.message;
-    throw new ConfigError(variable, `${expected}${given === undefined ? "" : ` (got "${given}")`}`);
+    throw new ConfigError(variable, `${describeValueError(error)}${given === undefined ? "" : ` (got "${given}")`}`);
   }
   if (!isSupportedCountry(env.DEFAULT_REGION)) {
     throw new ConfigError("DEFAULT_REGION", `unknown region "${env.DEFAULT_REGION}"`);

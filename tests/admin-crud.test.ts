@@ -1020,6 +1020,9 @@ describe("call logs", () => {
     const inProgress = ok(await api.patch(`/call-logs/${logId}`, { status: "in_progress" }));
     expect(snapshotOf(inProgress)).toMatchObject({ id: logId, status: "in_progress", ended_at: null });
     expectError(await api.patch(`/call-logs/${logId}`, { status: "ringing" }), 409, "conflict");
+    const unknownStatus = await api.patch(`/call-logs/${logId}`, { status: "done" });
+    expectError(unknownStatus, 400, "invalid_request", "status");
+    expect(unknownStatus.body.error.message).toBe("status: expected one of ringing, in_progress, completed, failed, abandoned");
     expect(ok(await api.get(`/call-logs/${logId}`)).status).toBe("in_progress");
 
     const completed = ok(await api.patch(`/call-logs/${logId}`, { status: "completed" }));

@@ -140,6 +140,15 @@ describe("wrong fields", () => {
     await expectRejected(await ctx.post(SIP_INBOUND, { call_id: "", to_number: NUMBER, from_number: CALLER }), "call_id", 400);
   });
 
+  test("from_number far too long: the answer names the length limit, not the type", async () => {
+    const body = await expectRejected(
+      await ctx.post(SIP_INBOUND, { call_id: "c-long-from", to_number: NUMBER, from_number: "1".repeat(600) }),
+      "from_number",
+      400,
+    );
+    expect(body.message).toBe("from_number: expected string length less or equal to 512");
+  });
+
   test("call_id is longer than any provider's", async () => {
     await expectRejected(
       await ctx.post(SIP_INBOUND, { call_id: "x".repeat(300), to_number: NUMBER, from_number: CALLER }),

@@ -1,0 +1,19 @@
+// Plain words for TypeBox's first complaint about a value, shared by the configuration and the
+// HTTP answers: TypeBox says only "Expected union value" for a nullable or one-of field.
+import type { ValueError } from "@sinclair/typebox/value";
+
+const TYPE_MISMATCH = /^Expected (string|number|integer|boolean|null|object|array)$/;
+
+export function describeValueError(error: ValueError): string {
+  const options = (error.schema as { anyOf?: { const?: unknown }[] }).anyOf ?? [];
+  const allowed = options.flatMap((option) => (option.const === undefined ? [] : [option.const]));
+  if (allowed.length > 0 && allowed.length === options.length) return `expected one of ${allowed.join(", ")}`;
+  // Of a union's alternatives, the one whose type the value has tells what is wrong with it.
+  for (const alternative of error.errors ?? []) {
+    const [first] = alternative;
+    if (first && !TYPE_MISMATCH.test(first.message)) return lowerFirst(first.message);
+  }
+  return error.message;
+}
+
+const lowerFirst = (text: string) => text.charAt(0).toLowerCase() + text.slice(1);
