@@ -18,6 +18,8 @@ COPY tsconfig.json bunfig.toml ./
 COPY scripts ./scripts
 COPY drizzle ./drizzle
 COPY src ./src
+# No .git in the build context: `docker build --build-arg SWITCHBOARD_COMMIT=$(git rev-parse --short=12 HEAD) .`
+ARG SWITCHBOARD_COMMIT=unknown
 RUN npm run build && ./dist/switchboard --version
 # The data directory, owned by the distroless "nonroot" user (65532), for the final stage's volume.
 RUN mkdir -p /out/data && cp dist/switchboard /out/switchboard && chown 65532:65532 /out/data

@@ -66,6 +66,7 @@ function compileExecutable(template: string) {
       // The header flag is baked in: Bun's 16 KiB default would refuse large heads with an empty 431
       // before the app's own (lower) bound could answer with a reason.
       "--compile-exec-argv=--max-http-header-size=65536",
+      `--define=SWITCHBOARD_BUILD_COMMIT=${JSON.stringify(buildCommit())}`,
       // Embedded files keep their names: the client finds the template by its name.
       "--asset-naming=[name].[ext]",
       "src/main.ts",
@@ -75,4 +76,13 @@ function compileExecutable(template: string) {
     ],
     { cwd: root, stdout: "inherit", stderr: "inherit", env: process.env },
   );
+}
+
+/** The commit being built (with "-dirty" for uncommitted changes); SWITCHBOARD_COMMIT where there is no .git (a container build). */
+function buildCommit(): string {
+  const git = (...args: string[]) => Bun.spawnSync(["git", ...args], { cwd: root, stdout: "pipe", stderr: "ignore" });
+  const head = git("rev-parse", "--short=12", "HEAD");
+  if (head.exitCode !== 0) return process.env.SWITCHBOARD_COMMIT || "unknown";
+  const dirty = git("status", "--porcelain", "--untracked-files=no").stdout.toString().trim() !== "";
+  return `${head.stdout.toString().trim()}${dirty ? "-dirty" : ""}`;
 }

@@ -20,7 +20,7 @@ import { HOLD_MS } from "./livekit/dispatch";
 import { applyProvisioning, describePlan, liveKitStatus, planProvisioning } from "./livekit/provision";
 import { pruneWebhookEvents } from "./livekit/service";
 import { createLogger, type Logger } from "./logger";
-import { VERSION } from "./version";
+import { VERSION, VERSION_LINE } from "./version";
 
 const HELP = `switchboard ${VERSION}: inbound call router for AI voice agents on LiveKit
 
@@ -55,7 +55,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === "--version" || command === "-v" || command === "version") {
-    console.log(VERSION);
+    console.log(VERSION_LINE);
     return 0;
   }
   const config = loadConfig();

@@ -168,12 +168,13 @@ binaryTest(
 );
 
 binaryTest(
-  "--version prints the package version",
+  "--version prints the package version and the commit the binary was built from",
   async () => {
     const pkg = (await Bun.file(join(root, "package.json")).json()) as { version: string };
+    const head = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], { cwd: root }).stdout.toString().trim();
     const result = await run(["--version"], cleanEnv());
     expect(result.exitCode, result.stderr).toBe(0);
-    expect(result.stdout.trim()).toBe(pkg.version);
+    expect(result.stdout.trim()).toMatch(new RegExp(`^${pkg.version.replaceAll(".", "\\.")} \\(commit ${head}(-dirty)?\\)$`));
   },
   30_000,
 );

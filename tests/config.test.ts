@@ -142,7 +142,7 @@ describe("the switchboard command", () => {
   test("--version prints the version", () => {
     const { code, stdout } = run(["--version"]);
     expect(code).toBe(0);
-    expect(stdout.trim()).toBe(VERSION);
+    expect(stdout.trim()).toBe(`${VERSION} (commit source)`);
   }, CLI_TIMEOUT);
 
   test("--help prints usage with every command", () => {
