@@ -35,5 +35,7 @@ ENV NODE_ENV=production \
     DATA_DIR=/data
 VOLUME ["/data"]
 EXPOSE 3000
+# No shell in the image: the binary checks itself (GET /healthz on PORT).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 CMD ["/switchboard", "healthcheck"]
 ENTRYPOINT ["/switchboard"]
 CMD ["serve"]

@@ -37,6 +37,7 @@ Usage:
                                  (shown once; only its hash is stored)
   switchboard keys list          list API keys (prefix, tenant, label, created, last used, revoked)
   switchboard keys revoke ID     revoke an API key
+  switchboard healthcheck        exit 0 if the server on PORT answers /healthz (for container health checks)
   switchboard --help | --version
 
 Configuration is read from environment variables; see README.md. Without DATABASE_URL the
@@ -90,6 +91,8 @@ async function main(argv: string[]): Promise<number> {
       return liveKitCommand(config, args);
     case "keys":
       return keysCommand(config, args);
+    case "healthcheck":
+      return healthcheck(config);
     default:
       throw new UsageError(`unknown command "${command}" (try --help)`);
   }
@@ -175,6 +178,20 @@ function parseKeyArgs(args: string[]) {
     allowPositionals: true,
     options: { admin: { type: "boolean" }, tenant: { type: "string" }, label: { type: "string" } },
   });
+}
+
+/**
+ * For a container's HEALTHCHECK (no shell, no curl in the image): 0 when the server on this
+ * machine's PORT answers /healthz within 3 s. Liveness, not readiness: while the database is
+ * down the server still routes calls, and a restart would not bring the database back.
+ */
+async function healthcheck(config: Config): Promise<number> {
+  const host = config.host === "0.0.0.0" ? "127.0.0.1" : config.host === "::" ? "[::1]" : config.host;
+  const url = `http://${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${config.port}/healthz`;
+  const answer = await fetch(url, { signal: AbortSignal.timeout(3_000) }).catch((error: unknown) => error as Error);
+  if (answer instanceof Response && answer.ok) return 0;
+  console.error(`switchboard: unhealthy: ${url} ${answer instanceof Response ? `answered ${answer.status}` : `did not answer (${answer.message})`}`);
+  return 1;
 }
 
 async function readJson(path: string): Promise<unknown> {

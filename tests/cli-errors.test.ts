@@ -97,3 +97,13 @@ describe("operating errors on the command line", () => {
     expect(result.stderr).toContain("createdb");
   }, CLI_TIMEOUT);
 });
+
+describe("switchboard healthcheck (the container's HEALTHCHECK)", () => {
+  test("exits 0 while a server answers on PORT, 1 with one line once nothing does", async () => {
+    const port = await startServer(mkdtempSync(join(tmpdir(), "cli-health-")));
+    expect(runCommand(["healthcheck"], { PORT: String(port) })).toEqual({ code: 0, stderr: "" });
+    const none = runCommand(["healthcheck"], { PORT: String(freePort()) });
+    expect(none.code).toBe(1);
+    expectOneLine(none.stderr);
+  }, CLI_TIMEOUT);
+});
