@@ -5,7 +5,7 @@ import { adminRoutes } from "./admin/routes";
 import { createRoutingDirectory, type RoutingDirectory } from "./calls/directory";
 import { createCallRecorder } from "./calls/recorder";
 import { callRoutes } from "./calls/routes";
-import { CALL_ENTRY, type CallDecision, replayCallRecord } from "./calls/service";
+import { CALL_ENTRY, type CallDecision, type CallRouting, replayCallRecord } from "./calls/service";
 import type { Config } from "./config";
 import type { Database } from "./db/client";
 import { constraintViolation, isDatabaseUnavailable } from "./db/errors";
@@ -24,10 +24,13 @@ import { healthRoutes } from "./health/routes";
 import { assertHeadersFit, parseBody, readBody } from "./http-body";
 import { apiDocs } from "./openapi";
 import { createLiveKitClients, type LiveKitClients } from "./livekit/clients";
+import type { AgentDispatcher } from "./livekit/dispatch";
 import { liveKitRoutes } from "./livekit/routes";
 import { LIVEKIT_EVENT_ENTRY, replayLiveKitEvent } from "./livekit/service";
 import { createWebhookAuth } from "./livekit/webhook";
 import type { Logger } from "./logger";
+import { createMetrics, type Metrics } from "./metrics/metrics";
+import { metricsRoutes } from "./metrics/routes";
 import { describeValueError } from "./validation";
 
 export interface AppDeps {
@@ -85,12 +88,18 @@ export function createApp(deps: AppDeps) {
     deps.directory ??
     createRoutingDirectory({ database, logger, waitMs: config.statementTimeoutMs, reloadIntervalMs: DIRECTORY_RELOAD_MS });
   const journal = deps.journal;
+  const metrics = createMetrics({ journalDepth: () => journal?.status().depth ?? 0, databaseAvailable: () => database.available });
   const routing = {
     database,
     directory,
     recorder: createCallRecorder(database, recorderLanes(database.kind, config.dbPoolMax)),
     journal,
     logger,
+    onRouted: (routed: CallRouting, seconds: number) => {
+      metrics.callsRouted.inc({ agent_source: routed.agentSource, tenant_id: routed.tenantId ?? "none" });
+      metrics.callRecords.inc({ state: routed.record });
+      metrics.routingSeconds.observe(seconds);
+    },
     settings: {
       systemDefaultAgent: config.systemDefaultAgent,
       defaultRegion: config.defaultRegion,
@@ -108,7 +117,7 @@ export function createApp(deps: AppDeps) {
     dispatch:
       config.livekit.dispatch && livekit
         ? {
-            dispatcher: livekit.dispatch,
+            dispatcher: countingDispatcher(livekit.dispatch, metrics),
             retries: config.livekit.dispatchRetries,
             retryBaseMs: config.livekit.dispatchRetryBaseMs,
             budgetMs: config.livekit.dispatchBudgetMs,
@@ -147,6 +156,8 @@ export function createApp(deps: AppDeps) {
       const path = new URL(request.url).pathname;
       if (!problem) logger.error({ err: error, path }, "unhandled error");
       else if (problem.status === 503 && !(error instanceof AppError)) logger.warn({ err: error, path }, "database unavailable");
+      if (problem?.status === 401 && path.startsWith("/api/v1/webhooks/")) metrics.signatureFailures.inc();
+      if (problem?.status === 503 && isDatabaseUnavailable(error)) metrics.databaseErrors.inc();
       const answer = problem ?? new AppError(500, "internal", "internal error");
       set.status = answer.status;
       return answer.toBody();
@@ -176,10 +187,30 @@ export function createApp(deps: AppDeps) {
       }),
     )
     .use(adminRoutes({ database, logger, region: config.defaultRegion, systemDefaultAgent: config.systemDefaultAgent }))
-    .use(liveKitRoutes({ auth: webhookAuth, rawBody, events }))
+    .use(
+      liveKitRoutes({ auth: webhookAuth, rawBody, events, observe: (event, outcome) => metrics.webhookEvents.inc({ event, outcome }) }),
+    )
+    .use(metricsRoutes(metrics, config.metricsToken))
     .use(apiDocs());
   routes = app.routes;
   return app;
+}
+
+/** LiveKit's dispatch API, its CreateDispatch calls counted by outcome. */
+function countingDispatcher(dispatcher: AgentDispatcher, metrics: Metrics): AgentDispatcher {
+  return {
+    listDispatch: (roomName) => dispatcher.listDispatch(roomName),
+    createDispatch: async (...args) => {
+      try {
+        const created = await dispatcher.createDispatch(...args);
+        metrics.dispatches.inc({ outcome: "success" });
+        return created;
+      } catch (error) {
+        metrics.dispatches.inc({ outcome: "failure" });
+        throw error;
+      }
+    },
+  };
 }
 
 /** The admin API's resources the routing directory is built from. */

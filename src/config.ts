@@ -30,6 +30,8 @@ export const EnvSchema = t.Object({
   ENABLE_TEST_ENDPOINT: t.Optional(t.Boolean()),
   MAX_BODY_BYTES: int(64 * 1024, 1024, 16 * 1024 * 1024),
   SHUTDOWN_TIMEOUT_MS: int(10_000, 0, 600_000),
+  // GET /metrics wants "Authorization: Bearer <METRICS_TOKEN>" when set; open otherwise.
+  METRICS_TOKEN: t.Optional(t.String({ minLength: 16 })),
   LIVEKIT_URL: t.Optional(t.String({ pattern: "^(https?|wss?)://" })),
   LIVEKIT_API_KEY: t.Optional(t.String({ minLength: 1 })),
   LIVEKIT_API_SECRET: t.Optional(t.String({ minLength: 1 })),
@@ -49,7 +51,7 @@ export const EnvSchema = t.Object({
 type Env = Static<typeof EnvSchema>;
 
 /** Never echoed back in an error message: they hold credentials. */
-const SECRET_VARIABLES = new Set(["DATABASE_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"]);
+const SECRET_VARIABLES = new Set(["DATABASE_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "METRICS_TOKEN"]);
 
 export interface Config {
   production: boolean;
@@ -70,6 +72,8 @@ export interface Config {
   testEndpointEnabled: boolean;
   maxBodyBytes: number;
   shutdownTimeoutMs: number;
+  /** GET /metrics needs this bearer token when set. */
+  metricsToken?: string;
   livekit: {
     url?: string;
     apiKey?: string;
@@ -147,6 +151,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     testEndpointEnabled: env.ENABLE_TEST_ENDPOINT ?? !production,
     maxBodyBytes: env.MAX_BODY_BYTES,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    metricsToken: env.METRICS_TOKEN,
     livekit: {
       url: env.LIVEKIT_URL,
       apiKey: env.LIVEKIT_API_KEY,

@@ -30,6 +30,8 @@ export interface RoutingDeps {
   journal?: Pick<Journal, "append">;
   settings: RoutingSettings;
   logger: Logger;
+  /** Told of every routing decision and how long it took (metrics). */
+  onRouted?: (routing: CallRouting, seconds: number) => void;
 }
 
 export interface InboundCall {
@@ -123,6 +125,7 @@ export async function routeInboundCall(deps: RoutingDeps, call: InboundCall): Pr
     phoneNumberId: entry?.phoneNumberId ?? null,
   };
   const routing = await recordCall(deps, decision);
+  deps.onRouted?.(routing, (performance.now() - started) / 1000);
   const fields = { ...logFields(routing), source: call.source, room: call.roomName ?? null, ms: elapsed(started) };
   if (routing.record === "recorded") {
     deps.logger.info(fields, routing.replayed ? "call routed again (stored decision)" : "call routed");

@@ -8,6 +8,8 @@ export interface LiveKitRoutesDeps {
   auth: WebhookAuth;
   /** The request body exactly as received; signatures cover these bytes. */
   rawBody: (request: Request) => string;
+  /** Told of each verified event's outcome: handled, duplicate, ignored, journaled or failed (metrics). */
+  observe?: (event: string, outcome: string) => void;
 }
 
 export function liveKitRoutes(deps: LiveKitRoutesDeps) {
@@ -15,7 +17,11 @@ export function liveKitRoutes(deps: LiveKitRoutesDeps) {
     "/events",
     async ({ request }) => {
       const event = await deps.auth.receiveEvent(deps.rawBody(request), request.headers.get("authorization"));
-      const outcome = await handleLiveKitEvent(deps.events, event);
+      const outcome = await handleLiveKitEvent(deps.events, event).catch((error: unknown) => {
+        deps.observe?.(event.event, "failed");
+        throw error;
+      });
+      deps.observe?.(event.event, outcome.result);
       return { ok: true, event: event.event, id: event.id, ...outcome };
     },
     {

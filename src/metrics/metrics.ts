@@ -1,0 +1,67 @@
+// Prometheus metrics (prom-client), one registry per app: what an operator alerts on. Features
+// report through the narrow hooks app.ts gives them (onRouted, the events observer, the dispatcher).
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+
+export interface MetricsSources {
+  /** Entries waiting in the journal for the database. */
+  journalDepth: () => number;
+  /** Whether the database is taking statements. */
+  databaseAvailable: () => boolean;
+}
+
+export function createMetrics(sources: MetricsSources) {
+  const registry = new Registry();
+  const registers = [registry];
+  collectDefaultMetrics({ register: registry, prefix: "switchboard_" });
+  new Gauge({ name: "switchboard_journal_depth", help: "Call and event records waiting in the journal for the database", registers, collect() {
+    this.set(sources.journalDepth());
+  } });
+  new Gauge({ name: "switchboard_database_available", help: "1 while the database takes statements, 0 while it is away", registers, collect() {
+    this.set(sources.databaseAvailable() ? 1 : 0);
+  } });
+  return {
+    registry,
+    callsRouted: new Counter({
+      name: "switchboard_calls_routed_total",
+      help: "Routing decisions by where the agent came from, per tenant ('none' for an unknown number)",
+      labelNames: ["agent_source", "tenant_id"] as const,
+      registers,
+    }),
+    callRecords: new Counter({
+      name: "switchboard_call_records_total",
+      help: "Call records by what became of them: recorded, pending (journaled) or unrecorded",
+      labelNames: ["state"] as const,
+      registers,
+    }),
+    routingSeconds: new Histogram({
+      name: "switchboard_routing_duration_seconds",
+      help: "Time from a call's arrival to its routing decision, its record included",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    webhookEvents: new Counter({
+      name: "switchboard_webhook_events_total",
+      help: "Signed LiveKit webhooks by event and outcome (handled, duplicate, ignored, journaled, failed)",
+      labelNames: ["event", "outcome"] as const,
+      registers,
+    }),
+    signatureFailures: new Counter({
+      name: "switchboard_webhook_signature_failures_total",
+      help: "Webhooks refused for a missing or wrong signature",
+      registers,
+    }),
+    dispatches: new Counter({
+      name: "switchboard_agent_dispatches_total",
+      help: "CreateDispatch calls to LiveKit by outcome (success, failure)",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
+    databaseErrors: new Counter({
+      name: "switchboard_database_errors_total",
+      help: "Requests answered 503 because the database was unavailable",
+      registers,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
