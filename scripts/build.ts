@@ -80,9 +80,17 @@ function compileExecutable(template: string) {
 
 /** The commit being built (with "-dirty" for uncommitted changes); SWITCHBOARD_COMMIT where there is no .git (a container build). */
 function buildCommit(): string {
-  const git = (...args: string[]) => Bun.spawnSync(["git", ...args], { cwd: root, stdout: "pipe", stderr: "ignore" });
+  if (process.env.SWITCHBOARD_COMMIT) return process.env.SWITCHBOARD_COMMIT;
+  // Bun throws when the program is missing (the container's build image has no git).
+  const git = (...args: string[]) => {
+    try {
+      const run = Bun.spawnSync(["git", ...args], { cwd: root, stdout: "pipe", stderr: "ignore" });
+      return run.exitCode === 0 ? run.stdout.toString().trim() : undefined;
+    } catch {
+      return undefined;
+    }
+  };
   const head = git("rev-parse", "--short=12", "HEAD");
-  if (head.exitCode !== 0) return process.env.SWITCHBOARD_COMMIT || "unknown";
-  const dirty = git("status", "--porcelain", "--untracked-files=no").stdout.toString().trim() !== "";
-  return `${head.stdout.toString().trim()}${dirty ? "-dirty" : ""}`;
+  if (!head) return "unknown";
+  return `${head}${git("status", "--porcelain", "--untracked-files=no") ? "-dirty" : ""}`;
 }

@@ -2,10 +2,10 @@
 // errors (a port in use, a database that is down or missing, a directory without permission)
 // are named by their codes; anything else is shown by its message, its stack only at debug level.
 
-type SystemError = Error & { code?: string; address?: string; port?: number; path?: string; syscall?: string };
+type SystemError = Error & { code?: string; address?: string; hostname?: string; port?: number; path?: string; syscall?: string };
 
 /** The line for an operating error, or undefined when the error is not one. */
-export function operatingErrorLine(error: unknown, context: { port: number; databaseUrl?: string }): string | undefined {
+export function operatingErrorLine(error: unknown, context: { port: number; databaseUrl?: string; liveKitUrl?: string }): string | undefined {
   if (!(error instanceof Error)) return undefined;
   const e = error as SystemError;
   const database = context.databaseUrl ? safeLocation(context.databaseUrl) : undefined;
@@ -18,8 +18,16 @@ export function operatingErrorLine(error: unknown, context: { port: number; data
     case "ECONNREFUSED":
     case "ETIMEDOUT":
     case "ENOTFOUND":
-    case "EAI_AGAIN":
-      return `cannot reach the database at ${database ?? `${e.address}:${e.port}`} (${e.code}): start PostgreSQL or fix DATABASE_URL`;
+    case "EAI_AGAIN": {
+      // The same codes come from LiveKit's API (fetch, which names no address): only a failure at
+      // DATABASE_URL's port is the database's.
+      const where = e.address && e.port ? `${e.address}:${e.port}` : (e.hostname ?? "a server");
+      if (database && e.port !== undefined && database.split("/")[0]!.endsWith(`:${e.port}`)) {
+        return `cannot reach the database at ${database} (${e.code}): start PostgreSQL or fix DATABASE_URL`;
+      }
+      if (context.liveKitUrl) return `cannot reach LiveKit at ${new URL(context.liveKitUrl).host} (${e.code}): check LIVEKIT_URL and that the server is up`;
+      return `cannot reach ${where} (${e.code}): check that it is up and that the URL naming it is right`;
+    }
     case "3D000":
       return `${e.message} on ${database}: create it (createdb) or fix DATABASE_URL`;
     case "28P01":

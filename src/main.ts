@@ -1,5 +1,6 @@
 #!/usr/bin/env -S bun --max-http-header-size=65536
 // The switchboard command: serve (default), migrate, seed FILE, livekit provision|status.
+import { get as httpGet } from "node:http";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { and, eq, isNotNull } from "drizzle-orm";
@@ -186,11 +187,20 @@ function parseKeyArgs(args: string[]) {
  * down the server still routes calls, and a restart would not bring the database back.
  */
 async function healthcheck(config: Config): Promise<number> {
-  const host = config.host === "0.0.0.0" ? "127.0.0.1" : config.host === "::" ? "[::1]" : config.host;
-  const url = `http://${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${config.port}/healthz`;
-  const answer = await fetch(url, { signal: AbortSignal.timeout(3_000) }).catch((error: unknown) => error as Error);
-  if (answer instanceof Response && answer.ok) return 0;
-  console.error(`switchboard: unhealthy: ${url} ${answer instanceof Response ? `answered ${answer.status}` : `did not answer (${answer.message})`}`);
+  // A server on any address (0.0.0.0, ::) takes IPv4 loopback too, and ::1 may not exist in a container.
+  const host = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${config.port}/healthz`;
+  // node:http, not fetch: fetch would send it through HTTP_PROXY, set in many containers.
+  const status = await new Promise<number | Error>((done) => {
+    const request = httpGet(url, { timeout: 3_000 }, (answer) => {
+      answer.resume();
+      done(answer.statusCode ?? 0);
+    });
+    request.on("timeout", () => request.destroy(new Error("no answer within 3 s")));
+    request.on("error", done);
+  });
+  if (status === 200) return 0;
+  console.error(`switchboard: unhealthy: ${url} ${typeof status === "number" ? `answered ${status}` : `did not answer (${status.message})`}`);
   return 1;
 }
 
@@ -418,7 +428,7 @@ main(process.argv.slice(2)).then(
         return undefined;
       }
     })();
-    const context = { port: config?.port ?? 0, databaseUrl: config?.databaseUrl };
+    const context = { port: config?.port ?? 0, databaseUrl: config?.databaseUrl, liveKitUrl: config?.livekit.url };
     console.error(`switchboard: ${operatingErrorLine(error, context) ?? firstLine(error)}`);
     if (error instanceof Error && (config?.logLevel === "debug" || config?.logLevel === "trace")) console.error(error.stack);
     process.exit(1);

@@ -102,8 +102,28 @@ describe("switchboard healthcheck (the container's HEALTHCHECK)", () => {
   test("exits 0 while a server answers on PORT, 1 with one line once nothing does", async () => {
     const port = await startServer(mkdtempSync(join(tmpdir(), "cli-health-")));
     expect(runCommand(["healthcheck"], { PORT: String(port) })).toEqual({ code: 0, stderr: "" });
+    // A proxy in the environment (common in containers) is not asked about the server's own port.
+    const proxied = { PORT: String(port), HTTP_PROXY: `http://127.0.0.1:${freePort()}`, http_proxy: `http://127.0.0.1:${freePort()}` };
+    expect(runCommand(["healthcheck"], proxied)).toEqual({ code: 0, stderr: "" });
     const none = runCommand(["healthcheck"], { PORT: String(freePort()) });
     expect(none.code).toBe(1);
     expectOneLine(none.stderr);
+  }, CLI_TIMEOUT);
+});
+
+describe("LiveKit unreachable", () => {
+  test("livekit status with LiveKit down names LIVEKIT_URL, not the database", () => {
+    const port = freePort();
+    const result = runCommand(["livekit", "status"], {
+      DATA_DIR: "memory://",
+      LIVEKIT_URL: `http://127.0.0.1:${port}`,
+      LIVEKIT_API_KEY: "key",
+      LIVEKIT_API_SECRET: "secret-secret-secret-secret-secret-0",
+    });
+    expect(result.code).toBe(1);
+    expectOneLine(result.stderr);
+    expect(result.stderr).toContain("LIVEKIT_URL");
+    expect(result.stderr).toContain(`127.0.0.1:${port}`);
+    expect(result.stderr).not.toContain("database");
   }, CLI_TIMEOUT);
 });

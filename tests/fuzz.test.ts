@@ -341,8 +341,8 @@ function describeRoutes(app: TestContext["app"]): RouteInfo[] {
     const body = hooks.body?.type || hooks.body?.anyOf ? (hooks.body as Schema) : undefined;
     const query = hooks.query?.properties ? (hooks.query as Schema) : undefined;
     const inputless = method === "GET" && params.length === 0 && !query;
-    // The docs routes (the OpenAPI page and document) take no input: not fuzzed.
-    if (inputless && (hooks.detail?.hide || /\/(docs|openapi)/.test(route.path))) continue;
+    // The docs routes (the OpenAPI page and document) and /metrics (Prometheus text, tests/metrics.test.ts) take no input: not fuzzed.
+    if (inputless && (hooks.detail?.hide || /\/(docs|openapi|metrics$)/.test(route.path))) continue;
     const family: Family =
       route.path === EVENTS_PATH
         ? "events"

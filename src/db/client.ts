@@ -276,15 +276,14 @@ async function unpackPgdataTemplate(template: Blob, dataDir: string): Promise<vo
  * directory holds callers' numbers. Run at every open, so directories made before this are fixed too.
  */
 function restrictToOwner(dataDir: string) {
-  for (const entry of [".", ...(readdirSync(dataDir, { recursive: true }) as string[])]) {
-    const path = join(dataDir, entry);
-    const stat = lstatSync(path);
-    if (!(stat.mode & 0o077) || stat.isSymbolicLink()) continue;
-    try {
-      chmodSync(path, stat.mode & 0o700);
-    } catch {
-      // Not this user's file (an operator's copy, a backup tool's): its modes are theirs to keep.
+  try {
+    for (const entry of [".", ...(readdirSync(dataDir, { recursive: true }) as string[])]) {
+      const path = join(dataDir, entry);
+      const stat = lstatSync(path);
+      if (stat.mode & 0o077 && !stat.isSymbolicLink()) chmodSync(path, stat.mode & 0o700);
     }
+  } catch {
+    // Something in it is not this user's (an operator's copy, a backup tool's): its modes are theirs to keep.
   }
 }
 
