@@ -8,6 +8,10 @@ import { join, resolve } from "node:path";
 const ROOT = resolve(import.meta.dir, "..");
 const dataDir = join(mkdtempSync(join(tmpdir(), "cli-keys-")), "data");
 
+// Processes with an environment of their own on the embedded database: CI's PostgreSQL pass
+// (DATABASE_URL set) would run the very same thing again, so it skips them.
+const repeatUnderPostgres = Boolean(process.env.DATABASE_URL);
+
 function keys(...args: string[]) {
   const result = Bun.spawnSync([process.execPath, "src/main.ts", "keys", ...args], {
     cwd: ROOT,
@@ -18,7 +22,7 @@ function keys(...args: string[]) {
   return { code: result.exitCode, stdout: result.stdout.toString().trim(), stderr: result.stderr.toString().trim() };
 }
 
-test("keys list has a header; revoking twice says the second time that the key was revoked already", () => {
+test.skipIf(repeatUnderPostgres)("keys list has a header; revoking twice says the second time that the key was revoked already", () => {
   const created = keys("create", "--admin", "--label", "ops");
   expect(created.code).toBe(0);
   const id = /id ([0-9a-f-]{36})/.exec(created.stderr)?.[1];

@@ -17,6 +17,10 @@ const stages = lines.reduce<string[][]>((all, line) => {
 const [buildStage, runStage] = [stages[0]!, stages.at(-1)!];
 const instruction = (stage: string[], name: string) => stage.filter((line) => line.toUpperCase().startsWith(`${name} `));
 
+// Processes with an environment of their own on the embedded database: CI's PostgreSQL pass
+// (DATABASE_URL set) would run the very same thing again, so it skips them.
+const repeatUnderPostgres = Boolean(process.env.DATABASE_URL);
+
 describe("Dockerfile", () => {
   test("is multi-stage; the image runs as a non-root user, checks its health without a shell, and keeps data in a volume", () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
@@ -29,7 +33,7 @@ describe("Dockerfile", () => {
     expect(instruction(runStage, "ENV").join(" ") + runStage.join(" ")).toContain("DATA_DIR=/data");
   });
 
-  test("the build stage's commands, run on only the files it copies, produce a binary that runs", () => {
+  test.skipIf(repeatUnderPostgres)("the build stage's commands, run on only the files it copies, produce a binary that runs", () => {
     const context = mkdtempSync(join(tmpdir(), "docker-build-"));
     for (const copy of instruction(buildStage, "COPY")) {
       const sources = copy.split(/\s+/).slice(1, -1);
