@@ -96,6 +96,8 @@ export function createApp(deps: AppDeps) {
     journal,
     logger,
     onRouted: (routed: CallRouting, seconds: number) => {
+      // A repeated webhook gets its call's stored decision back: one call, counted once.
+      if (routed.replayed) return;
       metrics.callsRouted.inc({ agent_source: routed.agentSource, tenant_id: routed.tenantId ?? "none" });
       metrics.callRecords.inc({ state: routed.record });
       metrics.routingSeconds.observe(seconds);

@@ -39,7 +39,7 @@ afterAll(() => {
   for (const server of servers) server.kill("SIGKILL");
 });
 
-/** A running server; resolves with its port once it logs that it listens. */
+/** A running server; resolves with its port once it answers /healthz. */
 async function startServer(dataDir: string) {
   const port = freePort();
   const server = Bun.spawn([bun, "src/main.ts", "serve"], { cwd: ROOT, env: baseEnv({ DATA_DIR: dataDir, PORT: String(port) }), stdout: "pipe", stderr: "pipe" });
@@ -51,6 +51,11 @@ async function startServer(dataDir: string) {
   throw new Error("the first server did not start");
 }
 
+// One server for the tests that need one running (each start costs seconds): they only read it.
+const sharedDataDir = mkdtempSync(join(tmpdir(), "cli-shared-"));
+let sharedPort: Promise<number> | undefined;
+const sharedServer = () => (sharedPort ??= startServer(sharedDataDir));
+
 const expectOneLine = (stderr: string) => {
   expect(stderr.split("\n")).toHaveLength(1);
   expect(stderr).not.toMatch(/^\s+at /m);
@@ -58,7 +63,7 @@ const expectOneLine = (stderr: string) => {
 
 describe("operating errors on the command line", () => {
   test.skipIf(repeatUnderPostgres)("a second server on a port already served exits with one line naming the port, and the first keeps serving", async () => {
-    const port = await startServer(mkdtempSync(join(tmpdir(), "cli-a-")));
+    const port = await sharedServer();
     const second = runCommand(["serve"], { DATA_DIR: mkdtempSync(join(tmpdir(), "cli-b-")), PORT: String(port) });
     expect(second.code).toBe(1);
     expectOneLine(second.stderr);
@@ -70,8 +75,8 @@ describe("operating errors on the command line", () => {
   }, CLI_TIMEOUT);
 
   test.skipIf(repeatUnderPostgres)("a data directory held by a running server: one line naming DATA_DIR", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "cli-c-"));
-    await startServer(dataDir);
+    const dataDir = sharedDataDir;
+    await sharedServer();
     const second = runCommand(["migrate"], { DATA_DIR: dataDir });
     expect(second.code).toBe(1);
     expectOneLine(second.stderr);
@@ -104,11 +109,16 @@ describe("operating errors on the command line", () => {
 
 describe("switchboard healthcheck (the container's HEALTHCHECK)", () => {
   test.skipIf(repeatUnderPostgres)("exits 0 while a server answers on PORT, 1 with one line once nothing does", async () => {
-    const port = await startServer(mkdtempSync(join(tmpdir(), "cli-health-")));
+    const port = await sharedServer();
     expect(runCommand(["healthcheck"], { PORT: String(port) })).toEqual({ code: 0, stderr: "" });
     // A proxy in the environment (common in containers) is not asked about the server's own port.
     const proxied = { PORT: String(port), HTTP_PROXY: `http://127.0.0.1:${freePort()}`, http_proxy: `http://127.0.0.1:${freePort()}` };
     expect(runCommand(["healthcheck"], proxied)).toEqual({ code: 0, stderr: "" });
+    // The real server's /metrics, over its socket, as Prometheus scrapes it.
+    const metrics = await fetch(`http://127.0.0.1:${port}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(metrics.headers.get("content-type")).toStartWith("text/plain; version=0.0.4");
+    expect(await metrics.text()).toMatch(/^switchboard_journal_depth 0$/m);
     const none = runCommand(["healthcheck"], { PORT: String(freePort()) });
     expect(none.code).toBe(1);
     expectOneLine(none.stderr);

@@ -11,8 +11,10 @@ import {
   postEvent,
   SIP_INBOUND_PATH,
   sipCallerJoins,
+  TEST_KEYS,
   useLiveKitApp,
 } from "./support/livekit-app";
+import { signBody } from "./support/livekit-events";
 
 /** The samples of a Prometheus text exposition: `name{labels}` -> value. */
 function samples(text: string): Map<string, number> {
@@ -35,18 +37,23 @@ async function scrape(get: (path: string) => Promise<Response>) {
 describe("GET /metrics with LiveKit", () => {
   const { ctx, fake } = useLiveKitApp({ seed: acmeDirectory });
 
-  test("a SIP caller's join: one campaign routing for its tenant, one successful dispatch, one handled event", async () => {
+  test("a SIP caller's join and a sip-inbound call sent twice: two campaign routings for the tenant, one dispatch, one handled event", async () => {
     const before = await scrape(ctx.get);
     const [acme] = await ctx.database.db.select().from(tenants);
     const res = await postEvent(ctx, await sipCallerJoins(fake, newCall()));
     expect(res.status).toBe(200);
+    const call = JSON.stringify({ call_id: "metrics-repeat", from_number: "+12125550100", to_number: "+14155550100" });
+    // The same call id twice (a retried webhook): one call routed.
+    for (const _ of [1, 2]) {
+      expect((await ctx.post(SIP_INBOUND_PATH, call, { authorization: await signBody(call, TEST_KEYS) })).status).toBe(200);
+    }
     const after = await scrape(ctx.get);
     const grew = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
-    expect(grew(`switchboard_calls_routed_total{agent_source="campaign",tenant_id="${acme!.id}"}`)).toBe(1);
-    expect(grew('switchboard_call_records_total{state="recorded"}')).toBe(1);
+    expect(grew(`switchboard_calls_routed_total{agent_source="campaign",tenant_id="${acme!.id}"}`)).toBe(2);
+    expect(grew('switchboard_call_records_total{state="recorded"}')).toBe(2);
     expect(grew('switchboard_agent_dispatches_total{outcome="success"}')).toBe(1);
     expect(grew('switchboard_webhook_events_total{event="participant_joined",outcome="handled"}')).toBe(1);
-    expect(grew("switchboard_routing_duration_seconds_count")).toBe(1);
+    expect(grew("switchboard_routing_duration_seconds_count")).toBeGreaterThanOrEqual(2);
     expect(after.get("switchboard_process_resident_memory_bytes")).toBeGreaterThan(0);
     expect(after.get("switchboard_database_available")).toBe(1);
     expect(after.get("switchboard_journal_depth")).toBe(0);
