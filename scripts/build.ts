@@ -10,46 +10,71 @@ import { createPgdataTemplate, PGDATA_TEMPLATE } from "../src/db/client";
 
 const root = resolve(import.meta.dir, "..");
 
+/**
+ * What `--all` builds, beside dist/switchboard (this machine's: linux x64 in CI). Bun fetches
+ * each target's runtime from the npm registry once and caches it. The baseline build runs on
+ * x64 processors without AVX2 (older or emulated CPUs, some cloud instance types).
+ */
+const ALL_TARGETS = [
+  { target: "bun-linux-arm64", suffix: "linux-arm64" },
+  { target: "bun-linux-x64-baseline", suffix: "linux-x64-baseline" },
+];
+
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { outfile: { type: "string" }, help: { type: "boolean", short: "h" } },
+  options: {
+    outfile: { type: "string" },
+    target: { type: "string" },
+    all: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  },
   strict: true,
 });
 if (values.help) {
-  console.log("usage: bun scripts/build.ts [--outfile PATH]   (default: dist/switchboard)");
+  console.log(
+    "usage: bun scripts/build.ts [--outfile PATH] [--target bun-linux-arm64|...]   (default: dist/switchboard)\n" +
+      `       bun scripts/build.ts --all   dist/switchboard and dist/switchboard-{${ALL_TARGETS.map((t) => t.suffix).join(",")}}`,
+  );
   process.exit(0);
 }
 
 const outfile = resolve(values.outfile ?? resolve(root, "dist/switchboard"));
+const builds = [
+  { target: values.target, outfile },
+  ...(values.all ? ALL_TARGETS.map((t) => ({ target: t.target, outfile: `${outfile}-${t.suffix}` })) : []),
+];
 mkdirSync(dirname(outfile), { recursive: true });
 
-const started = performance.now();
 const scratch = mkdtempSync(join(tmpdir(), "switchboard-build-"));
-let build: ReturnType<typeof compileExecutable>;
 try {
+  // The embedded database's first data directory is WebAssembly's work: one template serves every target.
   const template = join(scratch, PGDATA_TEMPLATE);
   await Bun.write(template, await createPgdataTemplate(join(scratch, "pgdata")));
-  build = compileExecutable(template);
+  for (const build of builds) buildOne(template, build);
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }
-if (build.exitCode !== 0) {
-  console.error(`build failed (exit ${build.exitCode ?? build.signalCode})`);
-  process.exit(build.exitCode || 1);
+
+function buildOne(template: string, build: { target?: string; outfile: string }) {
+  const started = performance.now();
+  const compiled = compileExecutable(template, build);
+  if (compiled.exitCode !== 0) {
+    console.error(`build failed (exit ${compiled.exitCode ?? compiled.signalCode})`);
+    process.exit(compiled.exitCode || 1);
+  }
+  // --sourcemap puts the map inside the executable (stack traces name src/ files and lines);
+  // the copy bun also writes next to it is not needed, and dist/ should hold the binary alone.
+  // Bun writes an empty one for the template too, named after it as an entry point.
+  rmSync(`${build.outfile}.map`, { force: true });
+  rmSync(join(dirname(build.outfile), `${basename(PGDATA_TEMPLATE, extname(PGDATA_TEMPLATE))}.js.map`), { force: true });
+
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  const megabytes = (statSync(build.outfile).size / 1024 / 1024).toFixed(1);
+  const shown = relative(process.cwd(), build.outfile);
+  console.log(`built ${shown.startsWith("..") ? build.outfile : shown} (${megabytes} MB${build.target ? `, ${build.target}` : ""}) in ${seconds} s`);
 }
 
-// --sourcemap puts the map inside the executable (stack traces name src/ files and lines);
-// the copy bun also writes next to it is not needed, and dist/ should hold the binary alone.
-// Bun writes an empty one for the template too, named after it as an entry point.
-rmSync(`${outfile}.map`, { force: true });
-rmSync(join(dirname(outfile), `${basename(PGDATA_TEMPLATE, extname(PGDATA_TEMPLATE))}.js.map`), { force: true });
-
-const seconds = ((performance.now() - started) / 1000).toFixed(1);
-const megabytes = (statSync(outfile).size / 1024 / 1024).toFixed(1);
-const shown = relative(process.cwd(), outfile);
-console.log(`built ${shown.startsWith("..") ? outfile : shown} (${megabytes} MB) in ${seconds} s`);
-
-function compileExecutable(template: string) {
+function compileExecutable(template: string, build: { target?: string; outfile: string }) {
   // The bun CLI rather than Bun.build: same flags as one would type, and process.execPath
   // is the pinned bun from node_modules whichever way this script was started.
   return Bun.spawnSync(
@@ -69,10 +94,11 @@ function compileExecutable(template: string) {
       `--define=SWITCHBOARD_BUILD_COMMIT=${JSON.stringify(buildCommit())}`,
       // Embedded files keep their names: the client finds the template by its name.
       "--asset-naming=[name].[ext]",
+      ...(build.target ? [`--target=${build.target}`] : []),
       "src/main.ts",
       template,
       "--outfile",
-      outfile,
+      build.outfile,
     ],
     { cwd: root, stdout: "inherit", stderr: "inherit", env: process.env },
   );

@@ -1,7 +1,16 @@
 // The API's description: an OpenAPI 3.1 document at GET /openapi.json, generated from the
 // routes' TypeBox models, and an interactive page over it at GET /docs.
 import { openapi } from "@elysiajs/openapi";
+import { Elysia } from "elysia";
+// Swagger UI's script and style, embedded in the binary like PGlite's files: the page works on a
+// VM without internet access. (Scalar, the plugin's default, loads from a CDN, and its npm package
+// brings Vue and twenty more packages to serve one 4 MB file.)
+import swaggerScript from "swagger-ui-dist/swagger-ui-bundle.js" with { type: "file" };
+import swaggerStyle from "swagger-ui-dist/swagger-ui.css" with { type: "file" };
 import { VERSION } from "./version";
+
+/** Where the page finds its assets, served by docsAssets below. */
+const ASSETS = { script: "/docs/swagger-ui-bundle.js", style: "/docs/swagger-ui.css" };
 
 /** How the webhook endpoints authenticate: LiveKit's signed JWT, not an API key. */
 export const LIVEKIT_SIGNATURE = [{ livekitWebhook: [] }];
@@ -41,8 +50,18 @@ export function apiDocs() {
         },
       },
     },
-    // The page loads Scalar's script from jsDelivr: pinned, and told where the document is so
-    // /docs/ (trailing slash) works too.
-    scalar: { version: "1.72.1", url: "/openapi.json" },
-  });
+    provider: "swagger-ui",
+    // The document by absolute path, so /docs/ (trailing slash) finds it too. The plugin's types
+    // leave url out (it passes the spec path, relative); its code lets this one win.
+    swagger: { cdn: ASSETS.script, theme: ASSETS.style, ...{ url: "/openapi.json" } },
+  }).use(docsAssets());
+}
+
+function docsAssets() {
+  // The files change only with the binary: a day's caching, revalidated by the ETag Bun sets.
+  const serve = (path: string, type: string) => () =>
+    new Response(Bun.file(path), { headers: { "content-type": type, "cache-control": "public, max-age=86400" } });
+  return new Elysia({ name: "docs-assets" })
+    .get(ASSETS.script, serve(swaggerScript, "text/javascript; charset=utf-8"), { detail: { hide: true } })
+    .get(ASSETS.style, serve(swaggerStyle, "text/css; charset=utf-8"), { detail: { hide: true } });
 }

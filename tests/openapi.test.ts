@@ -32,7 +32,7 @@ describe("GET /openapi.json", () => {
 
   test("lists every route the app serves, except the documentation itself", () => {
     const served = ctx.app.routes
-      .filter((r) => !["/openapi.json", "/docs", "/docs/"].includes(r.path))
+      .filter((r) => !["/openapi.json", "/docs", "/docs/"].includes(r.path) && !r.path.startsWith("/docs/swagger-ui"))
       .map((r) => `${r.method.toLowerCase()} ${openApiPath(r.path)}`)
       .sort();
     const documented = operations()
@@ -90,5 +90,21 @@ describe("GET /docs", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("text/html");
     expect(await res.text()).toContain("/openapi.json");
+  });
+
+  test("works offline: every script and style the page loads is served by switchboard itself", async () => {
+    for (const path of ["/docs", "/docs/"]) {
+      const page = await (await ctx.get(path)).text();
+      const assets = [...page.matchAll(/<(?:script|link)\b[^>]*?\b(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
+      expect(assets.length).toBe(2);
+      for (const asset of assets) {
+        // Not another host's (a CDN's): a path on this server.
+        expect(asset).toStartWith("/");
+        const res = await ctx.get(asset);
+        expect(res.status).toBe(200);
+        expect(res.headers.get("content-type")).toMatch(asset.endsWith(".css") ? /^text\/css/ : /^text\/javascript/);
+        expect((await res.arrayBuffer()).byteLength).toBeGreaterThan(100_000);
+      }
+    }
   });
 });
