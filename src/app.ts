@@ -1,5 +1,6 @@
 // Builds the HTTP application from its dependencies without listening: tests drive it with
 // app.handle(request), and only the CLI (main.ts) opens a port.
+import type { Tracer } from "@opentelemetry/api";
 import { Elysia, type ValidationError } from "elysia";
 import { adminRoutes } from "./admin/routes";
 import { createRoutingDirectory, type RoutingDirectory } from "./calls/directory";
@@ -31,6 +32,8 @@ import { createWebhookAuth } from "./livekit/webhook";
 import type { Logger } from "./logger";
 import { createMetrics, type Metrics } from "./metrics/metrics";
 import { metricsRoutes } from "./metrics/routes";
+import { traceRequests } from "./tracing/http";
+import { annotateRequestSpan } from "./tracing/spans";
 import { describeValueError } from "./validation";
 
 export interface AppDeps {
@@ -47,6 +50,8 @@ export interface AppDeps {
   journal?: Journal;
   /** False until the schema is migrated (the process started with the database down): no replay before. */
   schemaReady?: () => boolean;
+  /** Traces every request when given (OTEL_EXPORTER_OTLP_ENDPOINT set); the database and LiveKit clients trace their calls with it. */
+  tracer?: Tracer;
 }
 
 /** The safety net under NOTIFY: how often the directory is reloaded whole. */
@@ -79,7 +84,7 @@ export function listenOptions(config: Pick<Config, "host" | "port">) {
 
 export function createApp(deps: AppDeps) {
   const { database, config, logger } = deps;
-  const livekit = "livekit" in deps ? deps.livekit : createLiveKitClients(config.livekit);
+  const livekit = "livekit" in deps ? deps.livekit : createLiveKitClients(config.livekit, deps.tracer);
   const webhookAuth = createWebhookAuth(config.livekit);
   // Signatures cover the exact bytes received, so the parser keeps them for the verifiers.
   const rawBodies = new WeakMap<Request, string>();
@@ -98,6 +103,7 @@ export function createApp(deps: AppDeps) {
     onRouted: (routed: CallRouting, seconds: number) => {
       // A repeated webhook gets its call's stored decision back: one call, counted once.
       if (routed.replayed) return;
+      annotateRequestSpan({ "switchboard.agent_source": routed.agentSource, "switchboard.tenant_id": routed.tenantId ?? "none" });
       metrics.callsRouted.inc({ agent_source: routed.agentSource, tenant_id: routed.tenantId ?? "none" });
       metrics.callRecords.inc({ state: routed.record });
       metrics.routingSeconds.observe(seconds);
@@ -147,6 +153,8 @@ export function createApp(deps: AppDeps) {
     });
   let routes: { method: string; path: string }[] = [];
   const app = new Elysia({ normalize: false })
+    // First, so that its span covers everything after it.
+    .use(deps.tracer ? traceRequests(deps.tracer) : new Elysia({ name: "tracing-off" }))
     .onRequest(({ request }) => assertHeadersFit(request.headers))
     .onParse(async ({ request, contentType }) => {
       const text = await readBody(request, config.maxBodyBytes);
@@ -190,7 +198,15 @@ export function createApp(deps: AppDeps) {
     )
     .use(adminRoutes({ database, logger, region: config.defaultRegion, systemDefaultAgent: config.systemDefaultAgent }))
     .use(
-      liveKitRoutes({ auth: webhookAuth, rawBody, events, observe: (event, outcome) => metrics.webhookEvents.inc({ event, outcome }) }),
+      liveKitRoutes({
+        auth: webhookAuth,
+        rawBody,
+        events,
+        observe: (event, outcome) => {
+          annotateRequestSpan({ "livekit.webhook.event": event, "switchboard.outcome": outcome });
+          metrics.webhookEvents.inc({ event, outcome });
+        },
+      }),
     )
     .use(metricsRoutes(metrics, config.metricsToken))
     .use(apiDocs());

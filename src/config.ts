@@ -47,11 +47,48 @@ export const EnvSchema = t.Object({
   LIVEKIT_ROOM_PREFIX: t.String({ default: "call-", minLength: 1 }),
   LIVEKIT_TRUNK_NAME: t.String({ default: "switchboard-inbound", minLength: 1 }),
   LIVEKIT_DISPATCH_RULE_NAME: t.String({ default: "switchboard-inbound", minLength: 1 }),
+  // OpenTelemetry's own variables (opentelemetry.io/docs/specs/otel/protocol/exporter/): tracing is
+  // on when an endpoint is set. Spans go as OTLP over HTTP, JSON-encoded.
+  OTEL_EXPORTER_OTLP_ENDPOINT: t.Optional(t.String({ pattern: "^https?://" })),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: t.Optional(t.String({ pattern: "^https?://" })),
+  OTEL_EXPORTER_OTLP_HEADERS: t.Optional(t.String()),
+  OTEL_EXPORTER_OTLP_TRACES_HEADERS: t.Optional(t.String()),
+  OTEL_EXPORTER_OTLP_PROTOCOL: t.Optional(t.Literal("http/json")),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: t.Optional(t.Literal("http/json")),
+  OTEL_SERVICE_NAME: t.String({ default: "switchboard", minLength: 1 }),
+  OTEL_SDK_DISABLED: bool(false),
+  OTEL_TRACES_SAMPLER: t.Union(
+    ["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"].map(
+      (s) => t.Literal(s),
+    ),
+    { default: "parentbased_always_on" },
+  ),
+  OTEL_TRACES_SAMPLER_ARG: t.Number({ default: 1, minimum: 0, maximum: 1 }),
 });
 type Env = Static<typeof EnvSchema>;
 
 /** Never echoed back in an error message: they hold credentials. */
-const SECRET_VARIABLES = new Set(["DATABASE_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "METRICS_TOKEN"]);
+const SECRET_VARIABLES = new Set([
+  "DATABASE_URL",
+  "LIVEKIT_API_KEY",
+  "LIVEKIT_API_SECRET",
+  "METRICS_TOKEN",
+  // A hosted tracing backend's API key rides in a header.
+  "OTEL_EXPORTER_OTLP_HEADERS",
+  "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+]);
+
+/** Where spans go and which are kept; absent when tracing is off. */
+export interface TracingConfig {
+  /** The OTLP/HTTP traces URL (.../v1/traces). */
+  url: string;
+  /** Sent with every export (a backend's API key): never logged. */
+  headers: Record<string, string>;
+  serviceName: string;
+  sampler: Env["OTEL_TRACES_SAMPLER"];
+  /** The kept fraction for the traceidratio samplers. */
+  ratio: number;
+}
 
 export interface Config {
   production: boolean;
@@ -74,6 +111,7 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** GET /metrics needs this bearer token when set. */
   metricsToken?: string;
+  tracing?: TracingConfig;
   livekit: {
     url?: string;
     apiKey?: string;
@@ -152,6 +190,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     maxBodyBytes: env.MAX_BODY_BYTES,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     metricsToken: env.METRICS_TOKEN,
+    tracing: tracingConfig(env),
     livekit: {
       url: env.LIVEKIT_URL,
       apiKey: env.LIVEKIT_API_KEY,
@@ -168,6 +207,43 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       dispatchRuleName: env.LIVEKIT_DISPATCH_RULE_NAME,
     },
   };
+}
+
+/** OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as given, else OTEL_EXPORTER_OTLP_ENDPOINT's /v1/traces, as the OTLP exporter spec says. */
+function tracingConfig(env: Env): TracingConfig | undefined {
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const url = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (base && `${base.replace(/\/+$/, "")}/v1/traces`);
+  if (!url || env.OTEL_SDK_DISABLED) return undefined;
+  const headersVariable = env.OTEL_EXPORTER_OTLP_TRACES_HEADERS ? "OTEL_EXPORTER_OTLP_TRACES_HEADERS" : "OTEL_EXPORTER_OTLP_HEADERS";
+  return {
+    url,
+    headers: parseOtlpHeaders(headersVariable, env[headersVariable]),
+    serviceName: env.OTEL_SERVICE_NAME,
+    sampler: env.OTEL_TRACES_SAMPLER,
+    ratio: env.OTEL_TRACES_SAMPLER_ARG,
+  };
+}
+
+/** "key1=value1,key2=value2", values percent-encoded (W3C baggage format, as OTel specifies). */
+function parseOtlpHeaders(variable: string, text: string | undefined): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const pair of (text ?? "").split(",")) {
+    if (!pair.trim()) continue;
+    const at = pair.indexOf("=");
+    const name = at > 0 ? pair.slice(0, at).trim() : "";
+    let value: string | undefined;
+    try {
+      value = decodeURIComponent(pair.slice(at + 1).trim());
+    } catch {
+      value = undefined;
+    }
+    // Never echoed: the value is usually an API key.
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || value === undefined) {
+      throw new ConfigError(variable, "expected name=value pairs separated by commas, values percent-encoded");
+    }
+    headers[name] = value;
+  }
+  return headers;
 }
 
 /** Checks that only make sense for the long-running server, not for migrate or seed. */

@@ -21,6 +21,7 @@ import { HOLD_MS } from "./livekit/dispatch";
 import { applyProvisioning, describePlan, liveKitStatus, planProvisioning } from "./livekit/provision";
 import { pruneWebhookEvents } from "./livekit/service";
 import { createLogger, type Logger } from "./logger";
+import { startTracing } from "./tracing/tracing";
 import { VERSION, VERSION_LINE } from "./version";
 
 const HELP = `switchboard ${VERSION}: inbound call router for AI voice agents on LiveKit
@@ -247,12 +248,18 @@ function databaseOptions(config: Config) {
 }
 
 async function serve(config: Config, logger: Logger): Promise<number> {
-  const database = await openDatabase(databaseOptions(config));
+  const tracing = config.tracing && startTracing(config.tracing);
+  if (config.tracing) {
+    const { origin, pathname } = new URL(config.tracing.url);
+    logger.info({ otlp_traces_url: `${origin}${pathname}`, sampler: config.tracing.sampler }, "tracing on: spans exported as OTLP/HTTP JSON");
+  }
+  const tracer = tracing?.tracer;
+  const database = await openDatabase({ ...databaseOptions(config), tracer });
   // Started while the database is down (a restart during an outage): serve anyway, from the
   // directory's snapshot, journaling records; migrate once it answers, then replay.
   let schemaReady = await migrateAtStart(config, database, logger);
   void warnOnTenantAgentNamedLikeSystemDefault(database, config.systemDefaultAgent, logger);
-  const livekit = createLiveKitClients(config.livekit);
+  const livekit = createLiveKitClients(config.livekit, tracer);
   // A LiveKit join takes three bounded database steps (event claim; the call's record with its
   // join time and dispatch claim; the dispatch's record, marking the event done) and the dispatch
   // budget. Its answer comes within LIVEKIT_WEBHOOK_BUDGET_MS, but the work goes on: the event
@@ -287,7 +294,7 @@ async function serve(config: Config, logger: Logger): Promise<number> {
     logger.error({ err: error }, "routing directory not loaded: every call gets the system default until the database answers");
   });
   const journal = openCallJournal(config, logger);
-  const app = createApp({ database, config, logger, livekit, directory, journal, schemaReady: () => schemaReady }).listen(
+  const app = createApp({ database, config, logger, livekit, directory, journal, tracer, schemaReady: () => schemaReady }).listen(
     listenOptions(config),
   );
   if (!schemaReady) {
@@ -329,6 +336,8 @@ async function serve(config: Config, logger: Logger): Promise<number> {
     directory.close();
     await journal?.close();
     await database.close();
+    // The last requests' spans: a backend that does not answer costs them, not the stop.
+    await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: error }, "last spans not exported"));
     logger.info("stopped");
     stopped.resolve(0);
   };

@@ -113,6 +113,50 @@ describe("bad values name the variable", () => {
   });
 });
 
+describe("tracing (OpenTelemetry's variables)", () => {
+  test("off unless an OTLP endpoint is set, and off again with OTEL_SDK_DISABLED", () => {
+    expect(loadConfig({}).tracing).toBeUndefined();
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318", OTEL_SDK_DISABLED: "true" }).tracing).toBeUndefined();
+  });
+
+  test("the endpoint gets /v1/traces; a traces endpoint is used as given", () => {
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/" }).tracing?.url).toBe("http://collector:4318/v1/traces");
+    const both = { OTEL_EXPORTER_OTLP_ENDPOINT: "http://a:4318", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "https://b/otlp/traces" };
+    expect(loadConfig(both).tracing?.url).toBe("https://b/otlp/traces");
+  });
+
+  test("headers are name=value pairs, values percent-decoded", () => {
+    const tracing = loadConfig({
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318",
+      OTEL_EXPORTER_OTLP_HEADERS: "x-api-key=abc%3D%3D, x-team = sales",
+    }).tracing;
+    expect(tracing?.headers).toEqual({ "x-api-key": "abc==", "x-team": "sales" });
+  });
+
+  test("malformed headers are refused without echoing them (they carry API keys)", () => {
+    const error = configError({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318", OTEL_EXPORTER_OTLP_HEADERS: "s3cr3t-token" });
+    expect(error.variable).toBe("OTEL_EXPORTER_OTLP_HEADERS");
+    expect(error.message).not.toContain("s3cr3t-token");
+  });
+
+  test("a protocol other than http/json is refused, naming the one spoken", () => {
+    const error = configError({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318", OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" });
+    expect(error.variable).toBe("OTEL_EXPORTER_OTLP_PROTOCOL");
+    expect(error.message).toContain("http/json");
+  });
+
+  test("the sampler and its ratio are OpenTelemetry's names and range", () => {
+    const tracing = loadConfig({
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318",
+      OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+      OTEL_TRACES_SAMPLER_ARG: "0.25",
+    }).tracing;
+    expect(tracing).toMatchObject({ sampler: "parentbased_traceidratio", ratio: 0.25 });
+    expect(configError({ OTEL_TRACES_SAMPLER_ARG: "2" }).variable).toBe("OTEL_TRACES_SAMPLER_ARG");
+    expect(configError({ OTEL_TRACES_SAMPLER: "sometimes" }).message).toContain("parentbased_always_on");
+  });
+});
+
 describe("the switchboard command", () => {
   const bun = process.execPath;
   // Each test starts a process: allow for a slow machine.

@@ -11,9 +11,11 @@ import { type SQL, sql } from "drizzle-orm";
 import { type PgDatabase, PgDialect, type PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import type { Tracer } from "@opentelemetry/api";
 import postgres from "postgres";
 import { withDeadline } from "../errors";
 import { tryLockFile } from "../lock-file";
+import { inClientSpan } from "../tracing/spans";
 import { type Availability, trackAvailability } from "./availability";
 import * as schema from "./schema";
 
@@ -54,10 +56,29 @@ export interface DatabaseOptions {
   dataDir: string;
   poolMax: number;
   statementTimeoutMs: number;
+  /** Traces each statement when given (OTEL_EXPORTER_OTLP_ENDPOINT set). */
+  tracer?: Tracer;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  return options.databaseUrl ? openPostgres(options.databaseUrl, options) : openPglite(options);
+  const database = options.databaseUrl ? openPostgres(options.databaseUrl, options) : await openPglite(options);
+  return options.tracer ? traceStatements(database, options.tracer) : database;
+}
+
+/**
+ * A client span per statement run through rows() (every statement on the call and webhook paths),
+ * as OpenTelemetry's database conventions describe it: the query text has placeholders, never values.
+ */
+function traceStatements(database: Database, tracer: Tracer): Database {
+  const dialect = new PgDialect();
+  const untraced = database.rows;
+  database.rows = <T extends Record<string, unknown>>(query: SQL) => {
+    const text = dialect.sqlToQuery(query).sql;
+    const operation = /^\s*(\w+)/.exec(text)?.[1]?.toUpperCase() ?? "QUERY";
+    const attributes = { "db.system.name": "postgresql", "db.operation.name": operation, "db.query.text": text };
+    return inClientSpan(tracer, operation, attributes, () => untraced<T>(query));
+  };
+  return database;
 }
 
 /** The rows of a `db.execute` result: postgres.js answers an array, PGlite an object holding one. */

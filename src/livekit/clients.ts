@@ -1,5 +1,7 @@
+import type { Tracer } from "@opentelemetry/api";
 import { AgentDispatchClient, SipClient } from "livekit-server-sdk";
 import type { Config } from "../config";
+import { inClientSpan } from "../tracing/spans";
 import type { AgentDispatcher } from "./dispatch";
 
 export interface LiveKitClients {
@@ -8,16 +10,39 @@ export interface LiveKitClients {
 }
 
 /** LiveKit's server API clients, or undefined when LIVEKIT_URL and the keys are not all set. */
-export function createLiveKitClients(settings: Config["livekit"]): LiveKitClients | undefined {
+export function createLiveKitClients(settings: Config["livekit"], tracer?: Tracer): LiveKitClients | undefined {
   const { url, apiKey, apiSecret } = settings;
   if (!url || !apiKey || !apiSecret) return undefined;
   // A dispatch request is abandoned when the dispatch budget is spent: one that went on past it
   // could land after the next delivery found the room empty and sent a second agent (while the
   // database is down no dispatch claim guards against that). Seconds, fractions allowed.
   const dispatchOptions = { requestTimeout: settings.dispatchBudgetMs / 1000 };
+  const dispatch = new AgentDispatchClient(url, apiKey, apiSecret, dispatchOptions);
   return {
-    dispatch: new AgentDispatchClient(url, apiKey, apiSecret, dispatchOptions),
+    dispatch: tracer ? tracedDispatcher(dispatch, tracer, new URL(url)) : dispatch,
     // Provisioning runs from the CLI, with no caller waiting.
     sip: new SipClient(url, apiKey, apiSecret, { requestTimeout: 10 }),
+  };
+}
+
+/**
+ * LiveKit's dispatch API with a client span per call (a Twirp RPC). Room names hold callers'
+ * numbers (call-_+1..._x): the spans carry the agent's name, not the room's.
+ */
+function tracedDispatcher(dispatcher: AgentDispatcher, tracer: Tracer, url: URL): AgentDispatcher {
+  const rpc = (method: string, extra: Record<string, string> = {}) => ({
+    "rpc.system": "twirp",
+    "rpc.service": "livekit.AgentDispatchService",
+    "rpc.method": method,
+    "server.address": url.hostname,
+    ...extra,
+  });
+  return {
+    listDispatch: (roomName) =>
+      inClientSpan(tracer, "livekit.AgentDispatchService/ListDispatch", rpc("ListDispatch"), () => dispatcher.listDispatch(roomName)),
+    createDispatch: (roomName, agentName, options) =>
+      inClientSpan(tracer, "livekit.AgentDispatchService/CreateDispatch", rpc("CreateDispatch", { "livekit.agent_name": agentName }), () =>
+        dispatcher.createDispatch(roomName, agentName, options),
+      ),
   };
 }

@@ -1,0 +1,226 @@
+// OpenTelemetry tracing as an operator switches it on: a real server process with
+// OTEL_EXPORTER_OTLP_ENDPOINT pointing at a loopback OTLP/HTTP receiver (this file's), the
+// stand-in LiveKit for dispatches, and real signed webhooks. What arrives is what a tracing
+// backend would show: one server span per webhook, its database and LiveKit calls as children.
+// On CI's PostgreSQL pass the server runs on a fresh database of that server, so the spans come
+// through postgres.js there and through PGlite on the embedded pass.
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import postgres from "postgres";
+import { freePort } from "./support/disposable-postgres";
+import { type FakeLiveKit, startFakeLiveKit } from "./support/fake-livekit";
+import { signBody } from "./support/livekit-events";
+import { EVENTS_PATH, liveKitEnv, newCall, SIP_INBOUND_PATH, sipCallerJoins, TEST_KEYS } from "./support/livekit-app";
+import { killAllServers, type ServerProcess, startServer } from "./support/server-process";
+
+/** OTLP's JSON encoding of span kinds (opentelemetry-proto trace.proto, SpanKind). */
+const SERVER = 2;
+const CLIENT = 3;
+/** Status.code ERROR in trace.proto. */
+const STATUS_ERROR = 2;
+
+type AnyValue = { stringValue?: string; intValue?: number | string; boolValue?: boolean; doubleValue?: number };
+interface ExportedSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  attributes: Record<string, string | number | boolean | undefined>;
+  status: { code?: number };
+  resource: Record<string, string | number | boolean | undefined>;
+}
+
+const flatten = (attributes: { key: string; value: AnyValue }[] = []) =>
+  Object.fromEntries(
+    attributes.map(({ key, value }) => [
+      key,
+      value.stringValue ?? (value.intValue === undefined ? undefined : Number(value.intValue)) ?? value.boolValue ?? value.doubleValue,
+    ]),
+  );
+
+/** A loopback OTLP/HTTP receiver: keeps every span of every export it is sent, as JSON. */
+function startReceiver() {
+  const spans: ExportedSpan[] = [];
+  const contentTypes: string[] = [];
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(request) {
+      if (request.method !== "POST" || new URL(request.url).pathname !== "/v1/traces") return new Response("", { status: 404 });
+      contentTypes.push(request.headers.get("content-type") ?? "");
+      const body = (await request.json()) as any;
+      for (const resourceSpans of body.resourceSpans ?? []) {
+        const resource = flatten(resourceSpans.resource?.attributes);
+        for (const scope of resourceSpans.scopeSpans ?? []) {
+          for (const span of scope.spans ?? []) {
+            spans.push({ ...span, attributes: flatten(span.attributes), status: span.status ?? {}, resource });
+          }
+        }
+      }
+      return Response.json({});
+    },
+  });
+  return { url: `http://127.0.0.1:${server.port}`, spans, contentTypes, stop: () => server.stop(true) };
+}
+
+/** Waits until a server span for `path` and its children have been exported (batches go out every second). */
+async function serverSpan(spans: ExportedSpan[], path: string, predicate: (span: ExportedSpan) => boolean = () => true) {
+  for (let waited = 0; waited < 15_000; waited += 100) {
+    const found = spans.find((s) => s.kind === SERVER && s.attributes["url.path"] === path && predicate(s));
+    if (found) return found;
+    await Bun.sleep(100);
+  }
+  throw new Error(`no server span for ${path} in ${spans.length} exported spans: ${spans.map((s) => s.name).join(", ")}`);
+}
+
+const childrenOf = (spans: ExportedSpan[], parent: ExportedSpan) =>
+  spans.filter((s) => s.traceId === parent.traceId && s.parentSpanId === parent.spanId);
+
+/** POSTs `body` as is, signed with the test keys as LiveKit signs (the server has them set, so it checks). */
+async function postSigned(server: ServerProcess, path: string, body: string, headers: Record<string, string> = {}) {
+  const authorization = await signBody(body, TEST_KEYS);
+  return fetch(`${server.url}${path}`, { method: "POST", body, headers: { "content-type": "application/json", authorization, ...headers } });
+}
+
+/** On the PostgreSQL pass, a fresh database of the suite's server for this file's server process. */
+async function databaseForServer(): Promise<{ env: Record<string, string>; drop: () => Promise<void> }> {
+  const suiteUrl = process.env.DATABASE_URL;
+  if (!suiteUrl) return { env: {}, drop: async () => {} };
+  const name = `switchboard_tracing_${process.pid}`;
+  const admin = postgres(suiteUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`drop database if exists "${name}" with (force)`);
+  await admin.unsafe(`create database "${name}"`);
+  const url = new URL(suiteUrl);
+  url.pathname = `/${name}`;
+  return {
+    env: { DATABASE_URL: url.toString() },
+    drop: async () => {
+      await admin.unsafe(`drop database if exists "${name}" with (force)`);
+      await admin.end();
+    },
+  };
+}
+
+describe("tracing with OTEL_EXPORTER_OTLP_ENDPOINT set", () => {
+  let receiver: ReturnType<typeof startReceiver>;
+  let fake: FakeLiveKit;
+  let server: ServerProcess;
+  let database: Awaited<ReturnType<typeof databaseForServer>>;
+  const dataDir = mkdtempSync(join(tmpdir(), "tracing-"));
+
+  beforeAll(async () => {
+    receiver = startReceiver();
+    fake = await startFakeLiveKit(TEST_KEYS);
+    database = await databaseForServer();
+    server = await startServer({
+      ...liveKitEnv(fake),
+      DATA_DIR: dataDir,
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_SERVICE_NAME: "switchboard-under-test",
+      ...database.env,
+    });
+  });
+  afterAll(async () => {
+    await killAllServers();
+    await fake?.close();
+    receiver?.stop();
+    await database?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    receiver.spans.length = 0;
+  });
+
+  test("a LiveKit webhook is one server span; its database statements and the agent's dispatch are its children", async () => {
+    const call = newCall();
+    const delivery = await sipCallerJoins(fake, call);
+    const res = await fetch(`${server.url}${EVENTS_PATH}`, { method: "POST", body: delivery.body, headers: delivery.headers });
+    expect(res.status).toBe(200);
+    expect(fake.calls("CreateDispatch")).toHaveLength(1);
+
+    const webhook = await serverSpan(receiver.spans, EVENTS_PATH);
+    expect(webhook.name).toBe(`POST ${EVENTS_PATH}`);
+    expect(webhook.attributes).toMatchObject({
+      "http.request.method": "POST",
+      "http.route": EVENTS_PATH,
+      "http.response.status_code": 200,
+      "livekit.webhook.event": "participant_joined",
+    });
+    expect(webhook.resource["service.name"]).toBe("switchboard-under-test");
+    expect(webhook.resource["service.version"]).toEqual(expect.any(String));
+    // The delivery's spans end before it is answered; a little later for the last batch.
+    await Bun.sleep(1_500);
+    const children = childrenOf(receiver.spans, webhook);
+    const statements = children.filter((s) => s.attributes["db.system.name"] === "postgresql");
+    expect(statements.length).toBeGreaterThanOrEqual(2);
+    for (const statement of statements) {
+      expect(statement.kind).toBe(CLIENT);
+      // Placeholders, never values: the caller's number is not in the trace.
+      expect(String(statement.attributes["db.query.text"])).not.toContain(call.from);
+    }
+    const dispatch = children.find((s) => s.attributes["rpc.method"] === "CreateDispatch");
+    expect(dispatch?.kind).toBe(CLIENT);
+    expect(dispatch?.name).toBe("livekit.AgentDispatchService/CreateDispatch");
+    expect(dispatch?.attributes["livekit.agent_name"]).toBe("telephony-agent");
+    expect(receiver.contentTypes.every((type) => type.startsWith("application/json"))).toBe(true);
+  }, 30_000);
+
+  test("the decision endpoint's span says where the agent came from; a request that carries traceparent joins its trace", async () => {
+    const traceId = "0af7651916cd43dd8448eb211c80319c";
+    const parentId = "b7ad6b7169203331";
+    const res = await postSigned(
+      server,
+      SIP_INBOUND_PATH,
+      JSON.stringify({ call_id: `tracing-${crypto.randomUUID()}`, from_number: "+12125550142", to_number: "+14155550100" }),
+      { traceparent: `00-${traceId}-${parentId}-01` },
+    );
+    expect(res.status).toBe(200);
+    const decision = await serverSpan(receiver.spans, SIP_INBOUND_PATH);
+    expect(decision.traceId).toBe(traceId);
+    expect(decision.parentSpanId).toBe(parentId);
+    expect(decision.attributes).toMatchObject({ "http.response.status_code": 200, "switchboard.agent_source": "system_default" });
+  }, 30_000);
+
+  test("a refused request is named after its route and is not an error of the server's (4xx)", async () => {
+    const res = await postSigned(server, SIP_INBOUND_PATH, "{not json");
+    expect(res.status).toBe(400);
+    const refused = await serverSpan(receiver.spans, SIP_INBOUND_PATH, (s) => s.attributes["http.response.status_code"] === 400);
+    expect(refused.name).toBe(`POST ${SIP_INBOUND_PATH}`);
+    expect(refused.status.code).not.toBe(STATUS_ERROR);
+    const missing = await server.get("/no-such-path");
+    expect(missing.status).toBe(404);
+    // No route: the span is named after the method alone, not after a path of the client's choosing.
+    expect((await serverSpan(receiver.spans, "/no-such-path")).name).toBe("GET");
+  }, 30_000);
+});
+
+describe("tracing with its backend down", () => {
+  test("calls are answered and the server stops within its timeout: the spans are what is lost", async () => {
+    const closedPort = await freePort();
+    const dataDir = mkdtempSync(join(tmpdir(), "tracing-down-"));
+    const database = await databaseForServer();
+    try {
+      const server = await startServer({
+        DATA_DIR: dataDir,
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${closedPort}`,
+        SHUTDOWN_TIMEOUT_MS: "2000",
+        ...database.env,
+      });
+      for (let i = 0; i < 20; i++) {
+        const res = await server.post(SIP_INBOUND_PATH, { call_id: `down-${i}`, from_number: "+12125550142", to_number: "+14155550100" });
+        expect(res.status).toBe(200);
+      }
+      // SIGTERM, and SIGKILL (exit 137) if it is not gone in 15 s: the unit gives a stop 20 s
+      // (deploy/switchboard.service), and the last export may take 5 of them.
+      await server.stop(15_000);
+      expect(await server.exited).toBe(0);
+    } finally {
+      await killAllServers();
+      await database.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
