@@ -8,7 +8,7 @@ type SystemError = Error & { code?: string; address?: string; hostname?: string;
 export function operatingErrorLine(error: unknown, context: { port: number; databaseUrl?: string; liveKitUrl?: string }): string | undefined {
   if (!(error instanceof Error)) return undefined;
   const e = error as SystemError;
-  const database = context.databaseUrl ? safeLocation(context.databaseUrl) : undefined;
+  const database = context.databaseUrl ? databaseLocation(context.databaseUrl) : undefined;
   switch (e.code) {
     case "EADDRINUSE":
       return `port ${context.port} is in use by another process: stop it, or set PORT to a free port`;
@@ -42,10 +42,10 @@ export function operatingErrorLine(error: unknown, context: { port: number; data
 export const firstLine = (error: unknown) => (error instanceof Error ? error.message : String(error)).split("\n")[0]!;
 
 /** host:port/database, without the credentials DATABASE_URL may carry. */
-function safeLocation(url: string): string {
+export function databaseLocation(url: string): string {
   try {
     const parsed = new URL(url);
-    return `${parsed.hostname}:${parsed.port || "5432"}${parsed.pathname}`;
+    return `${parsed.hostname || "the local socket"}:${parsed.port || "5432"}${parsed.pathname}`;
   } catch {
     return "DATABASE_URL";
   }

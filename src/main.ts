@@ -14,6 +14,7 @@ import { type Database, openDatabase } from "./db/client";
 import { constraintViolation, isDatabaseUnavailable } from "./db/errors";
 import { migrate } from "./db/migrate";
 import { agents, apiKeys } from "./db/schema";
+import { runDoctor } from "./doctor/doctor";
 import { AppError } from "./errors";
 import { type Journal, openJournal } from "./journal/journal";
 import { createLiveKitClients } from "./livekit/clients";
@@ -40,6 +41,7 @@ Usage:
   switchboard keys list          list API keys (prefix, tenant, label, created, last used, revoked)
   switchboard keys revoke ID     revoke an API key
   switchboard healthcheck        exit 0 if the server on PORT answers /healthz (for container health checks)
+  switchboard doctor             check configuration, DATA_DIR, database, LiveKit and webhook keys; say what to fix
   switchboard --help | --version
 
 Configuration is read from environment variables; see README.md. Without DATABASE_URL the
@@ -95,6 +97,8 @@ async function main(argv: string[]): Promise<number> {
       return keysCommand(config, args);
     case "healthcheck":
       return healthcheck(config);
+    case "doctor":
+      return runDoctor(config, (line) => console.log(line));
     default:
       throw new UsageError(`unknown command "${command}" (try --help)`);
   }

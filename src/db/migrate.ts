@@ -27,6 +27,17 @@ const MIGRATION_SQL: Record<string, string> = {
   "0009_list_indexes": m0009,
 };
 
+/** The migrations this switchboard knows, in the order they apply. */
+export const KNOWN_MIGRATIONS: readonly string[] = journal.entries.map((entry) => entry.tag);
+
+/** The tags applied to this database (none when it was never migrated), without writing anything. */
+export async function appliedMigrations(database: Database): Promise<string[]> {
+  const [table] = await database.rows<{ name: string | null }>(sql`select to_regclass('switchboard_migrations')::text as name`);
+  if (!table?.name) return [];
+  const rows = await database.rows<{ tag: string }>(sql`select tag from switchboard_migrations order by tag`);
+  return rows.map((row) => row.tag);
+}
+
 /** Any constant works; it only has to be the same for every Switchboard process. */
 const MIGRATION_LOCK_KEY = 7_310_442_019;
 
