@@ -93,7 +93,11 @@ export function createApp(deps: AppDeps) {
     deps.directory ??
     createRoutingDirectory({ database, logger, waitMs: config.statementTimeoutMs, reloadIntervalMs: DIRECTORY_RELOAD_MS });
   const journal = deps.journal;
-  const metrics = createMetrics({ journalDepth: () => journal?.status().depth ?? 0, databaseAvailable: () => database.available });
+  const metrics = createMetrics({
+    journalDepth: () => journal?.status().depth ?? 0,
+    databaseAvailable: () => database.available,
+    databaseStatements: () => ({ inFlight: database.statementsInFlight, connections: database.connections }),
+  });
   const routing = {
     database,
     directory,

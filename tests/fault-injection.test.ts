@@ -377,7 +377,8 @@ describe.skipIf(skip)("fault injection: a real PostgreSQL crashed, frozen and re
 
   test("a restart while the database is still down: the new process starts, routes every known number to its agent, and records it all once the database is back", async () => {
     const url = await seededDatabase("restart_outage");
-    const env = serverEnv(url, freshDir("restart"));
+    // A DATA_DIR that does not exist yet, as on a new machine: the first start makes it, snapshot included.
+    const env = serverEnv(url, join(freshDir("restart"), "data"));
     const first = await startServer(env);
     await pg!.stopImmediate();
     let current = first;

@@ -1,6 +1,8 @@
 // GET /metrics as Prometheus scrapes it: the counters an operator alerts on move with what the
 // service really did (calls routed, LiveKit events, dispatches, refused signatures).
 import { describe, expect, test } from "bun:test";
+import { sql } from "drizzle-orm";
+import postgres from "postgres";
 import { tenants } from "../src/db/schema";
 import { openTestContext } from "./support/context";
 import {
@@ -83,6 +85,45 @@ describe("GET /metrics with METRICS_TOKEN", () => {
       const res = await ctx.app.handle(new Request("http://localhost/metrics", { headers: { authorization: `Bearer ${token}` } }));
       expect(res.status).toBe(200);
       expect(samples(await res.text()).get('switchboard_calls_routed_total{agent_source="system_default",tenant_id="none"}')).toBe(1);
+    } finally {
+      await ctx.close();
+    }
+  });
+});
+
+describe("database pool usage", () => {
+  test("connections_max is DB_POOL_MAX (1 on the embedded database); statements waiting on the database show as in flight, and leave", async () => {
+    const ctx = await openTestContext({ DB_POOL_MAX: "4" });
+    try {
+      // The app's first directory load may still be under way: it is in flight until answered.
+      let idle = await scrape(ctx.get);
+      for (let tries = 0; tries < 100 && idle.get("switchboard_database_statements_in_flight") !== 0; tries++) {
+        await Bun.sleep(20);
+        idle = await scrape(ctx.get);
+      }
+      expect(idle.get("switchboard_database_connections_max")).toBe(ctx.database.kind === "pglite" ? 1 : 4);
+      expect(idle.get("switchboard_database_statements_in_flight")).toBe(0);
+      // PGlite runs a statement on this thread: nothing else (a scrape) runs while one waits.
+      if (ctx.database.kind === "pglite") return;
+      // Another session holds a lock; three statements wait for it, as calls would for a slow database.
+      const holder = postgres(process.env.DATABASE_URL!, { max: 1, onnotice: () => {} });
+      try {
+        const reserved = await holder.reserve();
+        await reserved`select pg_advisory_lock(424242)`;
+        const waiting = [1, 2, 3].map(() => ctx.database.rows(sql`select pg_advisory_xact_lock(424242)`));
+        let busy = 0;
+        for (let tries = 0; tries < 50 && busy < 3; tries++) {
+          busy = (await scrape(ctx.get)).get("switchboard_database_statements_in_flight") ?? 0;
+          if (busy < 3) await Bun.sleep(20);
+        }
+        expect(busy).toBe(3);
+        await reserved`select pg_advisory_unlock(424242)`;
+        reserved.release();
+        await Promise.all(waiting);
+        expect((await scrape(ctx.get)).get("switchboard_database_statements_in_flight")).toBe(0);
+      } finally {
+        await holder.end();
+      }
     } finally {
       await ctx.close();
     }

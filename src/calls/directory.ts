@@ -6,7 +6,8 @@
 // (notifications may have been missed meanwhile), and a periodic full reload as a safety net.
 // A lookup waits only for a change made through this process's admin API (its answer promises
 // the next call sees it); changes made elsewhere are routed by as soon as they are loaded.
-import { rename, writeFile } from "node:fs/promises";
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { withDeadline } from "../errors";
@@ -205,6 +206,8 @@ async function readDirectory(database: Database): Promise<Map<string, DirectoryE
 async function saveSnapshot(path: string, entries: Map<string, DirectoryEntry>, savedAt: Date, logger: Logger) {
   try {
     const temporary = `${path}.${process.pid}.tmp`;
+    // The first load at a first start comes before anything else made DATA_DIR (with DATABASE_URL).
+    await mkdir(dirname(path), { recursive: true });
     await writeFile(temporary, JSON.stringify({ saved_at: savedAt.toISOString(), entries: [...entries] }));
     await rename(temporary, path);
   } catch (error) {

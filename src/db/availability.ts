@@ -13,6 +13,8 @@ export interface Availability {
   run<T>(work: () => PromiseLike<T>, ms: number, what: string): Promise<T>;
   readonly available: boolean;
   readonly downSince: Date | null;
+  /** Pieces of work sent and not yet answered (or timed out): past the pool's size, they queue for a connection. */
+  readonly inFlight: number;
   onRecovered(listener: () => void): void;
   /** Runs `work` after `ms` unless closed by then. */
   later(ms: number, work: () => void): void;
@@ -24,6 +26,7 @@ export function trackAvailability(probe: () => Promise<unknown>): Availability {
   let closed = false;
   let downSince: Date | null = null;
   let downBecause: unknown;
+  let inFlight = 0;
   const recovered: (() => void)[] = [];
   const timers = new Set<ReturnType<typeof setTimeout>>();
   const later = (ms: number, work: () => void) => {
@@ -51,12 +54,15 @@ export function trackAvailability(probe: () => Promise<unknown>): Availability {
     async run<T>(work: () => PromiseLike<T>, ms: number, what: string) {
       if (closed) throw new DatabaseClosedError();
       if (downSince) throw new DatabaseDownError(downSince, downBecause);
+      inFlight++;
       try {
         // statement_timeout cannot help when the server stops answering altogether; this bound can.
         return await withDeadline(Promise.resolve(work()), ms, what);
       } catch (error) {
         markDown(error);
         throw error;
+      } finally {
+        inFlight--;
       }
     },
     get available() {
@@ -64,6 +70,9 @@ export function trackAvailability(probe: () => Promise<unknown>): Availability {
     },
     get downSince() {
       return downSince;
+    },
+    get inFlight() {
+      return inFlight;
     },
     onRecovered: (listener) => void recovered.push(listener),
     later,

@@ -39,6 +39,10 @@ export interface Database {
   readonly available: boolean;
   /** Since when the database has been down, or null while it is up. */
   readonly downSince: Date | null;
+  /** Bounded statements sent and not yet answered; more than `connections` means some wait for one. */
+  readonly statementsInFlight: number;
+  /** How many statements can run at once: DB_POOL_MAX connections, or PGlite's one. */
+  readonly connections: number;
   /** Called each time the database answers again after being down. */
   onRecovered(listener: () => void): void;
   /**
@@ -98,6 +102,7 @@ type Subscribe = (channel: string, onNotify: () => void, onListening: () => void
 function wrap(
   handles: { db: Db; maintenanceDb: Db },
   kind: Database["kind"],
+  connections: number,
   gate: Availability,
   timeoutMs: number,
   execute: (query: SQL) => Promise<unknown>,
@@ -124,6 +129,10 @@ function wrap(
     get downSince() {
       return gate.downSince;
     },
+    get statementsInFlight() {
+      return gate.inFlight;
+    },
+    connections,
     onRecovered: gate.onRecovered,
     listen,
     close: async () => {
@@ -165,7 +174,7 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
   };
   // postgres.js listens on a connection of its own and listens again after reconnecting.
   const subscribe: Subscribe = (channel, onNotify, onListening) => client.listen(channel, onNotify, onListening);
-  return wrap(handles, "postgres", gate, timeoutMs, execute, subscribe, () => client.end({ timeout: 5 }));
+  return wrap(handles, "postgres", options.poolMax, gate, timeoutMs, execute, subscribe, () => client.end({ timeout: 5 }));
 }
 
 /**
@@ -348,7 +357,7 @@ async function openPglite({ dataDir, statementTimeoutMs }: DatabaseOptions): Pro
     };
     const gate = trackAvailability(() => client.query("select 1"));
     const handles = { db, maintenanceDb: db };
-    return wrap(handles, "pglite", gate, statementTimeoutMs, (query) => db.execute(query), subscribe, async () => {
+    return wrap(handles, "pglite", 1, gate, statementTimeoutMs, (query) => db.execute(query), subscribe, async () => {
       await client.close();
       unlock();
     });

@@ -7,6 +7,8 @@ export interface MetricsSources {
   journalDepth: () => number;
   /** Whether the database is taking statements. */
   databaseAvailable: () => boolean;
+  /** Statements sent and not answered yet, and how many can run at once. */
+  databaseStatements: () => { inFlight: number; connections: number };
 }
 
 export function createMetrics(sources: MetricsSources) {
@@ -18,6 +20,13 @@ export function createMetrics(sources: MetricsSources) {
   } });
   new Gauge({ name: "switchboard_database_available", help: "1 while the database takes statements, 0 while it is away", registers, collect() {
     this.set(sources.databaseAvailable() ? 1 : 0);
+  } });
+  // Pool usage: in flight over connections near or above 1 means calls queue for a connection.
+  new Gauge({ name: "switchboard_database_statements_in_flight", help: "Database statements sent and not answered yet", registers, collect() {
+    this.set(sources.databaseStatements().inFlight);
+  } });
+  new Gauge({ name: "switchboard_database_connections_max", help: "Statements the database client runs at once (DB_POOL_MAX; 1 for the embedded database)", registers, collect() {
+    this.set(sources.databaseStatements().connections);
   } });
   return {
     registry,
