@@ -12,7 +12,7 @@ import { firstLine, operatingErrorLine } from "./cli-errors";
 import { assertServable, type Config, ConfigError, loadConfig } from "./config";
 import { type Database, openDatabase } from "./db/client";
 import { constraintViolation, isDatabaseUnavailable } from "./db/errors";
-import { migrate } from "./db/migrate";
+import { migrate, MigrationChangedError } from "./db/migrate";
 import { agents, apiKeys } from "./db/schema";
 import { runDoctor } from "./doctor/doctor";
 import { AppError } from "./errors";
@@ -229,6 +229,7 @@ async function migrateDatabase(database: Database) {
   } catch (error) {
     const violation = constraintViolation(error);
     if (violation) throw new MigrationRefusedError(violation.message);
+    if (error instanceof MigrationChangedError) throw new MigrationRefusedError(error.message);
     throw error;
   }
 }

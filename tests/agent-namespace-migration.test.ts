@@ -4,15 +4,14 @@
 // one is renamed, it goes through. Each test starts from a fresh database migrated up to 0005:
 // PGlite in a temporary directory, or a new database on the PostgreSQL named by DATABASE_URL.
 import { afterEach, describe, expect, test } from "bun:test";
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type SQL, sql } from "drizzle-orm";
 import journal from "../drizzle/meta/_journal.json";
-import { type Database, openDatabase } from "../src/db/client";
+import type { Database } from "../src/db/client";
 import { constraintViolation } from "../src/db/errors";
 import { migrate } from "../src/db/migrate";
+import { type FreshDatabase, freshDatabase } from "./support/fresh-database";
 
 const ROOT = join(import.meta.dir, "..");
 const BEFORE = "0005_admin_api";
@@ -20,42 +19,6 @@ const UPGRADE = "0006_real_livekit_rooms";
 const TAGS_BEFORE = journal.entries.map((e) => e.tag).slice(0, journal.entries.findIndex((e) => e.tag === BEFORE) + 1);
 // Opening a database, migrating it and a CLI run each take seconds on the embedded database.
 const SLOW = 60_000;
-
-interface FreshDatabase {
-  /** Opens it; PGlite's lives in a directory, so the CLI can open it between two of our opens. */
-  open(): Promise<Database>;
-  /** What `switchboard` needs in its environment to use it. */
-  env: Record<string, string>;
-  drop(): Promise<void>;
-}
-
-async function freshDatabase(): Promise<FreshDatabase> {
-  const options = { dataDir: "memory://", poolMax: 1, statementTimeoutMs: 30_000 };
-  const suiteUrl = process.env.DATABASE_URL;
-  if (!suiteUrl) {
-    const dir = mkdtempSync(join(tmpdir(), "switchboard-namespace-"));
-    const dataDir = join(dir, "data");
-    return {
-      open: () => openDatabase({ ...options, dataDir }),
-      env: { DATA_DIR: dataDir },
-      drop: async () => rmSync(dir, { recursive: true, force: true }),
-    };
-  }
-  // The suite's database has every migration already: this test needs one that has none.
-  const name = `switchboard_namespace_${randomBytes(6).toString("hex")}`;
-  const server = await openDatabase({ ...options, databaseUrl: suiteUrl });
-  await server.rows(sql.raw(`create database ${name}`));
-  const url = new URL(suiteUrl);
-  url.pathname = `/${name}`;
-  return {
-    open: () => openDatabase({ ...options, databaseUrl: url.toString() }),
-    env: { DATABASE_URL: url.toString() },
-    drop: async () => {
-      await server.rows(sql.raw(`drop database if exists ${name} with (force)`));
-      await server.close();
-    },
-  };
-}
 
 interface Owners {
   acme: { tenant: string; agent: string };

@@ -1,5 +1,6 @@
 // Applies the SQL migrations drizzle-kit generated under drizzle/. The files are imported
 // as text so the compiled binary carries them; a new migration adds one line to MIGRATION_SQL.
+import { createHash } from "node:crypto";
 import { sql } from "drizzle-orm";
 import journal from "../../drizzle/meta/_journal.json";
 import m0000 from "../../drizzle/0000_init.sql" with { type: "text" };
@@ -52,7 +53,7 @@ export async function migrate(database: Database, until?: string): Promise<Migra
   const pending = journal.entries.slice(0, count).map((entry) => {
     const text = MIGRATION_SQL[entry.tag];
     if (text === undefined) throw new Error(`migration ${entry.tag} is in the journal but not in MIGRATION_SQL`);
-    return { tag: entry.tag, statements: text.split("--> statement-breakpoint") };
+    return { tag: entry.tag, text };
   });
   const applied: string[] = [];
   // Without the client-side statement deadline: a migration may rightly take longer than a call's statement.
@@ -64,17 +65,49 @@ export async function migrate(database: Database, until?: string): Promise<Migra
     await tx.execute(
       sql`create table if not exists switchboard_migrations (tag text primary key, applied_at timestamptz not null default now())`,
     );
-    const done = new Set(
-      rowsOf<{ tag: string }>(await tx.execute(sql`select tag from switchboard_migrations`)).map((r) => r.tag),
+    // Recorded since migrations are checked; a row from before has none until this run fills it in.
+    await tx.execute(sql`alter table switchboard_migrations add column if not exists checksum text`);
+    const done = new Map(
+      rowsOf<{ tag: string; checksum: string | null }>(await tx.execute(sql`select tag, checksum from switchboard_migrations`)).map(
+        (r) => [r.tag, r.checksum],
+      ),
     );
     for (const migration of pending) {
-      if (done.has(migration.tag)) continue;
-      for (const statement of migration.statements) {
+      const checksum = checksumOf(migration.text);
+      if (done.has(migration.tag)) {
+        await checkUnchanged(tx, migration.tag, done.get(migration.tag) ?? null, checksum);
+        continue;
+      }
+      for (const statement of migration.text.split("--> statement-breakpoint")) {
         if (statement.trim()) await tx.execute(sql.raw(statement));
       }
-      await tx.execute(sql`insert into switchboard_migrations (tag) values (${migration.tag})`);
+      await tx.execute(sql`insert into switchboard_migrations (tag, checksum) values (${migration.tag}, ${checksum})`);
       applied.push(migration.tag);
     }
   });
   return { applied };
+}
+
+/** A migration that was applied, then edited: what the database has is not what the file says. */
+export class MigrationChangedError extends Error {
+  constructor(readonly tag: string) {
+    super(
+      `migration ${tag} was changed after this database applied it (its sha256 differs from the one recorded): ` +
+        "restore the file as released; a change to the schema is a new migration",
+    );
+    this.name = "MigrationChangedError";
+  }
+}
+
+const checksumOf = (text: string) => createHash("sha256").update(text).digest("hex");
+
+type MigrationTransaction = Parameters<Parameters<Database["maintenanceDb"]["transaction"]>[0]>[0];
+
+/** A row from before checksums gets this file's; a row with another checksum stops the migration. */
+async function checkUnchanged(tx: MigrationTransaction, tag: string, recorded: string | null, checksum: string) {
+  if (recorded === null) {
+    await tx.execute(sql`update switchboard_migrations set checksum = ${checksum} where tag = ${tag}`);
+  } else if (recorded !== checksum) {
+    throw new MigrationChangedError(tag);
+  }
 }
