@@ -52,6 +52,13 @@ class UsageError extends Error {}
 /** The database refused a migration over data someone has to fix first (the message says what). */
 class MigrationRefusedError extends Error {}
 
+/**
+ * Exit statuses a restart cannot cure (deploy/switchboard.service: RestartPreventExitStatus):
+ * 2 for a configuration or usage error, 3 for a migration refused until someone fixes the data or files.
+ */
+const EXIT_CONFIGURATION = 2;
+const EXIT_MIGRATION_REFUSED = 3;
+
 async function main(argv: string[]): Promise<number> {
   const [command = "serve", ...args] = argv;
   // `npm start -- --help` arrives as `serve --help`: help wins wherever it is asked for.
@@ -376,7 +383,7 @@ async function migrateWhenReachable(database: Database, logger: Logger): Promise
     } catch (error) {
       if (isDatabaseUnavailable(error)) continue;
       logger.fatal({ err: error }, "migration failed after the database came back");
-      process.exit(1);
+      process.exit(error instanceof MigrationRefusedError ? EXIT_MIGRATION_REFUSED : 1);
     }
   }
 }
@@ -416,11 +423,11 @@ main(process.argv.slice(2)).then(
   (error: unknown) => {
     if (error instanceof ConfigError) {
       console.error(`switchboard: configuration error: ${error.message}`);
-      process.exit(2);
+      process.exit(EXIT_CONFIGURATION);
     }
     if (error instanceof UsageError) {
       console.error(`switchboard: ${error.message}`);
-      process.exit(2);
+      process.exit(EXIT_CONFIGURATION);
     }
     if (error instanceof AppError) {
       console.error(`switchboard: ${error.message}`);
@@ -428,7 +435,7 @@ main(process.argv.slice(2)).then(
     }
     if (error instanceof MigrationRefusedError) {
       console.error(`switchboard: migration refused, nothing was changed: ${error.message}`);
-      process.exit(1);
+      process.exit(EXIT_MIGRATION_REFUSED);
     }
     if (error instanceof DirectoryError) {
       console.error(`switchboard: the directory file has problems, nothing was changed:\n${error.message}`);

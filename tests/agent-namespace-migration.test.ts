@@ -136,7 +136,7 @@ describe("upgrading to one agent namespace across tenants", () => {
     expect(refused).toMatchObject({ kind: "check", constraint: "call_logs_provider_call_id_not_empty" });
   }, SLOW);
 
-  test("`switchboard migrate` over them exits 1 with one line saying what to rename, no stack trace", async () => {
+  test("`switchboard migrate` over them exits 3 (not restarted by the unit) with one line saying what to rename, no stack trace", async () => {
     const database = await openFresh();
     const owners = await sharedNameBeforeUpgrade(database);
     // The embedded database is one process's: let the CLI have it.
@@ -150,7 +150,7 @@ describe("upgrading to one agent namespace across tenants", () => {
       stderr: "pipe",
     });
     const stderr = result.stderr.toString();
-    expect({ code: result.exitCode, stdout: result.stdout.toString() }).toEqual({ code: 1, stdout: "" });
+    expect({ code: result.exitCode, stdout: result.stdout.toString() }).toEqual({ code: 3, stdout: "" });
     expect(stderr.trimEnd().split("\n")).toHaveLength(1);
     expect(stderr).toStartWith("switchboard: ");
     for (const told of ['"receptionist"', owners.acme.agent, owners.bright.agent, "rename"]) expect(stderr).toContain(told);

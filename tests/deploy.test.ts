@@ -51,4 +51,15 @@ describe("deploy/switchboard.service settings", () => {
     expect(setting("Restart")).toBe("on-failure");
     expect(setting("EnvironmentFile")).toBe("/etc/switchboard/switchboard.env");
   });
+
+  test("a start that fails on configuration, or on a refused migration (exit 3, tests/migration-checksum.test.ts), is not restarted in a loop", () => {
+    const notRestarted = (setting("RestartPreventExitStatus") ?? "").split(/\s+/);
+    const badConfig = spawnSync(process.execPath, ["src/main.ts", "serve"], {
+      cwd: join(import.meta.dir, ".."),
+      env: { PATH: process.env.PATH, PORT: "not-a-port" },
+      encoding: "utf8",
+    });
+    expect(notRestarted).toContain(String(badConfig.status));
+    expect(notRestarted).toContain("3");
+  });
 });
