@@ -1,8 +1,9 @@
 // Opens the database: real PostgreSQL through postgres.js when DATABASE_URL is set,
 // otherwise an embedded PostgreSQL (PGlite) persisted in DATA_DIR. Both speak the same
 // SQL and get the same schema and migrations.
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import pgliteData from "@electric-sql/pglite/pglite.data" with { type: "file" };
 import initdbWasm from "@electric-sql/pglite/initdb.wasm" with { type: "file" };
@@ -284,9 +285,35 @@ export async function createPgdataTemplate(scratchDir: string): Promise<Blob> {
 }
 
 /** The template embedded in the executable, if this is one built by scripts/build.ts. */
-function embeddedPgdataTemplate(): Blob | undefined {
-  if (!Bun.isStandaloneExecutable) return undefined;
+async function pgdataTemplate(): Promise<Blob | undefined> {
+  if (!Bun.isStandaloneExecutable) return cachedPgdataTemplate();
   return Bun.embeddedFiles.find((file) => (file as Blob & { name?: string }).name === PGDATA_TEMPLATE);
+}
+
+/**
+ * From a checkout, the template is made on the first first start and kept beside the dependencies
+ * (node_modules/.cache), named after the PGlite build it came from: later first starts, and every
+ * test's database, unpack it instead of running initdb again (seconds each). Where it cannot be
+ * written (a read-only checkout), PGlite runs initdb as before.
+ */
+async function cachedPgdataTemplate(): Promise<Blob | undefined> {
+  const build = Bun.hash(await Bun.file(initdbWasm).arrayBuffer(), Bun.hash(await Bun.file(pgliteWasm).arrayBuffer()));
+  const path = join(import.meta.dir, "../../node_modules/.cache/switchboard", `pgdata-template-${build.toString(16)}.tar.gz`);
+  if (await Bun.file(path).exists()) return Bun.file(path);
+  const scratch = mkdtempSync(join(tmpdir(), "switchboard-template-"));
+  try {
+    const template = await createPgdataTemplate(join(scratch, "pgdata"));
+    mkdirSync(dirname(path), { recursive: true });
+    // Written whole, then renamed: two processes making it at once each leave a complete one.
+    const temporary = `${path}.${process.pid}.tmp`;
+    await Bun.write(temporary, template);
+    renameSync(temporary, path);
+    return Bun.file(path);
+  } catch {
+    return undefined;
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
 }
 
 /**
@@ -334,11 +361,11 @@ async function openPglite({ dataDir, statementTimeoutMs }: DatabaseOptions): Pro
   const inMemory = dataDir === "memory://";
   const unlock = inMemory ? () => {} : lockDataDir(dataDir);
   try {
-    // A new data directory is made from the embedded template when there is one (in memory,
-    // PGlite's own loader copies it in); without one (running from source), PGlite runs initdb
+    // A new data directory is made from the template (embedded in the binary, or cached from a
+    // checkout; in memory, PGlite's own loader copies it in); without one, PGlite runs initdb
     // where it finds no PG_VERSION.
     const fresh = inMemory || !existsSync(join(dataDir, "PG_VERSION"));
-    const template = fresh ? embeddedPgdataTemplate() : undefined;
+    const template = fresh ? await pgdataTemplate() : undefined;
     if (template && !inMemory) await unpackPgdataTemplate(template, dataDir);
     const client = await PGlite.create({
       dataDir: inMemory ? undefined : dataDir,
