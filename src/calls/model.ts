@@ -1,19 +1,12 @@
 // Request and response shapes of the call-routing endpoints, shared by routes, tests and OpenAPI.
 import { type Static, t } from "elysia";
+import { StorableText } from "../text";
 
-/** PostgreSQL text cannot hold NUL; refuse it at the door rather than fail at the insert. */
-const NO_NUL = "^[^\\u0000]*$";
-const text = (description: string) =>
-  t.Optional(t.Nullable(t.String({ maxLength: 512, pattern: NO_NUL, description })));
+const text = (description: string) => t.Optional(t.Nullable(StorableText({ maxLength: 512, description })));
 
 export const SipInboundRequest = t.Object(
   {
-    call_id: t.String({
-      minLength: 1,
-      maxLength: 256,
-      pattern: NO_NUL,
-      description: "The SIP provider's call id (idempotency key)",
-    }),
+    call_id: StorableText({ minLength: 1, maxLength: 256, description: "The SIP provider's call id (idempotency key)" }),
     trunk_id: text("SIP trunk id"),
     trunk_phone_number: text("Number dialed, as the trunk saw it; used when to_number is absent"),
     from_number: text("Caller; empty, 'anonymous' or absent when withheld"),
@@ -44,8 +37,8 @@ export const SipInboundResponse = t.Object({
 export type SipInboundResponse = Static<typeof SipInboundResponse>;
 
 export const TestCallRequest = t.Object({
-  to_number: t.String({ minLength: 1, maxLength: 512, pattern: NO_NUL }),
-  from_number: t.Optional(t.String({ maxLength: 512, pattern: NO_NUL })),
+  to_number: StorableText({ minLength: 1, maxLength: 512 }),
+  from_number: t.Optional(StorableText({ maxLength: 512 })),
 });
 
 export const TestCallResponse = t.Object({

@@ -20,23 +20,10 @@ export function toSipInboundResponse(routing: CallRouting): SipInboundResponseBo
   };
 }
 
-/**
- * Lone UTF-16 surrogates survive JSON but not PostgreSQL (they become U+FFFD), so two distinct
- * call ids could meet as one key: refuse them, naming the field.
- */
-function assertWellFormed(body: Record<string, unknown>) {
-  for (const [field, value] of Object.entries(body)) {
-    if (typeof value === "string" && !value.isWellFormed()) {
-      throw new BadRequestError(`${field}: contains an unpaired surrogate (not valid Unicode text)`, field);
-    }
-  }
-}
-
 export function callRoutes(deps: RoutingDeps, options: CallRoutesOptions) {
   const app = new Elysia({ name: "calls", prefix: "/api/v1/webhooks" }).post(
     "/livekit/sip-inbound",
     async ({ body }) => {
-      assertWellFormed(body);
       const to = body.to_number || body.trunk_phone_number;
       if (!to) throw new BadRequestError("to_number: required (or trunk_phone_number)", "to_number");
       const routing = await routeInboundCall(deps, {
@@ -66,7 +53,6 @@ export function callRoutes(deps: RoutingDeps, options: CallRoutesOptions) {
   return app.post(
     "/test",
     async ({ body }) => {
-      assertWellFormed(body);
       const suffix = crypto.randomUUID();
       const testData = {
         call_id: `test-${suffix}`,

@@ -6,22 +6,20 @@
 import type { ParticipantInfo, WebhookEvent } from "@livekit/protocol";
 import type { InboundCall, RoomRef } from "../calls/service";
 import { BadRequestError } from "../errors";
+import { isStorableText, toStorableText } from "../text";
 
 /** Longest key kept as it is: LiveKit's ids are ~15 characters, its names at most a few hundred. */
 export const KEY_MAX_CHARS = 256;
 const TEXT_MAX_CHARS = 1024;
 
-/** Text PostgreSQL can store: well-formed UTF-16, no NUL, at most `max` characters. */
-export function storableText(value: string, max = TEXT_MAX_CHARS): string {
-  return value.replaceAll("\u0000", "").slice(0, max).toWellFormed();
-}
+const storableText = (value: string, max = TEXT_MAX_CHARS) => toStorableText(value, max);
 
 /**
  * An id or name the database indexes and matches on: the value itself when it is storable and
  * short enough, else `sha256:` and the digest of its UTF-8 bytes.
  */
 export function storableKey(value: string): string {
-  if (value.length <= KEY_MAX_CHARS && value.isWellFormed() && !value.includes("\u0000")) return value;
+  if (value.length <= KEY_MAX_CHARS && isStorableText(value)) return value;
   return `sha256:${new Bun.CryptoHasher("sha256").update(value.toWellFormed()).digest("base64url")}`;
 }
 
