@@ -1,47 +1,36 @@
 // Builds the HTTP application from its dependencies without listening: tests drive it with
 // app.handle(request), and only the CLI (main.ts) opens a port.
 import type { Tracer } from "@opentelemetry/api";
-import { Elysia, type ValidationError } from "elysia";
+import { Elysia } from "elysia";
 import { adminRoutes } from "./admin/routes";
 import { createRoutingDirectory, type RoutingDirectory } from "./calls/directory";
 import { createCallRecorder } from "./calls/recorder";
 import { callRoutes } from "./calls/routes";
-import { CALL_ENTRY, type CallDecision, type CallRouting, replayCallRecord } from "./calls/service";
+import { CALL_ENTRY, type CallDecision, type CallRouting, type RoutingDeps, replayCallRecord } from "./calls/service";
 import type { Config } from "./config";
 import type { Database } from "./db/client";
 import { constraintViolation, isDatabaseUnavailable } from "./db/errors";
-import { type Journal, keepReplaying } from "./journal/journal";
-import {
-  AppError,
-  BadRequestError,
-  ConflictError,
-  NotFoundError,
-  PayloadTooLargeError,
-  UnavailableError,
-  UnprocessableError,
-  UnsupportedMediaTypeError,
-} from "./errors";
+import { AppError } from "./errors";
 import { healthRoutes } from "./health/routes";
-import { assertHeadersFit, parseBody, readBody } from "./http-body";
-import { apiDocs } from "./openapi";
+import { boundedBodies } from "./http/body";
+import { errorAnswers } from "./http/errors";
+import { type Journal, keepReplaying } from "./journal/journal";
 import { createLiveKitClients, type LiveKitClients } from "./livekit/clients";
 import type { AgentDispatcher } from "./livekit/dispatch";
 import { liveKitRoutes } from "./livekit/routes";
-import { LIVEKIT_EVENT_ENTRY, replayLiveKitEvent } from "./livekit/service";
+import { LIVEKIT_EVENT_ENTRY, type LiveKitEventDeps, replayLiveKitEvent } from "./livekit/service";
 import { createWebhookAuth } from "./livekit/webhook";
 import type { Logger } from "./logger";
 import { createMetrics, type Metrics } from "./metrics/metrics";
 import { metricsRoutes } from "./metrics/routes";
+import { apiDocs } from "./openapi";
 import { traceRequests } from "./tracing/http";
 import { annotateRequestSpan } from "./tracing/spans";
-import { describeValueError } from "./validation";
 
 export interface AppDeps {
   database: Database;
   config: Config;
   logger: Logger;
-  /** Injectable so tests can control time-dependent behaviour. */
-  clock?: () => Date;
   /** LiveKit's server API clients; built from config when not given, absent when LiveKit is not configured. */
   livekit?: LiveKitClients;
   /** The in-memory routing directory; built (and kept fresh) from the database when not given. */
@@ -74,7 +63,7 @@ export type App = ReturnType<typeof createApp>;
 
 /**
  * How the CLI listens. The body limit is the app's (MAX_BODY_BYTES, enforced while reading in
- * http-body.ts, answered with a JSON 413); Bun's own would answer first, with an empty body.
+ * http/body.ts, answered with a JSON 413); Bun's own would answer first, with an empty body.
  */
 export function listenOptions(config: Pick<Config, "host" | "port">) {
   // Elysia asks Bun for SO_REUSEPORT by default: a second switchboard on the same port would then
@@ -86,19 +75,67 @@ export function createApp(deps: AppDeps) {
   const { database, config, logger } = deps;
   const livekit = "livekit" in deps ? deps.livekit : createLiveKitClients(config.livekit, deps.tracer);
   const webhookAuth = createWebhookAuth(config.livekit);
-  // Signatures cover the exact bytes received, so the parser keeps them for the verifiers.
-  const rawBodies = new WeakMap<Request, string>();
-  const rawBody = (request: Request) => rawBodies.get(request) ?? "";
+  const bodies = boundedBodies(config.maxBodyBytes);
   const directory =
     deps.directory ??
     createRoutingDirectory({ database, logger, waitMs: config.statementTimeoutMs, reloadIntervalMs: DIRECTORY_RELOAD_MS });
-  const journal = deps.journal;
   const metrics = createMetrics({
-    journalDepth: () => journal?.status().depth ?? 0,
+    journalDepth: () => deps.journal?.status().depth ?? 0,
     databaseAvailable: () => database.available,
     databaseStatements: () => ({ inFlight: database.statementsInFlight, connections: database.connections }),
   });
-  const routing = {
+  const routing = routingDeps(deps, directory, metrics);
+  const events = eventDeps(routing, config, livekit, metrics);
+  const replaying = deps.journal && replayJournal(deps, deps.journal, events);
+  let routes: { method: string; path: string }[] = [];
+  const app = new Elysia({ normalize: false })
+    // First, so that its span covers everything after it.
+    .use(deps.tracer ? traceRequests(deps.tracer) : new Elysia({ name: "tracing-off" }))
+    .use(bodies.plugin)
+    .use(errorAnswers(logger, (answer, cause, path) => countProblem(metrics, answer, cause, path)))
+    // A change made through this process's admin API is seen by its next call, not a NOTIFY later.
+    .onAfterHandle({ as: "global" }, ({ request }) => {
+      if (request.method !== "GET" && isDirectoryPath(new URL(request.url).pathname)) directory.changed();
+    })
+    .onStop(() => {
+      directory.close();
+      replaying?.stop();
+    })
+    .use(
+      healthRoutes({
+        database,
+        directory,
+        journal: deps.journal,
+        timeoutMs: config.statementTimeoutMs,
+        endpoints: () => routes.map((r) => `${r.method} ${r.path}`),
+      }),
+    )
+    .use(
+      callRoutes(routing, {
+        testEndpointEnabled: config.testEndpointEnabled,
+        // With LiveKit keys configured, sip-inbound must be signed like LiveKit's webhooks.
+        authorize: (request) => webhookAuth.verifyBody(bodies.rawBody(request), request.headers.get("authorization")),
+      }),
+    )
+    .use(adminRoutes({ database, logger, region: config.defaultRegion, systemDefaultAgent: config.systemDefaultAgent }))
+    .use(
+      liveKitRoutes({
+        auth: webhookAuth,
+        rawBody: bodies.rawBody,
+        events,
+        observe: (event, outcome) => countEvent(metrics, event, outcome),
+      }),
+    )
+    .use(metricsRoutes(metrics, config.metricsToken))
+    .use(apiDocs());
+  routes = app.routes;
+  return app;
+}
+
+/** What routing a call needs; each routed call is counted once, when it is first decided. */
+function routingDeps(deps: AppDeps, directory: RoutingDirectory, metrics: Metrics): RoutingDeps {
+  const { database, config, journal, logger } = deps;
+  return {
     database,
     directory,
     recorder: createCallRecorder(database, recorderLanes(database.kind, config.dbPoolMax)),
@@ -121,101 +158,57 @@ export function createApp(deps: AppDeps) {
       recordWaitMs: journal && database.kind !== "pglite" ? config.callRecordWaitMs : config.statementTimeoutMs,
     },
   };
-  const events = {
+}
+
+/** What handling LiveKit's events needs: routing, plus dispatch through LiveKit's API when configured. */
+function eventDeps(routing: RoutingDeps, config: Config, livekit: LiveKitClients | undefined, metrics: Metrics): LiveKitEventDeps {
+  const { dispatch, dispatchRetries, dispatchRetryBaseMs, dispatchBudgetMs, webhookBudgetMs } = config.livekit;
+  return {
     ...routing,
     // A LiveKit join is not a caller waiting on this answer: it waits for the record as long as a
     // statement may, so the call log's dispatch claim (one agent per call across processes) is there.
     settings: { ...routing.settings, recordWaitMs: config.statementTimeoutMs },
     dispatch:
-      config.livekit.dispatch && livekit
+      dispatch && livekit
         ? {
             dispatcher: countingDispatcher(livekit.dispatch, metrics),
-            retries: config.livekit.dispatchRetries,
-            retryBaseMs: config.livekit.dispatchRetryBaseMs,
-            budgetMs: config.livekit.dispatchBudgetMs,
+            retries: dispatchRetries,
+            retryBaseMs: dispatchRetryBaseMs,
+            budgetMs: dispatchBudgetMs,
           }
         : undefined,
-    deliveryBudgetMs: config.livekit.webhookBudgetMs,
-    clock: deps.clock ?? (() => new Date()),
+    deliveryBudgetMs: webhookBudgetMs,
+    clock: () => new Date(),
   };
-  const replaying =
-    journal &&
-    keepReplaying(journal, {
-      handlers: {
-        [CALL_ENTRY]: (data, at) => replayCallRecord(database, data as CallDecision, at),
-        // Replay writes without the journal and without dispatching (replayLiveKitEvent).
-        [LIVEKIT_EVENT_ENTRY]: (data, at) =>
-          replayLiveKitEvent(events, data, at),
-      },
-      // Final only when the database or the handler says so; anything else is tried again later.
-      isPermanent: (error) =>
-        constraintViolation(error) !== null || (error instanceof AppError && error.status >= 400 && error.status < 500),
-      available: () => database.available && (deps.schemaReady?.() ?? true),
-      onRecovered: database.onRecovered,
-      logger,
-      intervalMs: JOURNAL_REPLAY_MS,
-    });
-  let routes: { method: string; path: string }[] = [];
-  const app = new Elysia({ normalize: false })
-    // First, so that its span covers everything after it.
-    .use(deps.tracer ? traceRequests(deps.tracer) : new Elysia({ name: "tracing-off" }))
-    .onRequest(({ request }) => assertHeadersFit(request.headers))
-    .onParse(async ({ request, contentType }) => {
-      const text = await readBody(request, config.maxBodyBytes);
-      rawBodies.set(request, text);
-      return parseBody(text, contentType);
-    })
-    .onError(({ code, error, set, request }) => {
-      const problem = toAppError(code, error, request, logger);
-      const path = new URL(request.url).pathname;
-      if (!problem) logger.error({ err: error, path }, "unhandled error");
-      else if (problem.status === 503 && !(error instanceof AppError)) logger.warn({ err: error, path }, "database unavailable");
-      if (problem?.status === 401 && path.startsWith("/api/v1/webhooks/")) metrics.signatureFailures.inc();
-      if (problem?.status === 503 && isDatabaseUnavailable(error)) metrics.databaseErrors.inc();
-      const answer = problem ?? new AppError(500, "internal", "internal error");
-      set.status = answer.status;
-      return answer.toBody();
-    })
-    // A change made through this process's admin API is seen by its next call, not a NOTIFY later.
-    .onAfterHandle({ as: "global" }, ({ request }) => {
-      if (request.method !== "GET" && isDirectoryPath(new URL(request.url).pathname)) directory.changed();
-    })
-    .onStop(() => {
-      directory.close();
-      replaying?.stop();
-    })
-    .use(
-      healthRoutes({
-        database,
-        directory,
-        journal,
-        timeoutMs: config.statementTimeoutMs,
-        endpoints: () => routes.map((r) => `${r.method} ${r.path}`),
-      }),
-    )
-    .use(
-      callRoutes(routing, {
-        testEndpointEnabled: config.testEndpointEnabled,
-        // With LiveKit keys configured, sip-inbound must be signed like LiveKit's webhooks.
-        authorize: (request) => webhookAuth.verifyBody(rawBody(request), request.headers.get("authorization")),
-      }),
-    )
-    .use(adminRoutes({ database, logger, region: config.defaultRegion, systemDefaultAgent: config.systemDefaultAgent }))
-    .use(
-      liveKitRoutes({
-        auth: webhookAuth,
-        rawBody,
-        events,
-        observe: (event, outcome) => {
-          annotateRequestSpan({ "livekit.webhook.event": event, "switchboard.outcome": outcome });
-          metrics.webhookEvents.inc({ event, outcome });
-        },
-      }),
-    )
-    .use(metricsRoutes(metrics, config.metricsToken))
-    .use(apiDocs());
-  routes = app.routes;
-  return app;
+}
+
+/** Offers the journal's entries to the database while it holds any; each kind has its writer. */
+function replayJournal(deps: AppDeps, journal: Journal, events: LiveKitEventDeps) {
+  const { database, logger } = deps;
+  return keepReplaying(journal, {
+    handlers: {
+      [CALL_ENTRY]: (data, at) => replayCallRecord(database, data as CallDecision, at),
+      // Replay writes without the journal and without dispatching (replayLiveKitEvent).
+      [LIVEKIT_EVENT_ENTRY]: (data, at) => replayLiveKitEvent(events, data, at),
+    },
+    // Final only when the database or the handler says so; anything else is tried again later.
+    isPermanent: (error) =>
+      constraintViolation(error) !== null || (error instanceof AppError && error.status >= 400 && error.status < 500),
+    available: () => database.available && (deps.schemaReady?.() ?? true),
+    onRecovered: database.onRecovered,
+    logger,
+    intervalMs: JOURNAL_REPLAY_MS,
+  });
+}
+
+function countProblem(metrics: Metrics, answer: AppError, cause: unknown, path: string) {
+  if (answer.status === 401 && path.startsWith("/api/v1/webhooks/")) metrics.signatureFailures.inc();
+  if (answer.status === 503 && isDatabaseUnavailable(cause)) metrics.databaseErrors.inc();
+}
+
+function countEvent(metrics: Metrics, event: string, outcome: string) {
+  annotateRequestSpan({ "livekit.webhook.event": event, "switchboard.outcome": outcome });
+  metrics.webhookEvents.inc({ event, outcome });
 }
 
 /** LiveKit's dispatch API, its CreateDispatch calls counted by outcome. */
@@ -237,45 +230,3 @@ function countingDispatcher(dispatcher: AgentDispatcher, metrics: Metrics): Agen
 
 /** The admin API's resources the routing directory is built from. */
 const isDirectoryPath = (path: string) => /^\/api\/v1\/(tenants|agents|campaigns|phone-numbers)(\/|$)/.test(path);
-
-/** What an error means to the client; undefined for a real failure (logged, answered 500). */
-function toAppError(code: string | number, error: unknown, request: Request, logger: Logger): AppError | undefined {
-  // Elysia wraps whatever a parser throws in a ParseError; ours carry the real answer.
-  const cause = code === "PARSE" ? (error as Error).cause : undefined;
-  if (cause instanceof AppError) return cause;
-  if (error instanceof AppError) return error;
-  if (code === "VALIDATION") return validationProblem(error as ValidationError);
-  if (code === "PARSE") return new BadRequestError("body: could not be parsed", "body");
-  if (code === "NOT_FOUND") {
-    return new NotFoundError(`no route for ${request.method} ${new URL(request.url).pathname}`);
-  }
-  if (isDatabaseUnavailable(error)) return new UnavailableError("database unavailable; retry later");
-  const violation = constraintViolation(error);
-  if (!violation) return undefined;
-  const field = violation.field;
-  const about = field ? `${field}: ` : "";
-  switch (violation.kind) {
-    case "unique":
-      return new ConflictError(`${about}already taken`, field);
-    case "reference":
-      return new UnprocessableError(`${about}refers to something that does not exist or is not yours`, field);
-    case "check":
-      return new UnprocessableError(`${about}not allowed (${violation.constraint ?? "check"})`, field);
-    case "invalid_value":
-      // The models should have refused this value before the database saw it: worth a look.
-      logger.warn({ sqlstate: violation.code, path: new URL(request.url).pathname }, "value refused by the database");
-      return new BadRequestError(`${about}not a valid value`, field);
-  }
-}
-
-function validationProblem(error: ValidationError): BadRequestError {
-  const first = error.all[0] as (Parameters<typeof describeValueError>[0] & { summary?: string }) | undefined;
-  const field = first?.path ? first.path.replace(/^\//, "").replaceAll("/", ".") : "body";
-  let message = first?.schema ? describeValueError(first) : (first?.message ?? "invalid");
-  // A value of none of a union's types (a number for a nullable string): the summary lists them.
-  const expected = /should be one of: (.*)$/.exec(first?.summary ?? "")?.[1];
-  if (message === "Expected union value" && expected) {
-    message = `expected ${[...new Set(expected.split(", ").map((k) => k.replaceAll("'", "")))].join(" or ")}`;
-  }
-  return new BadRequestError(`${field}: ${message}`, field);
-}

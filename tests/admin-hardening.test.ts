@@ -53,7 +53,7 @@ describe("values PostgreSQL cannot store are refused with the field named", () =
     await expectRefused(keyA.post("/agents", { name: "m1", metadata: { a: "x\u0000" } }), "metadata");
     await expectRefused(keyA.post("/agents", { name: "m2", metadata: { "k\u0000": 1 } }), "metadata");
     await expectRefused(keyA.post("/agents", { name: "m3", metadata: nested(17) }), "metadata");
-    // Past the depth any request needs, the body is refused before it is parsed (http-body.ts).
+    // Past the depth any request needs, the body is refused before it is parsed (src/http/body.ts).
     await expectRefused(keyA.post("/agents", { name: "m4", metadata: { a: nested(6000) } }), "body");
     const fine = await keyA.post("/agents", { name: "m5", metadata: nested(15) });
     expect(fine.status).toBe(201);

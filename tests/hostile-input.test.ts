@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect } from "node:net";
 import { listenOptions } from "../src/app";
-import { MAX_HEADER_BYTES, MAX_JSON_DEPTH, MAX_JSON_ELEMENTS } from "../src/http-body";
+import { MAX_HEADER_BYTES, MAX_JSON_DEPTH, MAX_JSON_ELEMENTS } from "../src/http/body";
 import { openTestContext, type TestContext } from "./support/context";
 import { signBody } from "./support/livekit-events";
 import { acmeDirectory, CALLER, CAMPAIGN_AGENT, CAMPAIGN_NUMBER, SIP_INBOUND_PATH, TEST_KEYS } from "./support/livekit-app";

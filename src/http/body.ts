@@ -2,7 +2,24 @@
 // bounded in bytes, and a JSON body in nesting depth and element count, with one linear scan
 // before it is parsed: a 60 KB body of nested arrays costs microseconds to refuse, where
 // parsing and validating it would hold the event loop for seconds and every caller behind it.
-import { BadRequestError, HeadersTooLargeError, PayloadTooLargeError, UnsupportedMediaTypeError } from "./errors";
+import { Elysia } from "elysia";
+import { BadRequestError, HeadersTooLargeError, PayloadTooLargeError, UnsupportedMediaTypeError } from "../errors";
+
+/**
+ * The app's body reader: every request's headers checked and its body read and parsed once.
+ * Signatures cover the exact bytes received, so the text is kept for the verifiers (rawBody).
+ */
+export function boundedBodies(maxBytes: number) {
+  const rawBodies = new WeakMap<Request, string>();
+  const plugin = new Elysia()
+    .onRequest(({ request }) => assertHeadersFit(request.headers))
+    .onParse({ as: "global" }, async ({ request, contentType }) => {
+      const text = await readBody(request, maxBytes);
+      rawBodies.set(request, text);
+      return parseBody(text, contentType);
+    });
+  return { plugin, rawBody: (request: Request) => rawBodies.get(request) ?? "" };
+}
 
 /** Deeper than any body Switchboard takes (a LiveKit event nests about 5 levels). */
 export const MAX_JSON_DEPTH = 32;
