@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, extname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { createPgdataTemplate, PGDATA_TEMPLATE } from "../src/db/client";
+import { createPgdataTemplate, PGDATA_TEMPLATE } from "../src/db/pglite";
 
 const root = resolve(import.meta.dir, "..");
 

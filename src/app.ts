@@ -106,7 +106,6 @@ export function createApp(deps: AppDeps) {
         database,
         directory,
         journal: deps.journal,
-        timeoutMs: config.statementTimeoutMs,
         endpoints: () => routes.map((r) => `${r.method} ${r.path}`),
       }),
     )

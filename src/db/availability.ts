@@ -16,70 +16,86 @@ export interface Availability {
   /** Pieces of work sent and not yet answered (or timed out): past the pool's size, they queue for a connection. */
   readonly inFlight: number;
   onRecovered(listener: () => void): void;
-  /** Runs `work` after `ms` unless closed by then. */
-  later(ms: number, work: () => void): void;
   close(): void;
 }
 
 /** `probe` asks the database for an answer (select 1), bypassing the gate. */
 export function trackAvailability(probe: () => Promise<unknown>): Availability {
-  let closed = false;
-  let downSince: Date | null = null;
-  let downBecause: unknown;
-  let inFlight = 0;
-  const recovered: (() => void)[] = [];
-  const timers = new Set<ReturnType<typeof setTimeout>>();
-  const later = (ms: number, work: () => void) => {
+  return new AvailabilityGate(probe);
+}
+
+class AvailabilityGate implements Availability {
+  #closed = false;
+  #downSince: Date | null = null;
+  #downBecause: unknown;
+  #inFlight = 0;
+  readonly #recovered: (() => void)[] = [];
+  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+
+  readonly #probe: () => Promise<unknown>;
+
+  constructor(probe: () => Promise<unknown>) {
+    this.#probe = probe;
+  }
+
+  async run<T>(work: () => PromiseLike<T>, ms: number, what: string): Promise<T> {
+    if (this.#closed) throw new DatabaseClosedError();
+    if (this.#downSince) throw new DatabaseDownError(this.#downSince, this.#downBecause);
+    this.#inFlight++;
+    try {
+      // statement_timeout cannot help when the server stops answering altogether; this bound can.
+      return await withDeadline(Promise.resolve(work()), ms, what);
+    } catch (error) {
+      this.#markDown(error);
+      throw error;
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  get available() {
+    return !this.#downSince && !this.#closed;
+  }
+
+  get downSince() {
+    return this.#downSince;
+  }
+
+  get inFlight() {
+    return this.#inFlight;
+  }
+
+  onRecovered = (listener: () => void) => void this.#recovered.push(listener);
+
+  /** Runs `work` after `ms` unless closed by then. */
+  #later(ms: number, work: () => void) {
     const timer = setTimeout(() => {
-      timers.delete(timer);
-      if (!closed) work();
+      this.#timers.delete(timer);
+      if (!this.#closed) work();
     }, ms);
-    timers.add(timer);
-  };
-  const probeUntilBack = () =>
-    probe().then(
+    this.#timers.add(timer);
+  }
+
+  close() {
+    this.#closed = true;
+    for (const timer of this.#timers) clearTimeout(timer);
+  }
+
+  #markDown(error: unknown) {
+    if (this.#closed || this.#downSince || !isConnectionLost(error)) return;
+    this.#downSince = new Date();
+    this.#downBecause = error;
+    this.#later(PROBE_INTERVAL_MS, this.#probeUntilBack);
+  }
+
+  #probeUntilBack = () => {
+    this.#probe().then(
       () => {
-        downSince = null;
-        for (const listener of recovered) listener();
+        this.#downSince = null;
+        for (const listener of this.#recovered) listener();
       },
-      () => later(PROBE_INTERVAL_MS, probeUntilBack),
+      () => this.#later(PROBE_INTERVAL_MS, this.#probeUntilBack),
     );
-  const markDown = (error: unknown) => {
-    if (closed || downSince || !isConnectionLost(error)) return;
-    downSince = new Date();
-    downBecause = error;
-    later(PROBE_INTERVAL_MS, probeUntilBack);
-  };
-  return {
-    async run<T>(work: () => PromiseLike<T>, ms: number, what: string) {
-      if (closed) throw new DatabaseClosedError();
-      if (downSince) throw new DatabaseDownError(downSince, downBecause);
-      inFlight++;
-      try {
-        // statement_timeout cannot help when the server stops answering altogether; this bound can.
-        return await withDeadline(Promise.resolve(work()), ms, what);
-      } catch (error) {
-        markDown(error);
-        throw error;
-      } finally {
-        inFlight--;
-      }
-    },
-    get available() {
-      return !downSince && !closed;
-    },
-    get downSince() {
-      return downSince;
-    },
-    get inFlight() {
-      return inFlight;
-    },
-    onRecovered: (listener) => void recovered.push(listener),
-    later,
-    close() {
-      closed = true;
-      for (const timer of timers) clearTimeout(timer);
-    },
   };
 }
 
