@@ -1,7 +1,7 @@
 // Applies the SQL migrations drizzle-kit generated under drizzle/. The files are imported
 // as text so the compiled binary carries them; a new migration adds one line to MIGRATION_SQL.
 import { createHash } from "node:crypto";
-import { sql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import journal from "../../drizzle/meta/_journal.json";
 import m0000 from "../../drizzle/0000_init.sql" with { type: "text" };
 import m0001 from "../../drizzle/0001_livekit_leases_and_tenant_keys.sql" with { type: "text" };
@@ -13,7 +13,7 @@ import m0006 from "../../drizzle/0006_real_livekit_rooms.sql" with { type: "text
 import m0007 from "../../drizzle/0007_directory_notify.sql" with { type: "text" };
 import m0008 from "../../drizzle/0008_record_calls.sql" with { type: "text" };
 import m0009 from "../../drizzle/0009_list_indexes.sql" with { type: "text" };
-import { type Database, rowsOf } from "./client";
+import { type Database, rowsOf } from "./database";
 
 const MIGRATION_SQL: Record<string, string> = {
   "0000_init": m0000,
@@ -31,12 +31,38 @@ const MIGRATION_SQL: Record<string, string> = {
 /** The migrations this switchboard knows, in the order they apply. */
 export const KNOWN_MIGRATIONS: readonly string[] = journal.entries.map((entry) => entry.tag);
 
-/** The tags applied to this database (none when it was never migrated), without writing anything. */
-export async function appliedMigrations(database: Database): Promise<string[]> {
+export interface AppliedMigration {
+  tag: string;
+  /** Whether the file this switchboard carries is the one that was applied (null: applied before checksums were kept). */
+  unchanged: boolean | null;
+}
+
+/** The migrations applied to this database (none when it was never migrated), without writing anything. */
+export async function appliedMigrations(database: Database): Promise<AppliedMigration[]> {
   const [table] = await database.rows<{ name: string | null }>(sql`select to_regclass('switchboard_migrations')::text as name`);
   if (!table?.name) return [];
-  const rows = await database.rows<{ tag: string }>(sql`select tag from switchboard_migrations order by tag`);
-  return rows.map((row) => row.tag);
+  const checksum = (await hasChecksumColumn((query) => database.rows(query))) ? sql`checksum` : sql`null`;
+  const rows = await database.rows<{ tag: string; checksum: string | null }>(
+    sql`select tag, ${checksum} as checksum from switchboard_migrations order by tag`,
+  );
+  return rows.map(({ tag, checksum }) => {
+    const text = MIGRATION_SQL[tag];
+    return { tag, unchanged: checksum === null || text === undefined ? null : checksum === checksumOf(text) };
+  });
+}
+
+/**
+ * Whether the migrations table records checksums yet. Asked before altering it: ALTER TABLE needs
+ * the table's owner even when the column is there, and a role that may only read and write it
+ * must still be able to run a migrate that has nothing to do.
+ */
+async function hasChecksumColumn(query: (statement: SQL) => Promise<unknown>): Promise<boolean> {
+  const found = rowsOf(
+    await query(
+      sql`select 1 from pg_attribute where attrelid = to_regclass('switchboard_migrations') and attname = 'checksum' and not attisdropped`,
+    ),
+  );
+  return found.length > 0;
 }
 
 /** Any constant works; it only has to be the same for every Switchboard process. */
@@ -66,7 +92,9 @@ export async function migrate(database: Database, until?: string): Promise<Migra
       sql`create table if not exists switchboard_migrations (tag text primary key, applied_at timestamptz not null default now())`,
     );
     // Recorded since migrations are checked; a row from before has none until this run fills it in.
-    await tx.execute(sql`alter table switchboard_migrations add column if not exists checksum text`);
+    if (!(await hasChecksumColumn((query) => tx.execute(query)))) {
+      await tx.execute(sql`alter table switchboard_migrations add column if not exists checksum text`);
+    }
     const done = new Map(
       rowsOf<{ tag: string; checksum: string | null }>(await tx.execute(sql`select tag, checksum from switchboard_migrations`)).map(
         (r) => [r.tag, r.checksum],

@@ -165,7 +165,9 @@ function inUse(config: Config, path: string): Finding {
 
 /** Compares the migrations this switchboard knows with those applied. */
 async function migrationFindings(database: Database, config: Config, where: string): Promise<Finding[]> {
-  const applied = await appliedMigrations(database);
+  const migrations = await appliedMigrations(database);
+  const applied = migrations.map((migration) => migration.tag);
+  const changed = migrations.filter((migration) => migration.unchanged === false).map((migration) => migration.tag);
   const known = KNOWN_MIGRATIONS;
   const pending = known.filter((tag) => !applied.includes(tag));
   const unknown = applied.filter((tag) => !known.includes(tag));
@@ -175,6 +177,11 @@ async function migrationFindings(database: Database, config: Config, where: stri
       ? databaseFinding("FAIL", `${where}, but ${count}; pending: ${applied.length ? pending.join(", ") : "all (never migrated)"}; ${howToMigrate(config)}`)
       : databaseFinding("ok", `${where}, ${count}`),
   ];
+  if (changed.length) {
+    found.push(
+      databaseFinding("FAIL", `migration files changed after this database applied them (${changed.join(", ")}): the server will refuse to start; restore the files as released`),
+    );
+  }
   if (unknown.length) {
     found.push(
       databaseFinding("warn", `it also has migrations this switchboard does not know (${unknown.join(", ")}): a newer switchboard migrated it; run that version or a newer one`),
