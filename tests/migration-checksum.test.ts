@@ -51,7 +51,7 @@ test.skipIf(!process.env.DATABASE_URL)("a role that may write but does not own t
   const role = `switchboard_writer_${process.pid}`;
   await database.rows(sql.raw(`create role ${role} login`));
   try {
-    const [{ name }] = await database.rows<{ name: string }>(sql`select current_database() as name`);
+    const [{ name }] = (await database.rows<{ name: string }>(sql`select current_database() as name`)) as [{ name: string }];
     await database.rows(sql.raw(`grant connect, create on database ${name} to ${role}`));
     await database.rows(sql.raw(`grant usage, create on schema public to ${role}`));
     await database.rows(sql.raw(`grant select, insert, update, delete on all tables in schema public to ${role}`));
