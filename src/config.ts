@@ -1,6 +1,6 @@
 // Configuration comes from environment variables, validated once at start.
 // This is the only module that reads process.env; everything else receives a Config.
-import { type Static, Type as t } from "@sinclair/typebox";
+import { type Static, type TObject, Type as t } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { isSupportedCountry } from "libphonenumber-js";
 import { MAX_DELIVERY_BUDGET_MS } from "./livekit/delivery";
@@ -47,8 +47,16 @@ export const EnvSchema = t.Object({
   LIVEKIT_ROOM_PREFIX: t.String({ default: "call-", minLength: 1 }),
   LIVEKIT_TRUNK_NAME: t.String({ default: "switchboard-inbound", minLength: 1 }),
   LIVEKIT_DISPATCH_RULE_NAME: t.String({ default: "switchboard-inbound", minLength: 1 }),
-  // OpenTelemetry's own variables (opentelemetry.io/docs/specs/otel/protocol/exporter/): tracing is
-  // on when an endpoint is set. Spans go as OTLP over HTTP, JSON-encoded.
+});
+type Env = Static<typeof EnvSchema>;
+
+/**
+ * OpenTelemetry's own variables (opentelemetry.io/docs/specs/otel/protocol/exporter/): tracing is
+ * on when an endpoint is set, and only then are the others read. A platform may set them for every
+ * service (OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf is the spec's default), so with no endpoint
+ * they are none of Switchboard's business. Spans go as OTLP over HTTP, JSON-encoded.
+ */
+export const TracingEnvSchema = t.Object({
   OTEL_EXPORTER_OTLP_ENDPOINT: t.Optional(t.String({ pattern: "^https?://" })),
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: t.Optional(t.String({ pattern: "^https?://" })),
   OTEL_EXPORTER_OTLP_HEADERS: t.Optional(t.String()),
@@ -65,7 +73,7 @@ export const EnvSchema = t.Object({
   ),
   OTEL_TRACES_SAMPLER_ARG: t.Number({ default: 1, minimum: 0, maximum: 1 }),
 });
-type Env = Static<typeof EnvSchema>;
+type TracingEnv = Static<typeof TracingEnvSchema>;
 
 /** Never echoed back in an error message: they hold credentials. */
 const SECRET_VARIABLES = new Set([
@@ -85,7 +93,7 @@ export interface TracingConfig {
   /** Sent with every export (a backend's API key): never logged. */
   headers: Record<string, string>;
   serviceName: string;
-  sampler: Env["OTEL_TRACES_SAMPLER"];
+  sampler: TracingEnv["OTEL_TRACES_SAMPLER"];
   /** The kept fraction for the traceidratio samplers. */
   ratio: number;
 }
@@ -143,23 +151,7 @@ export class ConfigError extends Error {
 
 /** Reads and validates the environment; throws ConfigError naming the first bad variable. */
 export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
-  const raw: Record<string, unknown> = {};
-  for (const [key, schema] of Object.entries(EnvSchema.properties)) {
-    const value = source[key]?.trim();
-    if (value === undefined || value === "") continue;
-    // TypeBox's conversion is lenient ("3000.5" -> 3000, "true" -> 1); a port or a timeout is digits only.
-    if (schema.type === "integer" && !/^-?\d+$/.test(value)) {
-      throw new ConfigError(key, `expected a whole number (got "${value}")`);
-    }
-    raw[key] = value;
-  }
-  const env = Value.Convert(EnvSchema, Value.Default(EnvSchema, raw)) as Env;
-  const error = Value.Errors(EnvSchema, env).First();
-  if (error) {
-    const variable = error.path.replace(/^\//, "") || "environment";
-    const given = SECRET_VARIABLES.has(variable) ? undefined : source[variable];
-    throw new ConfigError(variable, `${describeValueError(error)}${given === undefined ? "" : ` (got "${given}")`}`);
-  }
+  const env = readEnv(EnvSchema, source);
   if (!isSupportedCountry(env.DEFAULT_REGION)) {
     throw new ConfigError("DEFAULT_REGION", `unknown region "${env.DEFAULT_REGION}"`);
   }
@@ -190,7 +182,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     maxBodyBytes: env.MAX_BODY_BYTES,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     metricsToken: env.METRICS_TOKEN,
-    tracing: tracingConfig(env),
+    tracing: tracingConfig(source),
     livekit: {
       url: env.LIVEKIT_URL,
       apiKey: env.LIVEKIT_API_KEY,
@@ -209,8 +201,35 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   };
 }
 
+/** The variables a schema names, with their defaults, converted and checked. */
+function readEnv<S extends TObject>(schema: S, source: Record<string, string | undefined>): Static<S> {
+  const raw: Record<string, unknown> = {};
+  for (const [key, property] of Object.entries(schema.properties)) {
+    const value = source[key]?.trim();
+    if (value === undefined || value === "") continue;
+    // TypeBox's conversion is lenient ("3000.5" -> 3000, "true" -> 1); a port or a timeout is digits only.
+    if (property.type === "integer" && !/^-?\d+$/.test(value)) {
+      throw new ConfigError(key, `expected a whole number (got "${value}")`);
+    }
+    raw[key] = value;
+  }
+  const env = Value.Convert(schema, Value.Default(schema, raw)) as Static<S>;
+  const error = Value.Errors(schema, env).First();
+  if (error) {
+    const variable = error.path.replace(/^\//, "") || "environment";
+    const given = SECRET_VARIABLES.has(variable) ? undefined : source[variable];
+    throw new ConfigError(variable, `${describeValueError(error)}${given === undefined ? "" : ` (got "${given}")`}`);
+  }
+  return env;
+}
+
 /** OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as given, else OTEL_EXPORTER_OTLP_ENDPOINT's /v1/traces, as the OTLP exporter spec says. */
-function tracingConfig(env: Env): TracingConfig | undefined {
+function tracingConfig(source: Record<string, string | undefined>): TracingConfig | undefined {
+  const endpoints = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"];
+  if (!endpoints.some((variable) => source[variable]?.trim())) return undefined;
+  // Checked first: a service switched off is not refused for how the others are set.
+  if (source.OTEL_SDK_DISABLED?.trim().toLowerCase() === "true") return undefined;
+  const env = readEnv(TracingEnvSchema, source);
   const base = env.OTEL_EXPORTER_OTLP_ENDPOINT;
   const url = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (base && `${base.replace(/\/+$/, "")}/v1/traces`);
   if (!url || env.OTEL_SDK_DISABLED) return undefined;

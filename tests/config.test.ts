@@ -152,8 +152,16 @@ describe("tracing (OpenTelemetry's variables)", () => {
       OTEL_TRACES_SAMPLER_ARG: "0.25",
     }).tracing;
     expect(tracing).toMatchObject({ sampler: "parentbased_traceidratio", ratio: 0.25 });
-    expect(configError({ OTEL_TRACES_SAMPLER_ARG: "2" }).variable).toBe("OTEL_TRACES_SAMPLER_ARG");
-    expect(configError({ OTEL_TRACES_SAMPLER: "sometimes" }).message).toContain("parentbased_always_on");
+    const on = { OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318" };
+    expect(configError({ ...on, OTEL_TRACES_SAMPLER_ARG: "2" }).variable).toBe("OTEL_TRACES_SAMPLER_ARG");
+    expect(configError({ ...on, OTEL_TRACES_SAMPLER: "sometimes" }).message).toContain("parentbased_always_on");
+  });
+
+  test("with no endpoint, OpenTelemetry variables a platform sets for every service do not stop the start", () => {
+    const platformWide = { OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf", OTEL_TRACES_SAMPLER: "xray", OTEL_TRACES_SAMPLER_ARG: "2" };
+    expect(loadConfig(platformWide).tracing).toBeUndefined();
+    const disabled = { ...platformWide, OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318", OTEL_SDK_DISABLED: "true" };
+    expect(loadConfig(disabled).tracing).toBeUndefined();
   });
 });
 
