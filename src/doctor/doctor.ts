@@ -4,7 +4,7 @@
 import { SipClient } from "livekit-server-sdk";
 import { firstLine, operatingErrorLine } from "../cli-errors";
 import { assertServable, type Config, ConfigError } from "../config";
-import { HOLD_MS } from "../livekit/dispatch";
+import { HOLD_MS } from "../livekit/event-lease";
 import { databaseFindings, dataDirFindings } from "./storage";
 
 export type Status = "ok" | "warn" | "FAIL" | "skip";

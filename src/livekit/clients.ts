@@ -9,6 +9,14 @@ export interface LiveKitClients {
   sip: SipClient;
 }
 
+/**
+ * How long a SIP admin request (`switchboard livekit provision|status`) may take, in seconds.
+ * No setting fits: these run from the CLI with no caller waiting, and the delivery budgets
+ * (LIVEKIT_*_BUDGET_MS, under 3 s) are too short for the SDK's region failover, which needs at
+ * least 5 s on *.livekit.cloud hosts. 10 s is also the SDK's own default.
+ */
+const SIP_ADMIN_TIMEOUT_S = 10;
+
 /** LiveKit's server API clients, or undefined when LIVEKIT_URL and the keys are not all set. */
 export function createLiveKitClients(settings: Config["livekit"], tracer?: Tracer): LiveKitClients | undefined {
   const { url, apiKey, apiSecret } = settings;
@@ -20,8 +28,7 @@ export function createLiveKitClients(settings: Config["livekit"], tracer?: Trace
   const dispatch = new AgentDispatchClient(url, apiKey, apiSecret, dispatchOptions);
   return {
     dispatch: tracer ? tracedDispatcher(dispatch, tracer, new URL(url)) : dispatch,
-    // Provisioning runs from the CLI, with no caller waiting.
-    sip: new SipClient(url, apiKey, apiSecret, { requestTimeout: 10 }),
+    sip: new SipClient(url, apiKey, apiSecret, { requestTimeout: SIP_ADMIN_TIMEOUT_S }),
   };
 }
 

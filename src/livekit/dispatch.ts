@@ -32,7 +32,6 @@ export interface DispatchDeps {
   retryBaseMs: number;
   /** All attempts and back-off together stay within this; LiveKit's redelivery does the rest. */
   budgetMs: number;
-  sleep?: (ms: number) => Promise<void>;
 }
 
 export type DispatchOutcome = (
@@ -45,18 +44,11 @@ export type DispatchOutcome = (
    */
   | { kind: "failed"; retryable: boolean; error: string; deliveries: number; createMayHaveLanded: boolean }
 ) & {
-  /** False when the database could not hold the claim or the result; the webhook should be redelivered. */
-  bookkept: boolean;
+  /** False when the call log could not hold the claim or the result; the webhook should be redelivered. */
+  recorded: boolean;
 };
 
-/**
- * How long a delivery may hold an event (service.ts) or a call's dispatch claim (here) before
- * another may take it over. Longer than handling can take (each database step and the dispatch
- * are bounded, and the SDK's request timeout is shorter), shorter than LiveKit's retry window
- * (1+2+4+8 s), so the last redelivery of a crashed attempt finds both lapsed and acts.
- */
-export const HOLD_MS = 10_000;
-export const HOLD = sql`make_interval(secs => ${HOLD_MS / 1000})`;
+type LogFields = Record<string, unknown>;
 
 /**
  * Sends the call's agent, when its record's claim lets this delivery (routing.dispatchClaim).
@@ -64,41 +56,55 @@ export const HOLD = sql`make_interval(secs => ${HOLD_MS / 1000})`;
  * the dispatch: the join's last round trip.
  */
 export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, roomName: string, eventId?: string): Promise<DispatchOutcome> {
-  const { logger } = deps;
-  const fields = { call_id: routing.callId, room: roomName, agent: routing.agentName, call_log_id: routing.callLogId };
-  const callLogId = routing.callLogId;
-  // Without a call log (the database could not take it) the caller still gets an agent:
-  // LiveKit's list of the room's dispatches is the guard then.
-  const claim = callLogId ? routing.dispatchClaim : null;
-  if (callLogId && !claim) throw new Error(`call ${routing.callId} was recorded without a dispatch claim`);
+  const logFields = { call_id: routing.callId, room: roomName, agent: routing.agentName, call_log_id: routing.callLogId };
+  const claim = dispatchClaim(routing);
   if (claim && claim.outcome !== "claimed") {
-    logger.info({ ...fields, reason: claim.outcome }, "dispatch skipped");
-    return { kind: "skipped", reason: claim.outcome, bookkept: true };
+    deps.logger.info({ ...logFields, reason: claim.outcome }, "dispatch skipped");
+    return { kind: "skipped", reason: claim.outcome, recorded: true };
   }
-  let bookkept = callLogId !== null;
-  const attempt = await findOrCreateDispatch(deps, routing, roomName, fields);
-  const note = async (write: () => Promise<void>) => {
-    if (!callLogId) return;
-    try {
-      await write();
-    } catch (error) {
-      bookkept = false;
-      logger.warn({ ...fields, err: error }, "could not record the dispatch on the call log");
-    }
-  };
+  const attempt = await findOrCreateDispatch(deps, routing, roomName, logFields);
   if (attempt.ok) {
-    const source = servingAgentSource(attempt.dispatch.agentName, routing, deps.systemDefaultAgent);
-    await note(() => recordDispatch(deps.database, callLogId!, attempt.dispatch, source, eventId));
-    return { kind: "dispatched", dispatchId: attempt.dispatch.id, agentName: attempt.dispatch.agentName, reused: attempt.reused, bookkept };
+    const { dispatch, reused } = attempt;
+    const source = servingAgentSource(dispatch.agentName, routing, deps.systemDefaultAgent);
+    const recorded = await writeToCallLog(deps, routing, logFields, (id) => recordDispatch(deps.database, id, dispatch, source, eventId));
+    return { kind: "dispatched", dispatchId: dispatch.id, agentName: dispatch.agentName, reused, recorded };
   }
-  const message = attempt.error instanceof Error ? attempt.error.message : String(attempt.error);
-  const retryable = attempt.createMayHaveLanded || isRetryable(attempt.error);
+  const { error, createMayHaveLanded } = attempt;
+  const message = error instanceof Error ? error.message : String(error);
+  const retryable = createMayHaveLanded || isRetryable(error);
   // A CreateDispatch whose answer never came may still land: keep the claim until it expires
   // (longer than the SDK's request timeout), so no redelivery creates a second agent meanwhile.
-  await note(() => recordDispatchFailure(deps.database, callLogId!, message, !attempt.createMayHaveLanded));
-  logger.error({ ...fields, retryable, create_may_have_landed: attempt.createMayHaveLanded, err: attempt.error }, "agent dispatch failed");
-  const deliveries = claim?.attempts ?? 0;
-  return { kind: "failed", retryable, error: message, deliveries, createMayHaveLanded: attempt.createMayHaveLanded, bookkept };
+  const recorded = await writeToCallLog(deps, routing, logFields, (id) => recordDispatchFailure(deps.database, id, message, !createMayHaveLanded));
+  deps.logger.error({ ...logFields, retryable, create_may_have_landed: createMayHaveLanded, err: error }, "agent dispatch failed");
+  return { kind: "failed", retryable, error: message, deliveries: claim?.attempts ?? 0, createMayHaveLanded, recorded };
+}
+
+/**
+ * This delivery's claim on the dispatch, taken with the call's record. Without a call log (the
+ * database could not take it) there is none, and the caller still gets an agent: LiveKit's list
+ * of the room's dispatches is the guard then.
+ */
+function dispatchClaim(routing: CallRouting) {
+  if (!routing.callLogId) return null;
+  if (!routing.dispatchClaim) throw new Error(`call ${routing.callId} was recorded without a dispatch claim`);
+  return routing.dispatchClaim;
+}
+
+/** Runs `write` on the call's log; false when there is no log or the write failed (logged). */
+async function writeToCallLog(
+  deps: DispatchDeps,
+  routing: CallRouting,
+  logFields: LogFields,
+  write: (callLogId: string) => Promise<void>,
+): Promise<boolean> {
+  if (!routing.callLogId) return false;
+  try {
+    await write(routing.callLogId);
+    return true;
+  } catch (error) {
+    deps.logger.warn({ ...logFields, err: error }, "could not record the dispatch on the call log");
+    return false;
+  }
 }
 
 type DispatchAttempt = { dispatch: AgentDispatch; reused: boolean };
@@ -108,32 +114,31 @@ async function findOrCreateDispatch(
   deps: DispatchDeps,
   routing: CallRouting,
   roomName: string,
-  fields: Record<string, unknown>,
+  logFields: LogFields,
 ): Promise<({ ok: true } & DispatchAttempt) | { ok: false; error: unknown; createMayHaveLanded: boolean }> {
-  const sleep = deps.sleep ?? ((ms: number) => Bun.sleep(ms));
   const deadline = Date.now() + deps.budgetMs;
   let lastError: unknown = new Error("no dispatch attempt fit in the budget");
   // Set while a CreateDispatch may have reached LiveKit without us hearing back (a timeout, a
   // dropped connection): from then on only LiveKit's list may answer, or the caller gets two agents.
-  const state = { createMayHaveLanded: false };
+  const create = { mayHaveLanded: false };
   for (let attempt = 1; attempt <= deps.retries + 1; attempt++) {
     try {
-      const result = await withDeadline(findOrCreateOnce(deps, routing, roomName, state), Math.max(1, deadline - Date.now()), "agent dispatch");
+      const result = await withDeadline(findOrCreateOnce(deps, routing, roomName, create), Math.max(1, deadline - Date.now()), "agent dispatch");
       deps.logger.info(
-        { ...fields, dispatch_id: result.dispatch.id, dispatched_agent: result.dispatch.agentName, reused: result.reused, attempt },
+        { ...logFields, dispatch_id: result.dispatch.id, dispatched_agent: result.dispatch.agentName, reused: result.reused, attempt },
         "agent dispatched",
       );
       return { ok: true, ...result };
     } catch (error) {
       lastError = error;
       const retryable = isRetryable(error);
-      deps.logger.warn({ ...fields, attempt, retryable, err: error }, "agent dispatch attempt failed");
+      deps.logger.warn({ ...logFields, attempt, retryable, err: error }, "agent dispatch attempt failed");
       const wait = deps.retryBaseMs * 2 ** (attempt - 1);
       if (!retryable || attempt > deps.retries || Date.now() + wait >= deadline) break;
-      await sleep(wait);
+      await Bun.sleep(wait);
     }
   }
-  return { ok: false, error: lastError, createMayHaveLanded: state.createMayHaveLanded };
+  return { ok: false, error: lastError, createMayHaveLanded: create.mayHaveLanded };
 }
 
 /** One look at the room's dispatches, and a CreateDispatch when none serves the caller. */
@@ -141,17 +146,17 @@ async function findOrCreateOnce(
   deps: DispatchDeps,
   routing: CallRouting,
   roomName: string,
-  state: { createMayHaveLanded: boolean },
+  create: { mayHaveLanded: boolean },
 ): Promise<DispatchAttempt> {
   const existing = servingDispatch(await deps.dispatcher.listDispatch(roomName), routing.agentName, deps.systemDefaultAgent);
   if (existing) return { dispatch: existing, reused: true };
-  if (state.createMayHaveLanded) throw new Error("an earlier CreateDispatch may still land; not sending another");
+  if (create.mayHaveLanded) throw new Error("an earlier CreateDispatch may still land; not sending another");
   const metadata = JSON.stringify(callMetadata(routing));
-  state.createMayHaveLanded = true;
+  create.mayHaveLanded = true;
   try {
     return { dispatch: await deps.dispatcher.createDispatch(roomName, routing.agentName, { metadata }), reused: false };
   } catch (error) {
-    state.createMayHaveLanded = !certainlyNotCreated(error);
+    create.mayHaveLanded = !certainlyNotCreated(error);
     throw error;
   }
 }

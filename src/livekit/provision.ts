@@ -38,9 +38,9 @@ export interface ProvisionPlan {
 }
 
 /** On the trunk Switchboard creates: a note for people reading LiveKit's trunk list. */
-const MANAGED = "managed by switchboard";
+const TRUNK_METADATA = "managed by switchboard";
 /** What older versions put in the dispatch rule's metadata, which LiveKit copied to every caller. */
-const LEGACY_RULE_MARKER = MANAGED;
+const LEGACY_RULE_MARKER = TRUNK_METADATA;
 
 /** Active numbers of active tenants: the ones LiveKit should accept calls for. */
 export async function activeNumbers(database: Database): Promise<string[]> {
@@ -50,65 +50,70 @@ export async function activeNumbers(database: Database): Promise<string[]> {
   return rows.map((r) => r.e164);
 }
 
-export async function planProvisioning(
-  database: Database,
-  sip: SipClient,
-  settings: ProvisionSettings,
-): Promise<ProvisionPlan> {
+/** What provisioning would change in LiveKit, found by the trunk's and the rule's names; changes nothing. */
+export async function planProvisioning(database: Database, sip: SipClient, settings: ProvisionSettings): Promise<ProvisionPlan> {
   const numbers = await activeNumbers(database);
   const [trunks, rules] = await Promise.all([sip.listSipInboundTrunk(), sip.listSipDispatchRule()]);
-  const warnings: string[] = [];
   const trunk = trunks.find((t) => t.name === settings.trunkName);
   const rule = rules.find((r) => r.name === settings.dispatchRuleName);
-
-  let trunkStep: Step<SIPInboundTrunkInfo> = { action: "create" };
-  if (trunk) {
-    const changes = sameSet(trunk.numbers, numbers) ? [] : [`numbers: ${trunk.numbers.join(",") || "(none)"} -> ${numbers.join(",")}`];
-    trunkStep = changes.length
-      ? { action: "update", id: trunk.sipTrunkId, changes, current: trunk }
-      : { action: "unchanged", id: trunk.sipTrunkId, current: trunk };
-  }
-
-  let ruleStep: Step<SIPDispatchRuleInfo> = { action: "create" };
-  if (rule) {
-    const changes: string[] = [];
-    let replace = false;
-    const individual = rule.rule?.rule.case === "dispatchRuleIndividual" ? rule.rule.rule.value : undefined;
-    if (individual?.roomPrefix !== settings.roomPrefix) changes.push(`rule: individual room per caller, prefix "${settings.roomPrefix}"`);
-    if (trunk && !(rule.trunkIds.length === 1 && rule.trunkIds[0] === trunk.sipTrunkId)) {
-      changes.push(`trunks: ${rule.trunkIds.join(",") || "(all)"} -> ${trunk.sipTrunkId}`);
-    }
-    if (rule.metadata === LEGACY_RULE_MARKER) {
-      changes.push(`metadata: "${LEGACY_RULE_MARKER}" -> "" (LiveKit copies a rule's metadata into every caller's participant metadata)`);
-    }
-    if (rule.hidePhoneNumber) {
-      // SIPDispatchRuleUpdate (livekit/protocol livekit_sip.proto) has no hide_phone_number: only
-      // a replace can reset it, and a replace rewrites the whole rule (protocol livekit/sip.go
-      // (*UpdateSIPDispatchRuleRequest_Replace).Apply), so it is sent with every other field as listed.
-      replace = true;
-      changes.push(
-        "hide_phone_number: true -> false (a hidden number reaches Switchboard without sip.phoneNumber or " +
-          "sip.trunkPhoneNumber: no lead, routed to the system default agent); the rule is replaced whole, " +
-          "its other fields as listed",
-      );
-    }
-    if (rule.roomConfig?.agents.length) {
-      warnings.push(
-        `dispatch rule ${rule.sipDispatchRuleId} also dispatches agents itself (${rule.roomConfig.agents.map((a) => a.agentName).join(", ")}); ` +
-          "remove them in LiveKit or set LIVEKIT_DISPATCH=false, or callers get two agents",
-      );
-    }
-    ruleStep = changes.length
-      ? { action: "update", id: rule.sipDispatchRuleId, changes, current: rule, ...(replace ? { replace } : {}) }
-      : { action: "unchanged", id: rule.sipDispatchRuleId, current: rule };
-  }
-  const otherOwners = trunks.filter((t) => t.name !== settings.trunkName && t.numbers.some((n) => numbers.includes(n)));
-  for (const other of otherOwners) {
-    warnings.push(`trunk ${other.sipTrunkId} (${other.name}) also claims ${other.numbers.filter((n) => numbers.includes(n)).join(", ")}`);
-  }
-  return { numbers, trunk: trunkStep, rule: ruleStep, warnings };
+  return {
+    numbers,
+    trunk: trunk ? trunkStep(trunk, numbers) : { action: "create" },
+    rule: rule ? ruleStep(rule, trunk, settings) : { action: "create" },
+    warnings: [...(rule ? ruleAgentWarnings(rule) : []), ...sharedNumberWarnings(trunks, numbers, settings)],
+  };
 }
 
+/** An update when `changes` holds any, else unchanged. */
+function stepFor<T>(id: string, current: T, changes: string[], replace = false): Step<T> {
+  if (!changes.length) return { action: "unchanged", id, current };
+  return { action: "update", id, changes, current, ...(replace ? { replace } : {}) };
+}
+
+function trunkStep(trunk: SIPInboundTrunkInfo, numbers: string[]): Step<SIPInboundTrunkInfo> {
+  const changes = sameSet(trunk.numbers, numbers) ? [] : [`numbers: ${trunk.numbers.join(",") || "(none)"} -> ${numbers.join(",")}`];
+  return stepFor(trunk.sipTrunkId, trunk, changes);
+}
+
+function ruleStep(rule: SIPDispatchRuleInfo, trunk: SIPInboundTrunkInfo | undefined, settings: ProvisionSettings): Step<SIPDispatchRuleInfo> {
+  const changes: string[] = [];
+  const roomPerCaller = rule.rule?.rule.case === "dispatchRuleIndividual" ? rule.rule.rule.value : undefined;
+  if (roomPerCaller?.roomPrefix !== settings.roomPrefix) changes.push(`rule: individual room per caller, prefix "${settings.roomPrefix}"`);
+  if (trunk && !(rule.trunkIds.length === 1 && rule.trunkIds[0] === trunk.sipTrunkId)) {
+    changes.push(`trunks: ${rule.trunkIds.join(",") || "(all)"} -> ${trunk.sipTrunkId}`);
+  }
+  if (rule.metadata === LEGACY_RULE_MARKER) {
+    changes.push(`metadata: "${LEGACY_RULE_MARKER}" -> "" (LiveKit copies a rule's metadata into every caller's participant metadata)`);
+  }
+  // SIPDispatchRuleUpdate (livekit/protocol livekit_sip.proto) has no hide_phone_number: only
+  // a replace can reset it, and a replace rewrites the whole rule (protocol livekit/sip.go
+  // (*UpdateSIPDispatchRuleRequest_Replace).Apply), so it is sent with every other field as listed.
+  if (rule.hidePhoneNumber) {
+    changes.push(
+      "hide_phone_number: true -> false (a hidden number reaches Switchboard without sip.phoneNumber or " +
+        "sip.trunkPhoneNumber: no lead, routed to the system default agent); the rule is replaced whole, " +
+        "its other fields as listed",
+    );
+  }
+  return stepFor(rule.sipDispatchRuleId, rule, changes, rule.hidePhoneNumber);
+}
+
+function ruleAgentWarnings(rule: SIPDispatchRuleInfo): string[] {
+  if (!rule.roomConfig?.agents.length) return [];
+  return [
+    `dispatch rule ${rule.sipDispatchRuleId} also dispatches agents itself (${rule.roomConfig.agents.map((a) => a.agentName).join(", ")}); ` +
+      "remove them in LiveKit or set LIVEKIT_DISPATCH=false, or callers get two agents",
+  ];
+}
+
+/** Other trunks that claim some of the numbers too. */
+function sharedNumberWarnings(trunks: SIPInboundTrunkInfo[], numbers: string[], settings: ProvisionSettings): string[] {
+  return trunks
+    .filter((t) => t.name !== settings.trunkName && t.numbers.some((n) => numbers.includes(n)))
+    .map((other) => `trunk ${other.sipTrunkId} (${other.name}) also claims ${other.numbers.filter((n) => numbers.includes(n)).join(", ")}`);
+}
+
+/** Makes LiveKit's trunk and rule what the plan says; returns their ids. */
 export async function applyProvisioning(
   sip: SipClient,
   plan: ProvisionPlan,
@@ -118,51 +123,49 @@ export async function applyProvisioning(
     // A trunk without numbers accepts calls to any number: never create one by accident.
     throw new Error("no active phone numbers in the database; seed the directory first");
   }
-  let trunkId: string;
-  if (plan.trunk.action === "create") {
-    trunkId = (await sip.createSipInboundTrunk(settings.trunkName, plan.numbers, { metadata: MANAGED })).sipTrunkId;
-  } else {
-    trunkId = plan.trunk.id;
-    if (plan.trunk.action === "update") {
-      await sip.updateSipInboundTrunkFields(trunkId, { numbers: new ListUpdate({ set: plan.numbers }) });
-    }
-  }
-  const individual = new SIPDispatchRule({
-    rule: { case: "dispatchRuleIndividual", value: new SIPDispatchRuleIndividual({ roomPrefix: settings.roomPrefix }) },
-  });
-  let ruleId: string;
-  if (plan.rule.action === "create") {
-    const created = await sip.createSipDispatchRule(
-      { type: "individual", roomPrefix: settings.roomPrefix },
-      { name: settings.dispatchRuleName, trunkIds: [trunkId] },
-    );
-    ruleId = created.sipDispatchRuleId;
-  } else {
-    ruleId = plan.rule.id;
-    const current = plan.rule.current;
-    const clearMarker = current.metadata === LEGACY_RULE_MARKER;
-    if (plan.rule.action === "update" && plan.rule.replace) {
-      // The whole rule as listed, with Switchboard's fields put right.
-      const replacement = current.clone();
-      replacement.rule = individual;
-      replacement.trunkIds = [trunkId];
-      replacement.hidePhoneNumber = false;
-      if (clearMarker) replacement.metadata = "";
-      await sip.updateSipDispatchRule(ruleId, replacement);
-    } else if (plan.rule.action === "update" || plan.trunk.action === "create") {
-      // A newly created trunk also means the existing rule must point at it.
-      await sip.updateSipDispatchRuleFields(ruleId, {
-        trunkIds: new ListUpdate({ set: [trunkId] }),
-        rule: individual,
-        ...(clearMarker ? { metadata: "" } : {}),
-      });
-    }
-  }
+  const trunkId = await applyTrunkStep(sip, plan, settings);
+  const ruleId = await applyRuleStep(sip, plan, settings, trunkId);
   return { trunkId, ruleId };
 }
 
+async function applyTrunkStep(sip: SipClient, plan: ProvisionPlan, settings: ProvisionSettings): Promise<string> {
+  const step = plan.trunk;
+  if (step.action === "create") return (await sip.createSipInboundTrunk(settings.trunkName, plan.numbers, { metadata: TRUNK_METADATA })).sipTrunkId;
+  if (step.action === "update") await sip.updateSipInboundTrunkFields(step.id, { numbers: new ListUpdate({ set: plan.numbers }) });
+  return step.id;
+}
+
+async function applyRuleStep(sip: SipClient, plan: ProvisionPlan, settings: ProvisionSettings, trunkId: string): Promise<string> {
+  const step = plan.rule;
+  if (step.action === "create") {
+    const rule = { type: "individual", roomPrefix: settings.roomPrefix } as const;
+    return (await sip.createSipDispatchRule(rule, { name: settings.dispatchRuleName, trunkIds: [trunkId] })).sipDispatchRuleId;
+  }
+  const roomPerCaller = new SIPDispatchRule({
+    rule: { case: "dispatchRuleIndividual", value: new SIPDispatchRuleIndividual({ roomPrefix: settings.roomPrefix }) },
+  });
+  const clearMarker = step.current.metadata === LEGACY_RULE_MARKER;
+  if (step.action === "update" && step.replace) {
+    // The whole rule as listed, with Switchboard's fields put right.
+    const replacement = step.current.clone();
+    replacement.rule = roomPerCaller;
+    replacement.trunkIds = [trunkId];
+    replacement.hidePhoneNumber = false;
+    if (clearMarker) replacement.metadata = "";
+    await sip.updateSipDispatchRule(step.id, replacement);
+  } else if (step.action === "update" || plan.trunk.action === "create") {
+    // A newly created trunk also means the existing rule must point at it.
+    await sip.updateSipDispatchRuleFields(step.id, {
+      trunkIds: new ListUpdate({ set: [trunkId] }),
+      rule: roomPerCaller,
+      ...(clearMarker ? { metadata: "" } : {}),
+    });
+  }
+  return step.id;
+}
+
 export function describePlan(plan: ProvisionPlan, settings: ProvisionSettings): string[] {
-  const line = (what: string, step: Step<unknown>) =>
+  const stepLine = (what: string, step: Step<unknown>) =>
     step.action === "create"
       ? `create ${what}`
       : step.action === "update"
@@ -170,8 +173,8 @@ export function describePlan(plan: ProvisionPlan, settings: ProvisionSettings): 
         : `unchanged ${what} ${step.id}`;
   return [
     `numbers (${plan.numbers.length}): ${plan.numbers.join(", ") || "(none)"}`,
-    line(`inbound trunk "${settings.trunkName}"`, plan.trunk),
-    line(`dispatch rule "${settings.dispatchRuleName}" (room per caller, prefix "${settings.roomPrefix}")`, plan.rule),
+    stepLine(`inbound trunk "${settings.trunkName}"`, plan.trunk),
+    stepLine(`dispatch rule "${settings.dispatchRuleName}" (room per caller, prefix "${settings.roomPrefix}")`, plan.rule),
     ...plan.warnings.map((w) => `warning: ${w}`),
   ];
 }

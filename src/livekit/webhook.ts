@@ -6,8 +6,6 @@ import type { Config } from "../config";
 import { BadRequestError, UnauthorizedError } from "../errors";
 
 export interface WebhookAuth {
-  /** True when signatures are checked (keys configured and verification not switched off). */
-  readonly verifying: boolean;
   /** Verifies (when on) and parses a LiveKit webhook event. */
   receiveEvent(body: string, authorization: string | null): Promise<WebhookEvent>;
   /** Verifies (when on) any signed JSON body, e.g. a sip-inbound request. */
@@ -16,6 +14,7 @@ export interface WebhookAuth {
 
 export function createWebhookAuth(settings: Config["livekit"]): WebhookAuth {
   const { apiKey, apiSecret, clockToleranceSeconds } = settings;
+  // Signatures are checked when keys are configured and verification is not switched off.
   const verifying = Boolean(apiKey && apiSecret && settings.verifyWebhooks);
   const receiver = new WebhookReceiver(apiKey ?? "", apiSecret ?? "");
   const verifier = new TokenVerifier(apiKey ?? "", apiSecret ?? "");
@@ -40,7 +39,6 @@ export function createWebhookAuth(settings: Config["livekit"]): WebhookAuth {
   };
 
   return {
-    verifying,
     verifyBody,
     async receiveEvent(body, authorization) {
       const jwt = verifying ? token(authorization) : undefined;
