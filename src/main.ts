@@ -259,7 +259,7 @@ function databaseOptions(config: Config) {
 }
 
 async function serve(config: Config, logger: Logger): Promise<number> {
-  const tracing = config.tracing && startTracing(config.tracing);
+  const tracing = config.tracing && startTracing(config.tracing, logger);
   if (config.tracing) {
     const { origin, pathname } = new URL(config.tracing.url);
     logger.info({ otlp_traces_url: `${origin}${pathname}`, sampler: config.tracing.sampler }, "tracing on: spans exported as OTLP/HTTP JSON");

@@ -6,6 +6,7 @@
 // through postgres.js there and through PGlite on the embedded pass.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -218,6 +219,34 @@ describe("tracing with its backend down", () => {
       await server.stop(15_000);
       expect(await server.exited).toBe(0);
     } finally {
+      await killAllServers();
+      await database.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  test("a backend that takes the connection and never answers holds the stop at most 2 s", async () => {
+    // Accepts every connection and says nothing: each export waits until its own timeout (5 s).
+    const silent = createServer(() => {});
+    await new Promise<void>((listening) => silent.listen(0, "127.0.0.1", listening));
+    const dataDir = mkdtempSync(join(tmpdir(), "tracing-silent-"));
+    const database = await databaseForServer();
+    try {
+      const server = await startServer({
+        DATA_DIR: dataDir,
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
+        ...database.env,
+      });
+      for (let i = 0; i < 5; i++) {
+        const res = await server.post(SIP_INBOUND_PATH, { call_id: `silent-${i}`, from_number: "+12125550142", to_number: "+14155550100" });
+        expect(res.status).toBe(200);
+      }
+      // Nothing left to drain, so the stop is closing the database plus the last export's 2 s;
+      // a stop that waited out the export's own 5 s would be killed (exit 137) first.
+      await server.stop(4_500);
+      expect(await server.exited).toBe(0);
+    } finally {
+      silent.close();
       await killAllServers();
       await database.drop();
       rmSync(dataDir, { recursive: true, force: true });

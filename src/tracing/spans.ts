@@ -3,10 +3,11 @@ import { type Attributes, SpanKind, SpanStatusCode, type Tracer, trace } from "@
 
 /**
  * Runs `work` in a client span named `name`, a child of the request's span; a failure is recorded
- * on the span and thrown on. Without a tracer (tracing off), just runs `work`.
+ * on the span and thrown on. Without a tracer (tracing off) or a request's span, just runs `work`.
  */
 export function inClientSpan<T>(tracer: Tracer | undefined, name: string, attributes: Attributes, work: () => Promise<T>): Promise<T> {
-  if (!tracer) return work();
+  // Outside a request (directory reloads, journal replay) a statement would be a trace of its own: noise.
+  if (!tracer || !trace.getActiveSpan()) return work();
   return tracer.startActiveSpan(name, { kind: SpanKind.CLIENT, attributes }, async (span) => {
     try {
       return await work();
