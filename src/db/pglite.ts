@@ -1,9 +1,24 @@
 // The embedded PostgreSQL (PGlite), persisted in DATA_DIR and locked to one process. A new data
 // directory is unpacked from a template made once (embedded in the binary, or cached beside a
 // checkout's dependencies) instead of running initdb on every first start.
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import pgliteData from "@electric-sql/pglite/pglite.data" with { type: "file" };
 import initdbWasm from "@electric-sql/pglite/initdb.wasm" with { type: "file" };
@@ -81,27 +96,73 @@ async function pgdataTemplate(): Promise<Blob | undefined> {
 
 /**
  * From a checkout, the template is made on the first first start and kept beside the dependencies
- * (node_modules/.cache), named after the PGlite build it came from: later first starts, and every
- * test's database, unpack it instead of running initdb again (seconds each). Where it cannot be
- * written (a read-only checkout), PGlite runs initdb as before.
+ * (node_modules/.cache), named after the PGlite build and start parameters it came from and after
+ * its own content's hash: later first starts, and every test's database, unpack it instead of
+ * running initdb again (seconds each). A file whose content does not match its name (cut short by
+ * a full disk or a crash) is removed and made again. Where it cannot be written (a read-only
+ * checkout), the template just made is used once.
  */
 async function cachedPgdataTemplate(): Promise<Blob | undefined> {
-  const build = Bun.hash(await Bun.file(initdbWasm).arrayBuffer(), Bun.hash(await Bun.file(pgliteWasm).arrayBuffer()));
-  const path = join(import.meta.dir, "../../node_modules/.cache/switchboard", `pgdata-template-${build.toString(16)}.tar.gz`);
-  if (await Bun.file(path).exists()) return Bun.file(path);
+  const folder = join(import.meta.dir, "../../node_modules/.cache/switchboard");
+  const prefix = `pgdata-template-${(await templateBuild()).toString(16)}-`;
+  const cached = readCachedTemplate(folder, prefix);
+  if (cached) return cached;
   const scratch = mkdtempSync(join(tmpdir(), "switchboard-template-"));
   try {
-    const template = await createPgdataTemplate(join(scratch, "pgdata"));
-    mkdirSync(dirname(path), { recursive: true });
-    // Written whole, then renamed: two processes making it at once each leave a complete one.
-    const temporary = `${path}.${process.pid}.tmp`;
-    await Bun.write(temporary, template);
-    renameSync(temporary, path);
-    return Bun.file(path);
+    const template = new Uint8Array(await (await createPgdataTemplate(join(scratch, "pgdata"))).arrayBuffer());
+    writeCachedTemplate(folder, `${prefix}${Bun.hash(template).toString(16)}.tar.gz`, template);
+    return new Blob([template]);
   } catch {
     return undefined;
   } finally {
     rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/** What a template depends on: PGlite's build (its WebAssembly and file bundle) and how it is started. */
+async function templateBuild(): Promise<bigint | number> {
+  let hash: bigint | number = Bun.hash(PGLITE_START_PARAMS.join(" "));
+  for (const file of [initdbWasm, pgliteWasm, pgliteData]) hash = Bun.hash(await Bun.file(file).arrayBuffer(), hash);
+  return hash;
+}
+
+function readCachedTemplate(folder: string, prefix: string): Blob | undefined {
+  const names = existsSync(folder) ? readdirSync(folder).filter((name) => name.startsWith(prefix) && name.endsWith(".tar.gz")) : [];
+  for (const name of names) {
+    const path = join(folder, name);
+    try {
+      const bytes = readFileSync(path);
+      if (`${prefix}${Bun.hash(bytes).toString(16)}.tar.gz` === name) return new Blob([bytes]);
+      rmSync(path, { force: true });
+    } catch {
+      // Removed by another process meanwhile, or unreadable: made again below.
+    }
+  }
+  return undefined;
+}
+
+/** Written whole and synced under a name of its own, then renamed: a reader finds all of it or nothing. */
+function writeCachedTemplate(folder: string, name: string, template: Uint8Array): void {
+  const temporary = join(folder, `.${name}.${randomUUID()}.tmp`);
+  try {
+    mkdirSync(folder, { recursive: true });
+    const fd = openSync(temporary, "w", 0o644);
+    try {
+      writeSync(fd, template);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, join(folder, name));
+    // Templates of earlier PGlite builds are of no further use.
+    const current = name.slice(0, name.lastIndexOf("-") + 1);
+    for (const other of readdirSync(folder)) {
+      if (other.startsWith("pgdata-template-") && !other.startsWith(current)) rmSync(join(folder, other), { force: true });
+    }
+  } catch {
+    // A read-only checkout: the template is used this once and made again next time.
+  } finally {
+    rmSync(temporary, { force: true });
   }
 }
 
