@@ -31,6 +31,8 @@ export interface DirectorySummary {
   phoneNumbers: number;
 }
 
+type DirectoryTenant = DirectoryFile["tenants"][number];
+
 /**
  * Parses, checks and applies a directory; throws DirectoryError listing every problem found.
  * `systemDefaultAgent` (SYSTEM_DEFAULT_AGENT) is a name no tenant's agent may take.
@@ -50,74 +52,97 @@ export async function applyDirectory(
       systemAgentIds.set(agent.name, row.id);
       summary.agents++;
     }
-
     for (const [t, tenant] of file.tenants.entries()) {
       const [tenantRow] = await tx
         .insert(tenants)
         .values({ name: tenant.name, active: tenant.active ?? true })
         .onConflictDoUpdate({ target: tenants.name, set: { active: tenant.active ?? true } })
         .returning({ id: tenants.id });
-      const tenantId = tenantRow!.id;
       summary.tenants++;
-
-      // Move the default before upserting, so the one-default-per-tenant index never sees two.
-      const newDefault = tenant.agents?.find((a) => a.default)?.name;
-      if (newDefault) {
-        await tx
-          .update(agents)
-          .set({ isDefault: false })
-          .where(and(eq(agents.tenantId, tenantId), eq(agents.isDefault, true), ne(agents.name, newDefault)));
-      }
-      const agentIds = new Map(systemAgentIds);
-      for (const [a, agent] of (tenant.agents ?? []).entries()) {
-        const values = { isDefault: agent.default ?? false, active: agent.active ?? true };
-        const row = await upsertAgent(tx, tenantId, agent.name, values, `$.tenants[${t}].agents[${a}].name`);
-        agentIds.set(agent.name, row.id);
-        summary.agents++;
-      }
-
-      const campaignIds = new Map<string, string>();
-      for (const campaign of tenant.campaigns ?? []) {
-        const values = {
-          agentId: campaign.agent ? agentIds.get(campaign.agent)! : null,
-          status: campaign.status ?? ("active" as const),
-        };
-        const [row] = await tx
-          .insert(campaigns)
-          .values({ tenantId, name: campaign.name, ...values })
-          .onConflictDoUpdate({
-            target: [campaigns.tenantId, campaigns.name],
-            targetWhere: isNull(campaigns.deletedAt),
-            set: values,
-          })
-          .returning({ id: campaigns.id });
-        campaignIds.set(campaign.name, row!.id);
-        summary.campaigns++;
-      }
-
-      for (const [n, number] of (tenant.phone_numbers ?? []).entries()) {
-        const e164 = normalizePhoneNumber(number.number, region)!;
-        const values = {
-          campaignId: number.campaign ? campaignIds.get(number.campaign)! : null,
-          numberType: number.type ?? numberTypeOf(e164),
-          active: number.active ?? true,
-        };
-        // The WHERE turns "this number belongs to another tenant" into zero rows, not a silent move.
-        const rows = await tx
-          .insert(phoneNumbers)
-          .values({ e164, tenantId, ...values })
-          .onConflictDoUpdate({ target: phoneNumbers.e164, set: values, setWhere: eq(phoneNumbers.tenantId, tenantId) })
-          .returning({ id: phoneNumbers.id });
-        if (rows.length === 0) {
-          throw new DirectoryError([
-            { path: `$.tenants[${t}].phone_numbers[${n}].number`, message: `${e164} already belongs to another tenant` },
-          ]);
-        }
-        summary.phoneNumbers++;
-      }
+      const at: ApplyingTenant = { tx, tenant, tenantId: tenantRow!.id, path: `$.tenants[${t}]`, region, summary };
+      const agentIds = await upsertTenantAgents(at, systemAgentIds);
+      const campaignIds = await upsertCampaigns(at, agentIds);
+      await upsertPhoneNumbers(at, campaignIds);
     }
   });
   return summary;
+}
+
+/** A tenant of the file being applied: in the file (at `path`), its row, the transaction, the counts. */
+interface ApplyingTenant {
+  tx: Db;
+  tenant: DirectoryTenant;
+  tenantId: string;
+  path: string;
+  region: string;
+  summary: DirectorySummary;
+}
+
+/** The tenant's agents, upserted; answers every agent name its campaigns may use (with the system's). */
+async function upsertTenantAgents({ tx, tenant, tenantId, path, summary }: ApplyingTenant, systemAgentIds: Map<string, string>) {
+  // Move the default before upserting, so the one-default-per-tenant index never sees two.
+  const newDefault = tenant.agents?.find((a) => a.default)?.name;
+  if (newDefault) {
+    await tx
+      .update(agents)
+      .set({ isDefault: false })
+      .where(and(eq(agents.tenantId, tenantId), eq(agents.isDefault, true), ne(agents.name, newDefault)));
+  }
+  const agentIds = new Map(systemAgentIds);
+  for (const [a, agent] of (tenant.agents ?? []).entries()) {
+    const values = { isDefault: agent.default ?? false, active: agent.active ?? true };
+    const row = await upsertAgent(tx, tenantId, agent.name, values, `${path}.agents[${a}].name`);
+    agentIds.set(agent.name, row.id);
+    summary.agents++;
+  }
+  return agentIds;
+}
+
+/** The tenant's campaigns, upserted by (tenant, name) among live ones; answers their ids by name. */
+async function upsertCampaigns({ tx, tenant, tenantId, summary }: ApplyingTenant, agentIds: Map<string, string>) {
+  const campaignIds = new Map<string, string>();
+  for (const campaign of tenant.campaigns ?? []) {
+    const values = {
+      agentId: campaign.agent ? agentIds.get(campaign.agent)! : null,
+      status: campaign.status ?? ("active" as const),
+    };
+    const [row] = await tx
+      .insert(campaigns)
+      .values({ tenantId, name: campaign.name, ...values })
+      .onConflictDoUpdate({
+        target: [campaigns.tenantId, campaigns.name],
+        targetWhere: isNull(campaigns.deletedAt),
+        set: values,
+      })
+      .returning({ id: campaigns.id });
+    campaignIds.set(campaign.name, row!.id);
+    summary.campaigns++;
+  }
+  return campaignIds;
+}
+
+/** The tenant's numbers, upserted by E.164; a number of another tenant is a problem, not a move. */
+async function upsertPhoneNumbers({ tx, tenant, tenantId, path, region, summary }: ApplyingTenant, campaignIds: Map<string, string>) {
+  for (const [n, number] of (tenant.phone_numbers ?? []).entries()) {
+    const e164 = normalizePhoneNumber(number.number, region)!;
+    const values = {
+      campaignId: number.campaign ? campaignIds.get(number.campaign)! : null,
+      numberType: number.type ?? numberTypeOf(e164),
+      active: number.active ?? true,
+    };
+    // The WHERE turns "this number belongs to another tenant" into zero rows, not a silent move.
+    const rows = await tx
+      .insert(phoneNumbers)
+      .values({ e164, tenantId, ...values })
+      .onConflictDoUpdate({ target: phoneNumbers.e164, set: values, setWhere: eq(phoneNumbers.tenantId, tenantId) })
+      .returning({ id: phoneNumbers.id });
+    if (rows.length === 0) {
+      throw new DirectoryError([
+        { path: `${path}.phone_numbers[${n}].number`, message: `${e164} already belongs to another tenant` },
+      ]);
+    }
+    summary.phoneNumbers++;
+  }
 }
 
 /**
@@ -145,6 +170,18 @@ async function upsertAgent(
   ]);
 }
 
+/** What checking the file has seen so far, across tenants. */
+interface Checking {
+  problems: DirectoryProblem[];
+  /** Every agent name listed, and where (agent names are one namespace). */
+  agentOwners: Map<string, string>;
+  /** Every number listed (as E.164), and where. */
+  numberOwners: Map<string, string>;
+  systemAgents: Set<string>;
+  systemDefaultAgent: string;
+  region: string;
+}
+
 /** Every problem in the file at once, each with its JSON path. */
 export function checkDirectory(input: unknown, region: string, systemDefaultAgent: string): DirectoryFile {
   const schemaProblems = [...Value.Errors(DirectoryFile, input)].map((e) => ({
@@ -153,72 +190,89 @@ export function checkDirectory(input: unknown, region: string, systemDefaultAgen
   }));
   if (schemaProblems.length > 0) throw new DirectoryError(dedupe(schemaProblems));
   const file = input as DirectoryFile;
-  const problems: DirectoryProblem[] = [];
-  const systemAgents = new Set((file.agents ?? []).map((a) => a.name));
-  const agentOwners = new Map<string, string>();
+  const seen: Checking = {
+    problems: [],
+    agentOwners: new Map(),
+    numberOwners: new Map(),
+    systemAgents: new Set((file.agents ?? []).map((a) => a.name)),
+    systemDefaultAgent,
+    region,
+  };
   for (const [a, agent] of (file.agents ?? []).entries()) {
-    const problem = agentNameProblem(agent.name, `$.agents[${a}]`, agentOwners, null);
-    if (problem) problems.push(problem);
+    const problem = agentNameProblem(agent.name, `$.agents[${a}]`, seen.agentOwners, null);
+    if (problem) seen.problems.push(problem);
   }
   const tenantNames = new Set<string>();
-  const numberOwners = new Map<string, string>();
-
   for (const [t, tenant] of file.tenants.entries()) {
     const at = `$.tenants[${t}]`;
-    if (tenantNames.has(tenant.name)) problems.push({ path: `${at}.name`, message: `duplicate tenant "${tenant.name}"` });
+    if (tenantNames.has(tenant.name)) {
+      seen.problems.push({ path: `${at}.name`, message: `duplicate tenant "${tenant.name}"` });
+    }
     tenantNames.add(tenant.name);
+    const agentNames = checkTenantAgents(seen, tenant, at);
+    const campaignNames = checkCampaigns(seen, tenant, at, agentNames);
+    checkPhoneNumbers(seen, tenant, at, campaignNames);
+  }
+  if (seen.problems.length > 0) throw new DirectoryError(seen.problems);
+  return file;
+}
 
-    const agentNames = new Set<string>();
-    let defaults = 0;
-    for (const [a, agent] of (tenant.agents ?? []).entries()) {
-      if (agentNames.has(agent.name)) {
-        problems.push({ path: `${at}.agents[${a}].name`, message: `duplicate agent "${agent.name}"` });
-      } else {
-        const problem = agentNameProblem(agent.name, `${at}.agents[${a}]`, agentOwners, systemDefaultAgent);
-        if (problem) problems.push(problem);
-      }
-      agentNames.add(agent.name);
-      if (agent.default && ++defaults > 1) {
-        problems.push({ path: `${at}.agents[${a}].default`, message: "a tenant has at most one default agent" });
-      }
+/** A tenant's agents: each name once in the file, at most one default. Answers their names. */
+function checkTenantAgents(seen: Checking, tenant: DirectoryTenant, at: string): Set<string> {
+  const agentNames = new Set<string>();
+  let defaults = 0;
+  for (const [a, agent] of (tenant.agents ?? []).entries()) {
+    if (agentNames.has(agent.name)) {
+      seen.problems.push({ path: `${at}.agents[${a}].name`, message: `duplicate agent "${agent.name}"` });
+    } else {
+      const problem = agentNameProblem(agent.name, `${at}.agents[${a}]`, seen.agentOwners, seen.systemDefaultAgent);
+      if (problem) seen.problems.push(problem);
     }
-
-    const campaignNames = new Set<string>();
-    for (const [c, campaign] of (tenant.campaigns ?? []).entries()) {
-      if (campaignNames.has(campaign.name)) {
-        problems.push({ path: `${at}.campaigns[${c}].name`, message: `duplicate campaign "${campaign.name}"` });
-      }
-      campaignNames.add(campaign.name);
-      if (campaign.agent && !agentNames.has(campaign.agent) && !systemAgents.has(campaign.agent)) {
-        problems.push({
-          path: `${at}.campaigns[${c}].agent`,
-          message: `unknown agent "${campaign.agent}" (not among this tenant's agents or the system agents)`,
-        });
-      }
-    }
-
-    for (const [n, number] of (tenant.phone_numbers ?? []).entries()) {
-      const e164 = normalizePhoneNumber(number.number, region);
-      if (!e164) {
-        problems.push({ path: `${at}.phone_numbers[${n}].number`, message: `"${number.number}" is not a phone number` });
-      } else if (numberOwners.has(e164)) {
-        problems.push({
-          path: `${at}.phone_numbers[${n}].number`,
-          message: `${e164} is already listed at ${numberOwners.get(e164)}`,
-        });
-      } else {
-        numberOwners.set(e164, `${at}.phone_numbers[${n}]`);
-      }
-      if (number.campaign && !campaignNames.has(number.campaign)) {
-        problems.push({
-          path: `${at}.phone_numbers[${n}].campaign`,
-          message: `unknown campaign "${number.campaign}" (not among this tenant's campaigns)`,
-        });
-      }
+    agentNames.add(agent.name);
+    if (agent.default && ++defaults > 1) {
+      seen.problems.push({ path: `${at}.agents[${a}].default`, message: "a tenant has at most one default agent" });
     }
   }
-  if (problems.length > 0) throw new DirectoryError(problems);
-  return file;
+  return agentNames;
+}
+
+/** A tenant's campaigns: each name once, each agent its own or a system one. Answers their names. */
+function checkCampaigns(seen: Checking, tenant: DirectoryTenant, at: string, agentNames: Set<string>): Set<string> {
+  const campaignNames = new Set<string>();
+  for (const [c, campaign] of (tenant.campaigns ?? []).entries()) {
+    if (campaignNames.has(campaign.name)) {
+      seen.problems.push({ path: `${at}.campaigns[${c}].name`, message: `duplicate campaign "${campaign.name}"` });
+    }
+    campaignNames.add(campaign.name);
+    if (campaign.agent && !agentNames.has(campaign.agent) && !seen.systemAgents.has(campaign.agent)) {
+      seen.problems.push({
+        path: `${at}.campaigns[${c}].agent`,
+        message: `unknown agent "${campaign.agent}" (not among this tenant's agents or the system agents)`,
+      });
+    }
+  }
+  return campaignNames;
+}
+
+/** A tenant's numbers: each a phone number, listed once in the file, its campaign the tenant's. */
+function checkPhoneNumbers(seen: Checking, tenant: DirectoryTenant, at: string, campaignNames: Set<string>) {
+  for (const [n, number] of (tenant.phone_numbers ?? []).entries()) {
+    const path = `${at}.phone_numbers[${n}]`;
+    const e164 = normalizePhoneNumber(number.number, seen.region);
+    if (!e164) {
+      seen.problems.push({ path: `${path}.number`, message: `"${number.number}" is not a phone number` });
+    } else if (seen.numberOwners.has(e164)) {
+      seen.problems.push({ path: `${path}.number`, message: `${e164} is already listed at ${seen.numberOwners.get(e164)}` });
+    } else {
+      seen.numberOwners.set(e164, path);
+    }
+    if (number.campaign && !campaignNames.has(number.campaign)) {
+      seen.problems.push({
+        path: `${path}.campaign`,
+        message: `unknown campaign "${number.campaign}" (not among this tenant's campaigns)`,
+      });
+    }
+  }
 }
 
 /**

@@ -6,6 +6,9 @@ import { and, eq, isNull, sql } from "drizzle-orm";
 import type { Database, Db } from "../db/client";
 import { apiKeys, tenants } from "../db/schema";
 import { ForbiddenError, NotFoundError, UnauthorizedError } from "../errors";
+import { ApiKey } from "./model";
+import { viewOf } from "./rows";
+import { visible } from "./scope";
 
 const KEY_PREFIX = "sb_";
 /** How much of a key is kept in clear to tell keys apart: "sb_" and 8 characters (48 bits). */
@@ -16,29 +19,10 @@ const LAST_USED_RESOLUTION_S = 60;
 /** Who is calling: an admin key sees every tenant, a tenant key only its own. */
 export type Principal = { kind: "admin"; keyId: string } | { kind: "tenant"; keyId: string; tenantId: string };
 
-type ApiKeyRow = typeof apiKeys.$inferSelect;
+export type ApiKeyView = typeof ApiKey.static;
 
-export interface ApiKeyView {
-  id: string;
-  tenant_id: string | null;
-  label: string | null;
-  prefix: string;
-  created_at: string;
-  last_used_at: string | null;
-  revoked_at: string | null;
-}
-
-export function apiKeyView(row: ApiKeyRow): ApiKeyView {
-  return {
-    id: row.id,
-    tenant_id: row.tenantId,
-    label: row.label,
-    prefix: row.prefix,
-    created_at: row.createdAt.toISOString(),
-    last_used_at: row.lastUsedAt?.toISOString() ?? null,
-    revoked_at: row.revokedAt?.toISOString() ?? null,
-  };
-}
+/** A key's row as the API and the CLI describe it: never its hash. */
+export const apiKeyView = viewOf(ApiKey);
 
 const hashKey = (key: string) => createHash("sha256").update(key).digest("hex");
 
@@ -101,14 +85,14 @@ export async function authenticate(database: Database, header: string | null): P
  * revoked key changes nothing (its revocation time stays) and says so.
  */
 export async function revokeApiKey(db: Db, principal: Principal, id: string): Promise<"revoked" | "already revoked"> {
-  const visible = and(eq(apiKeys.id, id), principal.kind === "tenant" ? eq(apiKeys.tenantId, principal.tenantId) : undefined);
+  const target = and(eq(apiKeys.id, id), visible(principal, apiKeys.tenantId));
   const revoked = await db
     .update(apiKeys)
     .set({ revokedAt: sql`now()` })
-    .where(and(visible, isNull(apiKeys.revokedAt)))
+    .where(and(target, isNull(apiKeys.revokedAt)))
     .returning({ id: apiKeys.id });
   if (revoked.length > 0) return "revoked";
-  const [existing] = await db.select({ id: apiKeys.id }).from(apiKeys).where(visible);
+  const [existing] = await db.select({ id: apiKeys.id }).from(apiKeys).where(target);
   if (!existing) throw new NotFoundError(`api key ${id} not found`);
   return "already revoked";
 }

@@ -2,15 +2,10 @@
 import type { TUnsafe } from "@sinclair/typebox";
 import { type Static, type TSchema, t } from "elysia";
 import { AGENT_SOURCES, CALL_STATUSES, CAMPAIGN_STATUSES, NUMBER_TYPES } from "../db/schema";
+import { STORABLE_TEXT_PATTERN, StorableText } from "../text";
 
-/**
- * Text as PostgreSQL stores it: no NUL, no unpaired UTF-16 surrogate (it would be stored as
- * U+FFFD, a different string). Every string the admin API takes in is one.
- */
-const STORABLE_TEXT = "^(?:[^\\u0000\\ud800-\\udfff]|[\\ud800-\\udbff][\\udc00-\\udfff])*$";
-const Text = (options: { minLength?: number; maxLength: number; description?: string }) =>
-  t.String({ pattern: STORABLE_TEXT, ...options });
-const name = Text({ minLength: 1, maxLength: 200 });
+// Every string the admin API takes in is StorableText: text PostgreSQL stores exactly as sent.
+const name = StorableText({ minLength: 1, maxLength: 200 });
 
 export const DirectoryAgent = t.Object(
   {
@@ -32,7 +27,7 @@ export const DirectoryCampaign = t.Object(
 
 export const DirectoryPhoneNumber = t.Object(
   {
-    number: Text({ minLength: 1, maxLength: 64 }),
+    number: StorableText({ minLength: 1, maxLength: 64 }),
     campaign: t.Optional(name),
     type: t.Optional(t.UnionEnum(NUMBER_TYPES)),
     active: t.Optional(t.Boolean()),
@@ -74,19 +69,19 @@ export const METADATA_MAX_DEPTH = 16;
 const Metadata = t.Record(t.String(), t.Unknown(), {
   description: `Free-form JSON object (nested at most ${METADATA_MAX_DEPTH} levels, no NUL characters)`,
 });
-const LeadStatus = Text({ minLength: 1, maxLength: 50 });
-const Email = t.String({ format: "email", pattern: STORABLE_TEXT, maxLength: 320 });
+const LeadStatus = StorableText({ minLength: 1, maxLength: 50 });
+const Email = t.String({ format: "email", pattern: STORABLE_TEXT_PATTERN, maxLength: 320 });
 const strict = { additionalProperties: false } as const;
 
 export const IdParams = t.Object({ id: Uuid });
-export const CallIdParams = t.Object({ provider_call_id: Text({ minLength: 1, maxLength: 512 }) });
+export const CallIdParams = t.Object({ provider_call_id: StorableText({ minLength: 1, maxLength: 512 }) });
 
 export const DEFAULT_PAGE = 50;
 export const MAX_PAGE = 500;
 const paging = {
   // The range is checked by the service: Elysia's coerced query numbers report range errors without the field's name.
   limit: t.Optional(t.Integer({ description: `Page size, 1 to ${MAX_PAGE} (default ${DEFAULT_PAGE})` })),
-  cursor: t.Optional(Text({ maxLength: 200, description: "next_cursor of the previous page" })),
+  cursor: t.Optional(StorableText({ maxLength: 200, description: "next_cursor of the previous page" })),
 };
 const tenantFilter = { tenant_id: t.Optional(Uuid) };
 
@@ -125,7 +120,7 @@ const agentFields = {
   name,
   is_default: t.Optional(t.Boolean()),
   is_active: t.Optional(t.Boolean()),
-  description: t.Optional(Nullable(Text({ maxLength: 2000 }))),
+  description: t.Optional(Nullable(StorableText({ maxLength: 2000 }))),
   metadata: t.Optional(Metadata),
 };
 export const AgentCreate = t.Object(
@@ -162,7 +157,7 @@ export const CampaignQuery = t.Object({ ...tenantFilter, status: t.Optional(Camp
 
 // Phone numbers
 const NumberType = OneOf(NUMBER_TYPES);
-const PhoneInput = Text({ minLength: 1, maxLength: 64, description: "Any common shape; stored as E.164" });
+const PhoneInput = StorableText({ minLength: 1, maxLength: 64, description: "Any common shape; stored as E.164" });
 export const PhoneNumber = t.Object({
   id: Uuid,
   tenant_id: Uuid,
@@ -267,7 +262,7 @@ export const ApiKeyCreate = t.Object(
   {
     tenant_id: t.Optional(Uuid),
     admin: t.Optional(t.Boolean({ description: "An admin key (all tenants); admin keys only" })),
-    label: t.Optional(Text({ maxLength: 200 })),
+    label: t.Optional(StorableText({ maxLength: 200 })),
   },
   strict,
 );

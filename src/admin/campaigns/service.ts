@@ -1,0 +1,63 @@
+// Campaigns: a tenant's, deleted softly (leads and call logs keep pointing at them).
+import { and, eq, isNull, sql } from "drizzle-orm";
+import type { Db } from "../../db/client";
+import { campaigns, phoneNumbers } from "../../db/schema";
+import type { Principal } from "../keys";
+import { Campaign, type CampaignCreate, type CampaignQuery, type CampaignUpdate } from "../model";
+import { filter, listPage } from "../pages";
+import { found, updateOrRead, viewOf } from "../rows";
+import { tenantForCreate, visible } from "../scope";
+
+const campaignView = viewOf(Campaign);
+
+const liveCampaign = (principal: Principal, id: string) =>
+  and(eq(campaigns.id, id), isNull(campaigns.deletedAt), visible(principal, campaigns.tenantId));
+
+export const listCampaigns = (db: Db, principal: Principal, query: typeof CampaignQuery.static) =>
+  listPage(
+    db,
+    campaigns,
+    [
+      isNull(campaigns.deletedAt),
+      visible(principal, campaigns.tenantId),
+      filter(campaigns.tenantId, query.tenant_id),
+      filter(campaigns.status, query.status),
+      filter(campaigns.agentId, query.agent_id),
+    ],
+    query,
+    campaignView,
+  );
+
+export async function getCampaign(db: Db, principal: Principal, id: string) {
+  return campaignView(found(await db.select().from(campaigns).where(liveCampaign(principal, id)), "campaign", id));
+}
+
+export async function createCampaign(db: Db, principal: Principal, body: typeof CampaignCreate.static) {
+  const tenantId = tenantForCreate(principal, body.tenant_id)!;
+  const [row] = await db
+    .insert(campaigns)
+    .values({ tenantId, name: body.name, agentId: body.agent_id ?? null, status: body.status ?? "active" })
+    .returning();
+  return campaignView(row!);
+}
+
+export async function updateCampaign(db: Db, principal: Principal, id: string, body: typeof CampaignUpdate.static) {
+  const set = { name: body.name, agentId: body.agent_id, status: body.status };
+  return campaignView(found(await updateOrRead(db, campaigns, set, liveCampaign(principal, id)), "campaign", id));
+}
+
+/**
+ * Deletes a campaign softly: leads and call logs keep pointing at it, its numbers are unlinked
+ * (calls to them go to the tenant's default agent) and its name is free again.
+ */
+export async function deleteCampaign(db: Db, principal: Principal, id: string) {
+  await db.transaction(async (tx) => {
+    const rows = await tx
+      .update(campaigns)
+      .set({ deletedAt: sql`now()`, agentId: null, status: "archived" })
+      .where(liveCampaign(principal, id))
+      .returning({ id: campaigns.id });
+    found(rows, "campaign", id);
+    await tx.update(phoneNumbers).set({ campaignId: null }).where(eq(phoneNumbers.campaignId, id));
+  });
+}
