@@ -2,7 +2,7 @@
 // saying what to fix. It reads; it never migrates or writes. The database and DATA_DIR checks
 // are in storage.ts; the configuration, LiveKit and webhook checks are here.
 import { SipClient } from "livekit-server-sdk";
-import { firstLine, operatingErrorLine } from "../cli-errors";
+import { firstLine, operatingErrorLine } from "../cli/errors";
 import { assertServable, type Config, ConfigError } from "../config";
 import { HOLD_MS } from "../livekit/event-lease";
 import { databaseFindings, dataDirFindings } from "./storage";

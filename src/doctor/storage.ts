@@ -5,7 +5,7 @@
 import { accessSync, constants, existsSync, type Stats, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { sql } from "drizzle-orm";
-import { databaseLocation, firstLine, operatingErrorLine } from "../cli-errors";
+import { databaseLocation, firstLine, operatingErrorLine } from "../cli/errors";
 import type { Config } from "../config";
 import { type Database, openDatabase } from "../db/client";
 import { appliedMigrations, KNOWN_MIGRATIONS } from "../db/migrate";

@@ -1,0 +1,199 @@
+// switchboard serve: the HTTP server with everything it runs beside it (tracing, the routing
+// directory, the journal, migrations once the database answers, pruning), and its graceful stop.
+import { join } from "node:path";
+import { and, eq, isNotNull } from "drizzle-orm";
+import { createApp, listenOptions } from "../app";
+import { createRoutingDirectory, type RoutingDirectory } from "../calls/directory";
+import type { Config } from "../config";
+import { type Database, openDatabase } from "../db/client";
+import { isDatabaseUnavailable } from "../db/errors";
+import { agents } from "../db/schema";
+import { type Journal, openJournal } from "../journal/journal";
+import { createLiveKitClients, type LiveKitClients } from "../livekit/clients";
+import { HOLD_MS, pruneWebhookEvents } from "../livekit/event-lease";
+import type { Logger } from "../logger";
+import { startTracing, type Tracing } from "../tracing/tracing";
+import { VERSION } from "../version";
+import { databaseOptions, EXIT_MIGRATION_REFUSED, MigrationRefusedError, migrateDatabase } from "./database";
+
+export async function serve(config: Config, logger: Logger): Promise<number> {
+  const tracing = startTracingIfAsked(config, logger);
+  const tracer = tracing?.tracer;
+  const database = await openDatabase({ ...databaseOptions(config), tracer });
+  // Started while the database is down (a restart during an outage): serve anyway, from the
+  // directory's snapshot, journaling records; migrate once it answers, then replay.
+  let schemaReady = await migrateAtStart(config, database, logger);
+  void warnOnTenantAgentNamedLikeSystemDefault(database, config.systemDefaultAgent, logger);
+  const livekit = createLiveKitClients(config.livekit, tracer);
+  warnIfHoldTooShort(config, logger);
+  logLiveKitMode(config, livekit, logger);
+  const directory = await loadDirectory(config, database, logger);
+  const journal = openCallJournal(config, logger);
+  const app = createApp({ database, config, logger, livekit, directory, journal, tracer, schemaReady: () => schemaReady }).listen(
+    listenOptions(config),
+  );
+  if (!schemaReady) {
+    void migrateWhenReachable(database, logger).then(() => {
+      schemaReady = true;
+      directory.changed();
+    });
+  }
+  const server = app.server!;
+  logger.info({ host: config.host, port: server.port, database: database.kind, version: VERSION }, "switchboard listening");
+  const pruning = startPruning(database, logger);
+  return stopOnSignal(async (signal) => {
+    clearInterval(pruning);
+    logger.info({ signal }, "shutting down: no new connections, finishing in-flight requests");
+    // stop() resolves once in-flight requests are answered (and stops the app's background work:
+    // directory reloads, journal replay); past the timeout, connections are cut.
+    const graceful = app.stop(false);
+    const timer = setTimeout(() => {
+      logger.warn({ timeout_ms: config.shutdownTimeoutMs }, "shutdown timeout: closing open connections");
+      void server.stop(true);
+    }, config.shutdownTimeoutMs);
+    await graceful;
+    clearTimeout(timer);
+    directory.close();
+    await journal?.close();
+    await database.close();
+    // The last requests' spans: a backend that does not answer costs them, not the stop.
+    await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: error }, "last spans not exported"));
+    logger.info("stopped");
+  });
+}
+
+/** Resolves with exit status 0 once `stop` has run, on the first SIGTERM or SIGINT. */
+function stopOnSignal(stop: (signal: string) => Promise<void>): Promise<number> {
+  const stopped = Promise.withResolvers<number>();
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    void stop(signal).then(() => stopped.resolve(0));
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  return stopped.promise;
+}
+
+function startTracingIfAsked(config: Config, logger: Logger): Tracing | undefined {
+  if (!config.tracing) return undefined;
+  const { origin, pathname } = new URL(config.tracing.url);
+  logger.info({ otlp_traces_url: `${origin}${pathname}`, sampler: config.tracing.sampler }, "tracing on: spans exported as OTLP/HTTP JSON");
+  return startTracing(config.tracing, logger);
+}
+
+/**
+ * A LiveKit join takes three bounded database steps (event claim; the call's record with its join
+ * time and dispatch claim; the dispatch's record, marking the event done) and the dispatch budget.
+ * Its answer comes within LIVEKIT_WEBHOOK_BUDGET_MS, but the work goes on: the event hold and
+ * dispatch claim must outlast it, or a redelivery may act alongside it.
+ */
+function warnIfHoldTooShort(config: Config, logger: Logger) {
+  const worstJoinMs = 3 * config.statementTimeoutMs + config.livekit.dispatchBudgetMs;
+  if (worstJoinMs <= HOLD_MS) return;
+  logger.warn(
+    { worst_join_ms: worstJoinMs, hold_ms: HOLD_MS },
+    "DB_STATEMENT_TIMEOUT_MS x3 + LIVEKIT_DISPATCH_BUDGET_MS exceeds the event hold: a slow delivery may overlap its redelivery",
+  );
+}
+
+function logLiveKitMode(config: Config, livekit: LiveKitClients | undefined, logger: Logger) {
+  logger.info(
+    {
+      webhook_signatures: Boolean(config.livekit.apiKey && config.livekit.verifyWebhooks),
+      dispatch: config.livekit.dispatch && Boolean(livekit),
+      livekit_url: config.livekit.url ?? null,
+    },
+    config.livekit.dispatch && !livekit
+      ? "LiveKit API not configured (LIVEKIT_URL and keys): calls are routed and logged, agents are not dispatched"
+      : "LiveKit mode",
+  );
+}
+
+/** Calls are routed from memory: the directory (or its last snapshot) is loaded before the first one. */
+async function loadDirectory(config: Config, database: Database, logger: Logger): Promise<RoutingDirectory> {
+  const directory = createRoutingDirectory({
+    database,
+    logger,
+    waitMs: config.statementTimeoutMs,
+    reloadIntervalMs: 60_000,
+    snapshotPath: config.dataDir === "memory://" ? undefined : join(config.dataDir, "directory.json"),
+  });
+  await directory.firstLoad.catch(async (error: unknown) => {
+    if (await directory.restoreSnapshot()) return;
+    logger.error({ err: error }, "routing directory not loaded: every call gets the system default until the database answers");
+  });
+  return directory;
+}
+
+/** Webhook event ids are kept a week (LiveKit redelivers within seconds): pruned at start and hourly. */
+function startPruning(database: Database, logger: Logger) {
+  const prune = () =>
+    pruneWebhookEvents({ database }).then(
+      (removed) => removed && logger.info({ removed }, "old webhook event ids pruned"),
+      (error: unknown) => logger.warn({ err: error }, "pruning webhook event ids failed"),
+    );
+  void prune();
+  return setInterval(prune, 60 * 60 * 1000);
+}
+
+/** Migrates unless told not to; false when the database could not be reached (serve goes on without it). */
+async function migrateAtStart(config: Config, database: Database, logger: Logger): Promise<boolean> {
+  if (!config.migrateOnStart) return true;
+  try {
+    const { applied } = await migrateDatabase(database);
+    if (applied.length) logger.info({ applied }, "migrations applied");
+    return true;
+  } catch (error) {
+    if (!isDatabaseUnavailable(error)) throw error;
+    logger.error({ err: error }, "database unreachable at start: routing from memory, records journaled; migrating once it answers");
+    return false;
+  }
+}
+
+/** Retries the migrations every second until the database answers; a migration it refuses ends the process. */
+async function migrateWhenReachable(database: Database, logger: Logger): Promise<void> {
+  for (;;) {
+    await Bun.sleep(1000);
+    try {
+      const { applied } = await migrateDatabase(database);
+      logger.info({ applied }, "database reachable: migrations checked, journal replay can start");
+      return;
+    } catch (error) {
+      if (isDatabaseUnavailable(error)) continue;
+      logger.fatal({ err: error }, "migration failed after the database came back");
+      process.exit(error instanceof MigrationRefusedError ? EXIT_MIGRATION_REFUSED : 1);
+    }
+  }
+}
+
+/** The journal lives beside the embedded database, in DATA_DIR; an in-memory DATA_DIR has none. */
+function openCallJournal(config: Config, logger: Logger): Journal | undefined {
+  if (config.dataDir === "memory://") {
+    logger.warn("DATA_DIR is memory://: no journal; calls the database cannot take are only logged");
+    return undefined;
+  }
+  return openJournal({ dir: join(config.dataDir, "journal"), logger });
+}
+
+/**
+ * A tenant's agent the admin API would refuse today can exist from before SYSTEM_DEFAULT_AGENT
+ * changed: LiveKit dispatches by name, so that tenant's worker would get the system default's callers.
+ */
+async function warnOnTenantAgentNamedLikeSystemDefault(database: Database, name: string, logger: Logger) {
+  try {
+    const taken = await database.db
+      .select({ id: agents.id, tenantId: agents.tenantId })
+      .from(agents)
+      .where(and(eq(agents.name, name), isNotNull(agents.tenantId)));
+    for (const agent of taken) {
+      logger.warn(
+        { agent_id: agent.id, tenant_id: agent.tenantId, agent_name: name },
+        "a tenant's agent has the SYSTEM_DEFAULT_AGENT name: calls for the system default reach that tenant's worker; rename the agent or change SYSTEM_DEFAULT_AGENT",
+      );
+    }
+  } catch (error) {
+    logger.warn({ err: error }, "could not check agent names against SYSTEM_DEFAULT_AGENT");
+  }
+}
