@@ -66,102 +66,125 @@ export interface DirectoryOptions {
 }
 
 export function createRoutingDirectory(options: DirectoryOptions): RoutingDirectory {
-  const { database, logger, waitMs, reloadIntervalMs, snapshotPath } = options;
-  let entries = new Map<string, DirectoryEntry>();
-  let loadedAt: Date | null = null;
-  let source: DirectoryStatus["source"] = null;
+  return new MemoryDirectory(options);
+}
+
+class MemoryDirectory implements RoutingDirectory {
+  #entries = new Map<string, DirectoryEntry>();
+  #loadedAt: Date | null = null;
+  #source: DirectoryStatus["source"] = null;
   // Changes announced so far, and how many of them the loaded entries include: all of them (for
   // the status), and those made through this process (the ones lookups wait for; see lookup).
-  const announced = { all: 0, here: 0 };
-  const included = { all: 0, here: 0 };
-  let running: Promise<void> | null = null;
-  let queued: Promise<void> | null = null;
+  readonly #announced = { all: 0, here: 0 };
+  readonly #included = { all: 0, here: 0 };
+  #running: Promise<void> | null = null;
+  #queued: Promise<void> | null = null;
   // Snapshots are written one after the other, never on a lookup's path.
-  let saving: Promise<void> = Promise.resolve();
+  #saving: Promise<void> = Promise.resolve();
+  readonly #timer: ReturnType<typeof setInterval>;
+  readonly firstLoad: Promise<void>;
 
-  const loadOnce = async () => {
-    const covers = { ...announced };
-    const started = performance.now();
-    entries = await readDirectory(database);
-    loadedAt = new Date();
-    source = "database";
-    included.all = Math.max(included.all, covers.all);
-    included.here = Math.max(included.here, covers.here);
-    logger.debug({ numbers: entries.size, ms: Math.round(performance.now() - started) }, "routing directory loaded");
-    if (snapshotPath) {
-      const [loaded, at] = [entries, loadedAt];
-      saving = saving.then(() => saveSnapshot(snapshotPath, loaded, at, logger));
+  constructor(private readonly options: DirectoryOptions) {
+    // The first load counts as a change of this process: lookups wait for it.
+    this.firstLoad = this.reload();
+    this.firstLoad.catch(this.#reloadFailed);
+    options.database.listen(DIRECTORY_CHANNEL, this.#heard, this.#heard);
+    options.database.onRecovered(this.#heard);
+    this.#timer = setInterval(this.#reloadInBackground, options.reloadIntervalMs);
+    this.#timer.unref?.();
+  }
+
+  async lookup(toNumber: string | null): Promise<DirectoryEntry | null> {
+    // Only this process's own changes are waited for: a reload of a large directory takes a
+    // while, and a change made elsewhere reaches this process later than its author's answer anyway.
+    const pending = this.#queued ?? this.#running;
+    if (this.#included.here < this.#announced.here && pending && this.options.database.available) {
+      await withDeadline(pending, this.options.waitMs, "routing directory reload").catch(() => {});
     }
+    return toNumber ? (this.#entries.get(toNumber) ?? null) : null;
+  }
+
+  /** A change made through this process: the next lookups wait for it, so its API's answer holds. */
+  changed = () => {
+    this.#announced.here++;
+    this.#heard();
   };
-  // One load at a time; calls during a load share the one queued after it (which sees their change).
-  const reload = (): Promise<void> => {
-    if (!running) {
-      running = loadOnce().finally(() => {
-        running = null;
+
+  reload(): Promise<void> {
+    this.#announced.here++;
+    this.#announced.all++;
+    return this.#load();
+  }
+
+  async restoreSnapshot(): Promise<boolean> {
+    const { snapshotPath, logger } = this.options;
+    if (this.#loadedAt || !snapshotPath) return false;
+    const snapshot = await readSnapshot(snapshotPath, logger);
+    if (!snapshot || this.#loadedAt) return false;
+    this.#entries = snapshot.entries;
+    this.#loadedAt = snapshot.loadedAt;
+    this.#source = "snapshot";
+    const saved = { numbers: this.#entries.size, saved_at: snapshot.loadedAt.toISOString() };
+    logger.warn(saved, "routing directory taken from its snapshot: the database is unavailable");
+    return true;
+  }
+
+  status(): DirectoryStatus {
+    const fresh = this.#included.all >= this.#announced.all;
+    return { loaded: this.#loadedAt !== null, loadedAt: this.#loadedAt, source: this.#source, numbers: this.#entries.size, fresh };
+  }
+
+  close() {
+    clearInterval(this.#timer);
+  }
+
+  /** One load at a time; calls during a load share the one queued after it (which sees their change). */
+  #load(): Promise<void> {
+    if (!this.#running) {
+      this.#running = this.#loadOnce().finally(() => {
+        this.#running = null;
       });
-      return running;
+      return this.#running;
     }
-    queued ??= running
+    this.#queued ??= this.#running
       .catch(() => {})
       .then(() => {
-        queued = null;
-        return reload();
+        this.#queued = null;
+        return this.#load();
       });
-    return queued;
-  };
-  const reloadFailed = (error: unknown) =>
-    logger.warn({ err: error, numbers: entries.size }, "routing directory reload failed: routing from the last loaded copy");
-  const reloadInBackground = () => reload().catch(reloadFailed);
+    return this.#queued;
+  }
+
+  async #loadOnce() {
+    const covers = { ...this.#announced };
+    const started = performance.now();
+    this.#entries = await readDirectory(this.options.database);
+    this.#loadedAt = new Date();
+    this.#source = "database";
+    this.#included.all = Math.max(this.#included.all, covers.all);
+    this.#included.here = Math.max(this.#included.here, covers.here);
+    const ms = Math.round(performance.now() - started);
+    this.options.logger.debug({ numbers: this.#entries.size, ms }, "routing directory loaded");
+    const { snapshotPath, logger } = this.options;
+    if (snapshotPath) {
+      const [loaded, at] = [this.#entries, this.#loadedAt];
+      this.#saving = this.#saving.then(() => saveSnapshot(snapshotPath, loaded, at, logger));
+    }
+  }
+
   /** A change somewhere (a NOTIFY, a reconnection): loaded in the background, no lookup waits for it. */
-  const heard = () => {
-    announced.all++;
-    void reloadInBackground();
-  };
-  /** A change made through this process: the next lookups wait for it, so its API's answer holds. */
-  const changed = () => {
-    announced.here++;
-    heard();
+  #heard = () => {
+    this.#announced.all++;
+    void this.#reloadInBackground();
   };
 
-  // The first load counts as a change of this process: lookups wait for it.
-  announced.here++;
-  announced.all++;
-  const firstLoad = reload();
-  firstLoad.catch(reloadFailed);
-  database.listen(DIRECTORY_CHANNEL, heard, heard);
-  database.onRecovered(heard);
-  const timer = setInterval(reloadInBackground, reloadIntervalMs);
-  timer.unref?.();
+  #reloadInBackground = () => this.#load().catch(this.#reloadFailed);
 
-  return {
-    async lookup(toNumber) {
-      // Only this process's own changes are waited for: a reload of a large directory takes a
-      // while, and a change made elsewhere reaches this process later than its author's answer anyway.
-      const pending = queued ?? running;
-      if (included.here < announced.here && pending && database.available) {
-        await withDeadline(pending, waitMs, "routing directory reload").catch(() => {});
-      }
-      return toNumber ? (entries.get(toNumber) ?? null) : null;
-    },
-    changed,
-    firstLoad,
-    reload: () => {
-      announced.here++;
-      announced.all++;
-      return reload();
-    },
-    async restoreSnapshot() {
-      if (loadedAt || !snapshotPath) return false;
-      const snapshot = await readSnapshot(snapshotPath, logger);
-      if (!snapshot || loadedAt) return false;
-      ({ entries, loadedAt } = snapshot);
-      source = "snapshot";
-      logger.warn({ numbers: entries.size, saved_at: loadedAt.toISOString() }, "routing directory taken from its snapshot: the database is unavailable");
-      return true;
-    },
-    status: () => ({ loaded: loadedAt !== null, loadedAt, source, numbers: entries.size, fresh: included.all >= announced.all }),
-    close: () => clearInterval(timer),
-  };
+  #reloadFailed = (error: unknown) =>
+    this.options.logger.warn(
+      { err: error, numbers: this.#entries.size },
+      "routing directory reload failed: routing from the last loaded copy",
+    );
 }
 
 type DirectoryRow = {
