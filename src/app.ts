@@ -88,6 +88,10 @@ export function createApp(deps: AppDeps) {
   const events = eventDeps(routing, config, livekit, metrics);
   const replaying = deps.journal && replayJournal(deps, deps.journal, events);
   let routes: { method: string; path: string }[] = [];
+  const endpoints = () => routes.map((r) => `${r.method} ${r.path}`);
+  // With LiveKit keys configured, sip-inbound must be signed like LiveKit's webhooks.
+  const authorize = (request: Request) => webhookAuth.verifyBody(bodies.rawBody(request), request.headers.get("authorization"));
+  const observe = (event: string, outcome: string) => countEvent(metrics, event, outcome);
   const app = new Elysia({ normalize: false })
     // First, so that its span covers everything after it.
     .use(deps.tracer ? traceRequests(deps.tracer) : new Elysia({ name: "tracing-off" }))
@@ -101,30 +105,10 @@ export function createApp(deps: AppDeps) {
       directory.close();
       replaying?.stop();
     })
-    .use(
-      healthRoutes({
-        database,
-        directory,
-        journal: deps.journal,
-        endpoints: () => routes.map((r) => `${r.method} ${r.path}`),
-      }),
-    )
-    .use(
-      callRoutes(routing, {
-        testEndpointEnabled: config.testEndpointEnabled,
-        // With LiveKit keys configured, sip-inbound must be signed like LiveKit's webhooks.
-        authorize: (request) => webhookAuth.verifyBody(bodies.rawBody(request), request.headers.get("authorization")),
-      }),
-    )
+    .use(healthRoutes({ database, directory, journal: deps.journal, endpoints }))
+    .use(callRoutes(routing, { testEndpointEnabled: config.testEndpointEnabled, authorize }))
     .use(adminRoutes({ database, logger, region: config.defaultRegion, systemDefaultAgent: config.systemDefaultAgent }))
-    .use(
-      liveKitRoutes({
-        auth: webhookAuth,
-        rawBody: bodies.rawBody,
-        events,
-        observe: (event, outcome) => countEvent(metrics, event, outcome),
-      }),
-    )
+    .use(liveKitRoutes({ auth: webhookAuth, rawBody: bodies.rawBody, events, observe }))
     .use(metricsRoutes(metrics, config.metricsToken))
     .use(apiDocs());
   routes = app.routes;

@@ -152,18 +152,7 @@ export class ConfigError extends Error {
 /** Reads and validates the environment; throws ConfigError naming the first bad variable. */
 export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
   const env = readEnv(EnvSchema, source);
-  if (!isSupportedCountry(env.DEFAULT_REGION)) {
-    throw new ConfigError("DEFAULT_REGION", `unknown region "${env.DEFAULT_REGION}"`);
-  }
-  if (Boolean(env.LIVEKIT_API_KEY) !== Boolean(env.LIVEKIT_API_SECRET)) {
-    throw new ConfigError("LIVEKIT_API_SECRET", "LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be set together");
-  }
-  if (env.LIVEKIT_DISPATCH_BUDGET_MS >= env.LIVEKIT_WEBHOOK_BUDGET_MS) {
-    throw new ConfigError(
-      "LIVEKIT_DISPATCH_BUDGET_MS",
-      `must be less than LIVEKIT_WEBHOOK_BUDGET_MS (${env.LIVEKIT_WEBHOOK_BUDGET_MS}): the dispatch happens inside the delivery`,
-    );
-  }
+  assertConsistent(env);
   const production = env.NODE_ENV === "production";
   return {
     production,
@@ -183,21 +172,41 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     metricsToken: env.METRICS_TOKEN,
     tracing: tracingConfig(source),
-    livekit: {
-      url: env.LIVEKIT_URL,
-      apiKey: env.LIVEKIT_API_KEY,
-      apiSecret: env.LIVEKIT_API_SECRET,
-      verifyWebhooks: env.LIVEKIT_WEBHOOK_VERIFY,
-      clockToleranceSeconds: env.LIVEKIT_WEBHOOK_CLOCK_TOLERANCE_S,
-      dispatch: env.LIVEKIT_DISPATCH,
-      dispatchRetries: env.LIVEKIT_DISPATCH_RETRIES,
-      dispatchRetryBaseMs: env.LIVEKIT_DISPATCH_RETRY_BASE_MS,
-      dispatchBudgetMs: env.LIVEKIT_DISPATCH_BUDGET_MS,
-      webhookBudgetMs: env.LIVEKIT_WEBHOOK_BUDGET_MS,
-      roomPrefix: env.LIVEKIT_ROOM_PREFIX,
-      trunkName: env.LIVEKIT_TRUNK_NAME,
-      dispatchRuleName: env.LIVEKIT_DISPATCH_RULE_NAME,
-    },
+    livekit: liveKitConfig(env),
+  };
+}
+
+/** What each variable allows, the others may still rule out together. */
+function assertConsistent(env: Env) {
+  if (!isSupportedCountry(env.DEFAULT_REGION)) {
+    throw new ConfigError("DEFAULT_REGION", `unknown region "${env.DEFAULT_REGION}"`);
+  }
+  if (Boolean(env.LIVEKIT_API_KEY) !== Boolean(env.LIVEKIT_API_SECRET)) {
+    throw new ConfigError("LIVEKIT_API_SECRET", "LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be set together");
+  }
+  if (env.LIVEKIT_DISPATCH_BUDGET_MS >= env.LIVEKIT_WEBHOOK_BUDGET_MS) {
+    throw new ConfigError(
+      "LIVEKIT_DISPATCH_BUDGET_MS",
+      `must be less than LIVEKIT_WEBHOOK_BUDGET_MS (${env.LIVEKIT_WEBHOOK_BUDGET_MS}): the dispatch happens inside the delivery`,
+    );
+  }
+}
+
+function liveKitConfig(env: Env): Config["livekit"] {
+  return {
+    url: env.LIVEKIT_URL,
+    apiKey: env.LIVEKIT_API_KEY,
+    apiSecret: env.LIVEKIT_API_SECRET,
+    verifyWebhooks: env.LIVEKIT_WEBHOOK_VERIFY,
+    clockToleranceSeconds: env.LIVEKIT_WEBHOOK_CLOCK_TOLERANCE_S,
+    dispatch: env.LIVEKIT_DISPATCH,
+    dispatchRetries: env.LIVEKIT_DISPATCH_RETRIES,
+    dispatchRetryBaseMs: env.LIVEKIT_DISPATCH_RETRY_BASE_MS,
+    dispatchBudgetMs: env.LIVEKIT_DISPATCH_BUDGET_MS,
+    webhookBudgetMs: env.LIVEKIT_WEBHOOK_BUDGET_MS,
+    roomPrefix: env.LIVEKIT_ROOM_PREFIX,
+    trunkName: env.LIVEKIT_TRUNK_NAME,
+    dispatchRuleName: env.LIVEKIT_DISPATCH_RULE_NAME,
   };
 }
 

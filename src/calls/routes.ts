@@ -1,7 +1,13 @@
 import { Elysia } from "elysia";
 import { BadRequestError } from "../errors";
 import { LIVEKIT_SIGNATURE } from "../openapi";
-import { type SipInboundResponse as SipInboundResponseBody, SipInboundRequest, SipInboundResponse, TestCallRequest, TestCallResponse } from "./model";
+import {
+  SipInboundRequest,
+  SipInboundResponse,
+  type SipInboundResponse as SipInboundResponseBody,
+  TestCallRequest,
+  TestCallResponse,
+} from "./model";
 import { type CallRouting, callMetadata, type RoutingDeps, routeInboundCall } from "./service";
 
 export interface CallRoutesOptions {
@@ -23,19 +29,7 @@ export function toSipInboundResponse(routing: CallRouting): SipInboundResponseBo
 export function callRoutes(deps: RoutingDeps, options: CallRoutesOptions) {
   const app = new Elysia({ name: "calls", prefix: "/api/v1/webhooks" }).post(
     "/livekit/sip-inbound",
-    async ({ body }) => {
-      const to = body.to_number || body.trunk_phone_number;
-      if (!to) throw new BadRequestError("to_number: required (or trunk_phone_number)", "to_number");
-      const routing = await routeInboundCall(deps, {
-        callId: body.call_id,
-        from: body.from_number,
-        to,
-        trunkId: body.trunk_id,
-        roomName: body.room_name,
-        source: "sip-inbound",
-      });
-      return toSipInboundResponse(routing);
-    },
+    async ({ body }) => toSipInboundResponse(await routeSipInbound(deps, body)),
     {
       // The signature is checked before the body is validated: an unsigned request learns nothing of the schema.
       transform: async ({ request }) => {
@@ -50,30 +44,42 @@ export function callRoutes(deps: RoutingDeps, options: CallRoutesOptions) {
     },
   );
   if (!options.testEndpointEnabled) return app;
-  return app.post(
-    "/test",
-    async ({ body }) => {
-      const suffix = crypto.randomUUID();
-      const testData = {
-        call_id: `test-${suffix}`,
-        room_name: `test-room-${suffix}`,
-        from_number: body.from_number ?? "+15555550123",
-        to_number: body.to_number,
-      };
-      const routing = await routeInboundCall(deps, {
-        callId: testData.call_id,
-        from: testData.from_number,
-        to: testData.to_number,
-        roomName: testData.room_name,
-        source: "test",
-      });
-      return { success: routing.record !== "unrecorded", test_data: testData, response: toSipInboundResponse(routing) };
-    },
-    {
-      parse: "json",
-      body: TestCallRequest,
-      response: TestCallResponse,
-      detail: { summary: "Route a made-up call through the same flow", tags: ["webhooks"], security: [] },
-    },
-  );
+  return app.post("/test", async ({ body }) => routeTestCall(deps, body), {
+    parse: "json",
+    body: TestCallRequest,
+    response: TestCallResponse,
+    detail: { summary: "Route a made-up call through the same flow", tags: ["webhooks"], security: [] },
+  });
+}
+
+function routeSipInbound(deps: RoutingDeps, body: SipInboundRequest): Promise<CallRouting> {
+  const to = body.to_number || body.trunk_phone_number;
+  if (!to) throw new BadRequestError("to_number: required (or trunk_phone_number)", "to_number");
+  return routeInboundCall(deps, {
+    callId: body.call_id,
+    from: body.from_number,
+    to,
+    trunkId: body.trunk_id,
+    roomName: body.room_name,
+    source: "sip-inbound",
+  });
+}
+
+/** A made-up call through the same decision, recorded like a real one (its ids say it is a test). */
+async function routeTestCall(deps: RoutingDeps, body: typeof TestCallRequest.static): Promise<typeof TestCallResponse.static> {
+  const suffix = crypto.randomUUID();
+  const testData = {
+    call_id: `test-${suffix}`,
+    room_name: `test-room-${suffix}`,
+    from_number: body.from_number ?? "+15555550123",
+    to_number: body.to_number,
+  };
+  const routing = await routeInboundCall(deps, {
+    callId: testData.call_id,
+    from: testData.from_number,
+    to: testData.to_number,
+    roomName: testData.room_name,
+    source: "test",
+  });
+  return { success: routing.record !== "unrecorded", test_data: testData, response: toSipInboundResponse(routing) };
 }

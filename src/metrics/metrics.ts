@@ -15,19 +15,7 @@ export function createMetrics(sources: MetricsSources) {
   const registry = new Registry();
   const registers = [registry];
   collectDefaultMetrics({ register: registry, prefix: "switchboard_" });
-  new Gauge({ name: "switchboard_journal_depth", help: "Call and event records waiting in the journal for the database", registers, collect() {
-    this.set(sources.journalDepth());
-  } });
-  new Gauge({ name: "switchboard_database_available", help: "1 while the database takes statements, 0 while it is away", registers, collect() {
-    this.set(sources.databaseAvailable() ? 1 : 0);
-  } });
-  // Pool usage: in flight over connections near or above 1 means calls queue for a connection.
-  new Gauge({ name: "switchboard_database_statements_in_flight", help: "Database statements sent and not answered yet", registers, collect() {
-    this.set(sources.databaseStatements().inFlight);
-  } });
-  new Gauge({ name: "switchboard_database_connections_max", help: "Statements the database client runs at once (DB_POOL_MAX; 1 for the embedded database)", registers, collect() {
-    this.set(sources.databaseStatements().connections);
-  } });
+  registerGauges(registers, sources);
   return {
     registry,
     callsRouted: new Counter({
@@ -74,3 +62,29 @@ export function createMetrics(sources: MetricsSources) {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Gauges read from their sources when scraped. */
+function registerGauges(registers: Registry[], sources: MetricsSources) {
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read());
+      },
+    });
+  gauge("switchboard_journal_depth", "Call and event records waiting in the journal for the database", sources.journalDepth);
+  gauge("switchboard_database_available", "1 while the database takes statements, 0 while it is away", () =>
+    sources.databaseAvailable() ? 1 : 0,
+  );
+  // Pool usage: in flight over connections near or above 1 means calls queue for a connection.
+  gauge("switchboard_database_statements_in_flight", "Database statements sent and not answered yet", () =>
+    sources.databaseStatements().inFlight,
+  );
+  gauge(
+    "switchboard_database_connections_max",
+    "Statements the database client runs at once (DB_POOL_MAX; 1 for the embedded database)",
+    () => sources.databaseStatements().connections,
+  );
+}
