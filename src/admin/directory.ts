@@ -7,7 +7,7 @@
 import { Value } from "@sinclair/typebox/value";
 import { and, eq, isNull, ne } from "drizzle-orm";
 import { normalizePhoneNumber, numberTypeOf } from "../calls/phone";
-import type { Db } from "../db/client";
+import type { Drizzle } from "../db/client";
 import { agents, campaigns, phoneNumbers, tenants } from "../db/schema";
 import { DirectoryFile } from "./model";
 
@@ -38,7 +38,7 @@ type DirectoryTenant = DirectoryFile["tenants"][number];
  * `systemDefaultAgent` (SYSTEM_DEFAULT_AGENT) is a name no tenant's agent may take.
  */
 export async function applyDirectory(
-  db: Db,
+  db: Drizzle,
   input: unknown,
   region: string,
   systemDefaultAgent: string,
@@ -70,7 +70,7 @@ export async function applyDirectory(
 
 /** A tenant of the file being applied: in the file (at `path`), its row, the transaction, the counts. */
 interface ApplyingTenant {
-  tx: Db;
+  tx: Drizzle;
   tenant: DirectoryTenant;
   tenantId: string;
   path: string;
@@ -150,7 +150,7 @@ async function upsertPhoneNumbers({ tx, tenant, tenantId, path, region, summary 
  * system-wide). The WHERE turns "the name is another owner's" into zero rows, not a silent move.
  */
 async function upsertAgent(
-  tx: Db,
+  tx: Drizzle,
   tenantId: string | null,
   name: string,
   values: { isDefault?: boolean; active: boolean },
@@ -293,9 +293,9 @@ function agentNameProblem(
       message: `"${name}" is the system default agent (SYSTEM_DEFAULT_AGENT); LiveKit dispatches agents by name, so a tenant's agent cannot take it`,
     };
   }
-  const first = owners.get(name);
-  if (first) {
-    return { path, message: `"${name}" is already listed at ${first} (agent names are unique across tenants and system-wide agents)` };
+  const listedAt = owners.get(name);
+  if (listedAt) {
+    return { path, message: `"${name}" is already listed at ${listedAt} (agent names are unique across tenants and system-wide agents)` };
   }
   owners.set(name, at);
   return undefined;

@@ -3,7 +3,7 @@
 // they tell keys apart in lists and find a presented key's row.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { and, eq, isNull, sql } from "drizzle-orm";
-import type { Database, Db } from "../db/client";
+import type { Database, Drizzle } from "../db/client";
 import { apiKeys, tenants } from "../db/schema";
 import { ForbiddenError, NotFoundError, UnauthorizedError } from "../errors";
 import { ApiKey } from "./model";
@@ -28,7 +28,7 @@ const hashKey = (key: string) => createHash("sha256").update(key).digest("hex");
 
 /** Makes a key for a tenant (or an admin key when tenantId is null); the only time it is readable. */
 export async function createApiKey(
-  db: Db,
+  db: Drizzle,
   options: { tenantId: string | null; label?: string | null },
 ): Promise<{ key: string; apiKey: ApiKeyView }> {
   const key = KEY_PREFIX + randomBytes(32).toString("base64url");
@@ -45,7 +45,7 @@ export async function createApiKey(
 }
 
 /** The `keys create --tenant NAME` path: the tenant by name, or a NotFoundError naming it. */
-export async function tenantIdByName(db: Db, name: string): Promise<string> {
+export async function tenantIdByName(db: Drizzle, name: string): Promise<string> {
   const [row] = await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.name, name));
   if (!row) throw new NotFoundError(`tenant "${name}" does not exist`);
   return row.id;
@@ -84,7 +84,7 @@ export async function authenticate(database: Database, header: string | null): P
  * Revokes a key the principal may see; a key it may not see is reported as missing. Revoking a
  * revoked key changes nothing (its revocation time stays) and says so.
  */
-export async function revokeApiKey(db: Db, principal: Principal, id: string): Promise<"revoked" | "already revoked"> {
+export async function revokeApiKey(db: Drizzle, principal: Principal, id: string): Promise<"revoked" | "already revoked"> {
   const target = and(eq(apiKeys.id, id), visible(principal, apiKeys.tenantId));
   const revoked = await db
     .update(apiKeys)

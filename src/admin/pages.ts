@@ -1,7 +1,7 @@
 // Lists: one page at a time, newest first, filtered by the query.
 import { and, desc, eq, type SQL, sql } from "drizzle-orm";
 import type { PgColumn, PgTable } from "drizzle-orm/pg-core";
-import type { Db } from "../db/client";
+import type { Drizzle } from "../db/client";
 import { BadRequestError } from "../errors";
 import { storableTime } from "./input";
 import { DEFAULT_PAGE, MAX_PAGE } from "./model";
@@ -23,7 +23,7 @@ export const filter = <T>(column: PgColumn, value: T | undefined) => (value === 
  * microseconds: rounding to JavaScript's milliseconds would skip rows within one millisecond.
  */
 export async function listPage<T extends PgTable & { createdAt: PgColumn; id: PgColumn }, V>(
-  db: Db,
+  db: Drizzle,
   table: T,
   conditions: (SQL | undefined)[],
   paging: Paging,

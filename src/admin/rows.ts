@@ -3,7 +3,7 @@
 import type { SQL } from "drizzle-orm";
 import type { PgTable, PgUpdateSetSource } from "drizzle-orm/pg-core";
 import type { Static, TObject } from "@sinclair/typebox";
-import type { Db } from "../db/client";
+import type { Drizzle } from "../db/client";
 import { NotFoundError } from "../errors";
 
 /** The one row found, or a 404 naming what was asked for. */
@@ -18,7 +18,7 @@ export function found<T>(rows: T[], what: string, id: string): T {
  * set too (e.g. updated_at), only when something is.
  */
 export async function updateOrRead<T extends PgTable>(
-  db: Db,
+  db: Drizzle,
   table: T,
   set: PgUpdateSetSource<T>,
   where: SQL | undefined,

@@ -10,7 +10,7 @@ import { openPglite } from "./pglite";
 import { openPostgres } from "./postgres";
 
 export { DatabaseClosedError, DatabaseDownError } from "./availability";
-export { type Database, type Db, rowsOf } from "./database";
+export { type Database, type Drizzle, rowsOf } from "./database";
 
 export interface DatabaseOptions {
   databaseUrl?: string;

@@ -5,14 +5,15 @@ import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import type { Availability } from "./availability";
 import type * as schema from "./schema";
 
-export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+/** The Drizzle query builder over the schema: what the admin API and the directory file write with. */
+export type Drizzle = PgDatabase<PgQueryResultHKT, typeof schema>;
 
 
 export interface Database {
   /** Every statement bounded by the statement timeout and refused at once while the database is down. */
-  db: Db;
+  db: Drizzle;
   /** No client-side deadline: for migrations, which may rightly run long. */
-  maintenanceDb: Db;
+  maintenanceDb: Drizzle;
   kind: "postgres" | "pglite";
   /**
    * Runs raw SQL and returns its rows, whichever driver is underneath, within the statement
@@ -56,8 +57,8 @@ export type Subscribe = (channel: string, onNotify: () => void, onListening: () 
 /** What a driver brings; asDatabase puts the rules of Database around it. */
 export interface Driver {
   kind: Database["kind"];
-  db: Db;
-  maintenanceDb: Db;
+  db: Drizzle;
+  maintenanceDb: Drizzle;
   connections: number;
   /** Runs one statement, unbounded: asDatabase bounds it. */
   execute: (query: SQL) => Promise<unknown>;

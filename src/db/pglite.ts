@@ -27,7 +27,7 @@ import type { SQL } from "drizzle-orm";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { tryLockFile } from "../lock-file";
 import { trackAvailability } from "./availability";
-import { asDatabase, type Database, type Db, type Subscribe } from "./database";
+import { asDatabase, type Database, type Drizzle, type Subscribe } from "./database";
 import * as schema from "./schema";
 
 export interface PgliteOptions {
@@ -227,7 +227,7 @@ export async function openPglite({ dataDir, statementTimeoutMs }: PgliteOptions)
     if (!inMemory) restrictToOwner(dataDir);
     // PGlite runs statements in this process, in WebAssembly: nothing can interrupt one (it has
     // no statement_timeout either), so the deadline here only bounds waiting behind others.
-    const db = drizzlePglite(client, { schema }) as unknown as Db;
+    const db = drizzlePglite(client, { schema }) as unknown as Drizzle;
     const subscribe: Subscribe = async (channel, onNotify, onListening) => {
       await client.listen(channel, onNotify);
       onListening();

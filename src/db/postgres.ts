@@ -6,7 +6,7 @@ import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { withDeadline } from "../errors";
 import { type Availability, trackAvailability } from "./availability";
-import { asDatabase, clientDeadline, type Database, type Db, type Subscribe } from "./database";
+import { asDatabase, clientDeadline, type Database, type Drizzle, type Subscribe } from "./database";
 import * as schema from "./schema";
 
 export interface PostgresOptions {
@@ -44,8 +44,8 @@ export function openPostgres(url: string, options: PostgresOptions): Database {
   const subscribe: Subscribe = (channel, onNotify, onListening) => client.listen(channel, onNotify, onListening);
   const driver = {
     kind: "postgres" as const,
-    db: drizzlePostgres(boundedClient(client, gate, deadline), { schema }) as unknown as Db,
-    maintenanceDb: drizzlePostgres(client, { schema }) as unknown as Db,
+    db: drizzlePostgres(boundedClient(client, gate, deadline), { schema }) as unknown as Drizzle,
+    maintenanceDb: drizzlePostgres(client, { schema }) as unknown as Drizzle,
     connections: options.poolMax,
     execute,
     subscribe,

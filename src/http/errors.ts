@@ -59,11 +59,11 @@ function constraintProblem(error: unknown, request: Request, logger: Logger): Ap
 }
 
 function validationProblem(error: ValidationError): BadRequestError {
-  const first = error.all[0] as (Parameters<typeof describeValueError>[0] & { summary?: string }) | undefined;
-  const field = first?.path ? first.path.replace(/^\//, "").replaceAll("/", ".") : "body";
-  let message = first?.schema ? describeValueError(first) : (first?.message ?? "invalid");
+  const firstProblem = error.all[0] as (Parameters<typeof describeValueError>[0] & { summary?: string }) | undefined;
+  const field = firstProblem?.path ? firstProblem.path.replace(/^\//, "").replaceAll("/", ".") : "body";
+  let message = firstProblem?.schema ? describeValueError(firstProblem) : (firstProblem?.message ?? "invalid");
   // A value of none of a union's types (a number for a nullable string): the summary lists them.
-  const expected = /should be one of: (.*)$/.exec(first?.summary ?? "")?.[1];
+  const expected = /should be one of: (.*)$/.exec(firstProblem?.summary ?? "")?.[1];
   if (message === "Expected union value" && expected) {
     message = `expected ${[...new Set(expected.split(", ").map((k) => k.replaceAll("'", "")))].join(" or ")}`;
   }

@@ -2,7 +2,7 @@
 // every tenant). LiveKit dispatches agents by name, so names are one namespace across tenants.
 import { and, eq, sql } from "drizzle-orm";
 import { constraintViolation } from "../../db/errors";
-import type { Db } from "../../db/client";
+import type { Drizzle } from "../../db/client";
 import { agents, campaigns, tenants } from "../../db/schema";
 import { ConflictError, ForbiddenError, NotFoundError } from "../../errors";
 import type { AdminDeps } from "../context";
@@ -26,7 +26,7 @@ function agentValues(body: typeof AgentUpdate.static) {
   };
 }
 
-export const listAgents = (db: Db, principal: Principal, query: typeof AgentQuery.static) =>
+export const listAgents = (db: Drizzle, principal: Principal, query: typeof AgentQuery.static) =>
   listPage(
     db,
     agents,
@@ -41,7 +41,7 @@ export const listAgents = (db: Db, principal: Principal, query: typeof AgentQuer
     agentView,
   );
 
-export async function getAgent(db: Db, principal: Principal, id: string) {
+export async function getAgent(db: Drizzle, principal: Principal, id: string) {
   const rows = await db
     .select()
     .from(agents)
@@ -54,7 +54,7 @@ export async function getAgent(db: Db, principal: Principal, id: string) {
  * The tenant row is locked first so concurrent "make this the default" requests take turns
  * instead of meeting on the index.
  */
-async function clearDefault(tx: Db, tenantId: string | null, keep?: string) {
+async function clearDefault(tx: Drizzle, tenantId: string | null, keep?: string) {
   if (!tenantId) return;
   // NO KEY UPDATE: serialises default changes without blocking foreign-key checks on the tenant.
   await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for("no key update");
@@ -123,7 +123,7 @@ export async function updateAgent(deps: AdminDeps, principal: Principal, id: str
 }
 
 /** Nothing matched: a system-wide agent a tenant key may read but not change, or nothing at all. */
-async function explainUnwritableAgent(db: Db, principal: Principal, id: string): Promise<never> {
+async function explainUnwritableAgent(db: Drizzle, principal: Principal, id: string): Promise<never> {
   const [shared] = await db
     .select({ id: agents.id })
     .from(agents)
@@ -136,7 +136,7 @@ async function explainUnwritableAgent(db: Db, principal: Principal, id: string):
  * Deletes an agent. Campaigns using it block the delete (409 naming them) unless unlink is set,
  * which detaches it from them first. Call logs name their agent, so no history is lost.
  */
-export async function deleteAgent(db: Db, principal: Principal, id: string, unlink: boolean) {
+export async function deleteAgent(db: Drizzle, principal: Principal, id: string, unlink: boolean) {
   try {
     await db.transaction(async (tx) => {
       const target = and(eq(agents.id, id), writable(principal, agents.tenantId));
@@ -155,7 +155,7 @@ export async function deleteAgent(db: Db, principal: Principal, id: string, unli
 }
 
 /** Detaches the agent from the campaigns using it (unlink), or refuses naming them. */
-async function releaseFromCampaigns(tx: Db, id: string, tenantId: string | null, unlink: boolean) {
+async function releaseFromCampaigns(tx: Drizzle, id: string, tenantId: string | null, unlink: boolean) {
   // The triggers keep a tenant's agent to its own campaigns; the scope says so once more.
   const users = and(eq(campaigns.agentId, id), tenantId ? eq(campaigns.tenantId, tenantId) : undefined);
   if (unlink) {

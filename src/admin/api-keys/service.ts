@@ -1,6 +1,6 @@
 // API keys over HTTP: listed and described (never the keys themselves), issued, revoked (keys.ts).
 import { and, eq } from "drizzle-orm";
-import type { Db } from "../../db/client";
+import type { Drizzle } from "../../db/client";
 import { apiKeys } from "../../db/schema";
 import { BadRequestError } from "../../errors";
 import { apiKeyView, createApiKey, type Principal } from "../keys";
@@ -9,7 +9,7 @@ import { filter, listPage } from "../pages";
 import { found } from "../rows";
 import { assertAdmin, tenantForCreate, visible } from "../scope";
 
-export const listApiKeys = (db: Db, principal: Principal, query: typeof ApiKeyQuery.static) =>
+export const listApiKeys = (db: Drizzle, principal: Principal, query: typeof ApiKeyQuery.static) =>
   listPage(
     db,
     apiKeys,
@@ -18,7 +18,7 @@ export const listApiKeys = (db: Db, principal: Principal, query: typeof ApiKeyQu
     apiKeyView,
   );
 
-export async function getApiKey(db: Db, principal: Principal, id: string) {
+export async function getApiKey(db: Drizzle, principal: Principal, id: string) {
   const rows = await db
     .select()
     .from(apiKeys)
@@ -27,7 +27,7 @@ export async function getApiKey(db: Db, principal: Principal, id: string) {
 }
 
 /** A tenant key issues keys for its tenant; only an admin key issues admin keys. */
-export async function issueApiKey(db: Db, principal: Principal, body: typeof ApiKeyCreate.static) {
+export async function issueApiKey(db: Drizzle, principal: Principal, body: typeof ApiKeyCreate.static) {
   if (body.admin) {
     assertAdmin(principal);
     if (body.tenant_id) throw new BadRequestError("tenant_id: an admin key has no tenant", "tenant_id");

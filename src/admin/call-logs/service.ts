@@ -1,7 +1,7 @@
 // Call logs: written by calls and LiveKit's events; here they are read, and a status fixed.
 import { and, eq, gte, lt, sql } from "drizzle-orm";
 import { correctCallStatus } from "../../calls/service";
-import type { Db } from "../../db/client";
+import type { Drizzle } from "../../db/client";
 import { type CallStatus, callLogs } from "../../db/schema";
 import { ConflictError } from "../../errors";
 import type { AdminDeps } from "../context";
@@ -33,7 +33,7 @@ export const listCallLogs = (deps: AdminDeps, principal: Principal, query: typeo
     callLogView,
   );
 
-export async function getCallLog(db: Db, principal: Principal, by: { id: string } | { providerCallId: string }) {
+export async function getCallLog(db: Drizzle, principal: Principal, by: { id: string } | { providerCallId: string }) {
   const key = "id" in by ? eq(callLogs.id, by.id) : eq(callLogs.providerCallId, by.providerCallId);
   const rows = await db
     .select()

@@ -1,6 +1,6 @@
 // Campaigns: a tenant's, deleted softly (leads and call logs keep pointing at them).
 import { and, eq, isNull, sql } from "drizzle-orm";
-import type { Db } from "../../db/client";
+import type { Drizzle } from "../../db/client";
 import { campaigns, phoneNumbers } from "../../db/schema";
 import type { Principal } from "../keys";
 import { Campaign, type CampaignCreate, type CampaignQuery, type CampaignUpdate } from "../model";
@@ -13,7 +13,7 @@ const campaignView = viewOf(Campaign);
 const liveCampaign = (principal: Principal, id: string) =>
   and(eq(campaigns.id, id), isNull(campaigns.deletedAt), visible(principal, campaigns.tenantId));
 
-export const listCampaigns = (db: Db, principal: Principal, query: typeof CampaignQuery.static) =>
+export const listCampaigns = (db: Drizzle, principal: Principal, query: typeof CampaignQuery.static) =>
   listPage(
     db,
     campaigns,
@@ -28,11 +28,11 @@ export const listCampaigns = (db: Db, principal: Principal, query: typeof Campai
     campaignView,
   );
 
-export async function getCampaign(db: Db, principal: Principal, id: string) {
+export async function getCampaign(db: Drizzle, principal: Principal, id: string) {
   return campaignView(found(await db.select().from(campaigns).where(liveCampaign(principal, id)), "campaign", id));
 }
 
-export async function createCampaign(db: Db, principal: Principal, body: typeof CampaignCreate.static) {
+export async function createCampaign(db: Drizzle, principal: Principal, body: typeof CampaignCreate.static) {
   const tenantId = tenantForCreate(principal, body.tenant_id)!;
   const [row] = await db
     .insert(campaigns)
@@ -41,7 +41,7 @@ export async function createCampaign(db: Db, principal: Principal, body: typeof 
   return campaignView(row!);
 }
 
-export async function updateCampaign(db: Db, principal: Principal, id: string, body: typeof CampaignUpdate.static) {
+export async function updateCampaign(db: Drizzle, principal: Principal, id: string, body: typeof CampaignUpdate.static) {
   const set = { name: body.name, agentId: body.agent_id, status: body.status };
   return campaignView(found(await updateOrRead(db, campaigns, set, liveCampaign(principal, id)), "campaign", id));
 }
@@ -50,7 +50,7 @@ export async function updateCampaign(db: Db, principal: Principal, id: string, b
  * Deletes a campaign softly: leads and call logs keep pointing at it, its numbers are unlinked
  * (calls to them go to the tenant's default agent) and its name is free again.
  */
-export async function deleteCampaign(db: Db, principal: Principal, id: string) {
+export async function deleteCampaign(db: Drizzle, principal: Principal, id: string) {
   await db.transaction(async (tx) => {
     const rows = await tx
       .update(campaigns)

@@ -1,6 +1,6 @@
 // Leads: made by calls (one per tenant and caller's number), read, corrected and deleted here.
 import { and, eq, sql } from "drizzle-orm";
-import type { Db } from "../../db/client";
+import type { Drizzle } from "../../db/client";
 import { leads } from "../../db/schema";
 import type { AdminDeps } from "../context";
 import { assertStorableJson, phoneFilter } from "../input";
@@ -29,11 +29,11 @@ export const listLeads = (deps: AdminDeps, principal: Principal, query: typeof L
     leadView,
   );
 
-export async function getLead(db: Db, principal: Principal, id: string) {
+export async function getLead(db: Drizzle, principal: Principal, id: string) {
   return leadView(found(await db.select().from(leads).where(leadTarget(principal, id)), "lead", id));
 }
 
-export async function updateLead(db: Db, principal: Principal, id: string, body: typeof LeadUpdate.static) {
+export async function updateLead(db: Drizzle, principal: Principal, id: string, body: typeof LeadUpdate.static) {
   if (body.metadata !== undefined) assertStorableJson(body.metadata, "metadata");
   const set = { name: body.name, status: body.status, email: body.email, metadata: body.metadata };
   const rows = await updateOrRead(db, leads, set, leadTarget(principal, id), { updatedAt: sql`now()` });
@@ -41,6 +41,6 @@ export async function updateLead(db: Db, principal: Principal, id: string, body:
 }
 
 /** The lead's calls stay, unlinked (the database clears their lead_id). */
-export async function deleteLead(db: Db, principal: Principal, id: string) {
+export async function deleteLead(db: Drizzle, principal: Principal, id: string) {
   found(await db.delete(leads).where(leadTarget(principal, id)).returning({ id: leads.id }), "lead", id);
 }

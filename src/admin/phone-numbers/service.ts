@@ -1,7 +1,7 @@
 // Phone numbers: a tenant's, stored as E.164 whatever shape they were written in.
 import { and, eq, sql } from "drizzle-orm";
 import { numberTypeOf } from "../../calls/phone";
-import type { Db } from "../../db/client";
+import type { Drizzle } from "../../db/client";
 import { phoneNumbers } from "../../db/schema";
 import type { AdminDeps } from "../context";
 import { e164Of, phoneFilter } from "../input";
@@ -31,7 +31,7 @@ export const listPhoneNumbers = (deps: AdminDeps, principal: Principal, query: t
     numberView,
   );
 
-export async function getPhoneNumber(db: Db, principal: Principal, id: string) {
+export async function getPhoneNumber(db: Drizzle, principal: Principal, id: string) {
   return numberView(found(await db.select().from(phoneNumbers).where(numberTarget(principal, id)), "phone number", id));
 }
 
@@ -76,7 +76,7 @@ export async function updatePhoneNumber(
 }
 
 /** Past calls keep the number they dialed (to_number); their link to the row is cleared by the database. */
-export async function deletePhoneNumber(db: Db, principal: Principal, id: string) {
+export async function deletePhoneNumber(db: Drizzle, principal: Principal, id: string) {
   const rows = await db.delete(phoneNumbers).where(numberTarget(principal, id)).returning({ id: phoneNumbers.id });
   found(rows, "phone number", id);
 }
