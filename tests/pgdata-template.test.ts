@@ -30,9 +30,10 @@ test.skipIf(Boolean(process.env.DATABASE_URL))("a truncated cached template is r
   truncateSync(path, half);
 
   expect(await openAndAsk()).toEqual([{ answer: 42 }]);
-  // One template again (initdb's output differs from run to run, so it has another name), whole.
-  const [replacement, ...others] = templates();
-  expect(others).toEqual([]);
-  expect(statSync(join(CACHE, replacement!)).size).toBeGreaterThan(half);
+  // The cut file is gone; a whole one took its place (initdb's output differs from run to run, so
+  // it has another name; another checkout's test may have written one too).
+  expect(templates()).not.toContain(name!);
+  expect(templates().map((file) => statSync(join(CACHE, file)).size > half)).toEqual(templates().map(() => true));
+  expect(templates().length).toBeGreaterThan(0);
   expect(await openAndAsk()).toEqual([{ answer: 42 }]);
 });
