@@ -6,6 +6,7 @@ import { createApiKey } from "../src/admin/keys";
 import * as m from "../src/admin/model";
 import { type AdminClient, adminClient } from "./support/admin";
 import { openTestContext, type TestContext } from "./support/context";
+import { SIP_INBOUND_PATH } from "./support/livekit-app";
 
 let ctx: TestContext;
 let admin: AdminClient;
@@ -37,7 +38,7 @@ describe("answers match the published models", () => {
     expectModel(m.Campaign, campaign);
     const number = (await admin.post("/phone-numbers", { tenant_id: tenant.id, number: "+1 415 555 0177", campaign_id: campaign.id })).body;
     expectModel(m.PhoneNumber, number);
-    const routed = await ctx.post("/api/v1/webhooks/livekit/sip-inbound", {
+    const routed = await ctx.post(SIP_INBOUND_PATH, {
       call_id: "models-1",
       from_number: "+12125550177",
       to_number: "+14155550177",
@@ -82,17 +83,32 @@ describe("answers match the published models", () => {
 });
 
 describe("audit lines", () => {
+  /** The audit lines: those naming a key, a method, a path and a status (whatever their wording). */
+  const auditLines = () =>
+    ctx.logs.filter((l) => "key_id" in l && typeof l.method === "string" && typeof l.path === "string" && typeof l.status === "number");
+
+  /**
+   * A write nothing else makes (a DELETE of an id that does not exist: 404, still a write), and
+   * the index of its line. A line is written once the answer has gone out (onAfterResponse), a
+   * moment later, and lines come in order: the lines between two markers are those in between.
+   */
+  async function marker(): Promise<number> {
+    const path = `/api/v1/agents/${crypto.randomUUID()}`;
+    expect((await admin.delete(path.slice("/api/v1".length))).status).toBe(404);
+    const index = () => auditLines().findIndex((l) => l.path === path);
+    for (let waited = 0; index() < 0 && waited < 5_000; waited += 10) await Bun.sleep(10);
+    expect(index()).toBeGreaterThanOrEqual(0);
+    return index();
+  }
+
   test("each write is logged with the key's id and status, reads are not, and no key appears in any line", async () => {
-    await Bun.sleep(20); // lines of earlier tests' writes land first
-    const before = ctx.logs.length;
+    const start = await marker();
     const created = await admin.post("/tenants", { name: "Audited" });
     const refused = await admin.post("/tenants", { name: "Audited" });
     await admin.get("/tenants");
     expect([created.status, refused.status]).toEqual([201, 409]);
-    // The line is written once the answer has gone out (onAfterResponse), a tick later.
-    await Bun.sleep(20);
-    const lines = ctx.logs.slice(before).filter((l) => l.msg === "admin write");
-    expect(lines.map((l) => [l.method, l.path, l.status, l.key_id])).toEqual([
+    const end = await marker();
+    expect(auditLines().slice(start + 1, end).map((l) => [l.method, l.path, l.status, l.key_id])).toEqual([
       ["POST", "/api/v1/tenants", 201, adminKey.id],
       ["POST", "/api/v1/tenants", 409, adminKey.id],
     ]);

@@ -6,10 +6,9 @@ import { sql } from "drizzle-orm";
 import { createApiKey } from "../src/admin/keys";
 import { type AdminClient, type ApiAnswer, adminClient } from "./support/admin";
 import { openTestContext, type TestContext } from "./support/context";
+import { SIP_INBOUND_PATH, SYSTEM_DEFAULT_AGENT } from "./support/livekit-app";
 
-const SIP_INBOUND = "/api/v1/webhooks/livekit/sip-inbound";
 const TEST_CALL = "/api/v1/webhooks/test";
-const SYSTEM_DEFAULT = "telephony-agent";
 
 const UUID = expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
 const ISO = expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/);
@@ -205,7 +204,7 @@ interface Routed {
 let callSeq = 0;
 /** A call through the decision webhook, as LiveKit-side glue sends it. */
 async function sipCall(to: string, from: string, callId = `CA-${++callSeq}-${crypto.randomUUID()}`): Promise<Routed> {
-  const res = await ctx.post(SIP_INBOUND, { call_id: callId, from_number: from, to_number: to });
+  const res = await ctx.post(SIP_INBOUND_PATH, { call_id: callId, from_number: from, to_number: to });
   const text = await res.text();
   if (res.status !== 200) throw new Error(`sip-inbound answered ${res.status}: ${text}`);
   const answer = JSON.parse(text);
@@ -384,12 +383,12 @@ describe("tenants", () => {
     expect(ok(await api.get(`/tenants/${tenant.id}`)).is_active).toBe(false);
 
     const toCampaign = await sipCall("(415) 555-0100", "+12125550142");
-    expect(toCampaign.agentName).toBe(SYSTEM_DEFAULT);
+    expect(toCampaign.agentName).toBe(SYSTEM_DEFAULT_AGENT);
     expect(toCampaign.meta.agent_source).toBe("system_default");
     const log = ok(await api.get(`/call-logs/${toCampaign.meta.call_log_id}`));
-    expect(snapshotOf(log)).toMatchObject({ agent_name: SYSTEM_DEFAULT, agent_source: "system_default", to_number: "+14155550100" });
+    expect(snapshotOf(log)).toMatchObject({ agent_name: SYSTEM_DEFAULT_AGENT, agent_source: "system_default", to_number: "+14155550100" });
     const toPlain = await sipCall("+14155550101", "+12125550142");
-    expect(toPlain.agentName).toBe(SYSTEM_DEFAULT);
+    expect(toPlain.agentName).toBe(SYSTEM_DEFAULT_AGENT);
     expect(toPlain.meta.agent_source).toBe("system_default");
 
     // Nothing else changed: the number and the campaign are still there, other tenants unaffected.
@@ -511,7 +510,7 @@ describe("agents", () => {
     // Unsetting leaves the tenant with none.
     ok(await api.patch(`/agents/${first.id}`, { is_default: false }));
     expect(await list("/agents", { tenant_id: tenant.id, is_default: true })).toEqual([]);
-    expect((await sipCall("+14155550100", "+12125550142")).agentName).toBe(SYSTEM_DEFAULT);
+    expect((await sipCall("+14155550100", "+12125550142")).agentName).toBe(SYSTEM_DEFAULT_AGENT);
   });
 
   test("agent names are unique across tenants and system-wide agents: 409 naming name, nothing changed", async () => {
@@ -851,7 +850,7 @@ describe("phone numbers", () => {
     expect(idsOf(await list("/call-logs", { to_number: "(415) 555-0100" }))).toEqual([log.id]);
     // The number is unknown now: calls to it get the system default.
     const after = await sipCall("+14155550100", "+12125550142");
-    expect(after.agentName).toBe(SYSTEM_DEFAULT);
+    expect(after.agentName).toBe(SYSTEM_DEFAULT_AGENT);
     expect(after.meta.tenant_id).toBeNull();
   });
 });
@@ -1165,8 +1164,13 @@ describe("pagination", () => {
   });
 
   test("bad limits and cursors are 400 naming the field", async () => {
-    const tenant = await newTenant();
+    // Two rows of every list (two calls from two callers: two call logs, two leads), so that a
+    // good limit after all the bad ones visibly pages.
+    const { tenant } = await acme();
+    await newTenant();
     await newCampaign(tenant.id);
+    await sipCall("+14155550100", "+12125550142");
+    await sipCall("+14155550101", "+12125550143");
     for (const path of ["/tenants", "/agents", "/campaigns", "/phone-numbers", "/leads", "/call-logs"]) {
       await expectRefused([
         ...["0", "501", "abc", "-1", "2.5", ""].map(
@@ -1184,8 +1188,10 @@ describe("pagination", () => {
           ],
         ),
       ]);
-      expect((await page(path, { limit: 1 })).data.length).toBeLessThanOrEqual(1);
-      expect((await page(path, { limit: 500 })).next_cursor).toBeNull();
+      const one = await page(path, { limit: 1 });
+      expect({ path, rows: one.data.length, more: typeof one.next_cursor }).toEqual({ path, rows: 1, more: "string" });
+      const all = await page(path, { limit: 500 });
+      expect({ path, rows: all.data.length >= 2, more: all.next_cursor }).toEqual({ path, rows: true, more: null });
     }
   });
 });

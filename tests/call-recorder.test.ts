@@ -19,12 +19,10 @@ import { type Database, openDatabase } from "../src/db/client";
 import { constraintViolation, isDatabaseUnavailable } from "../src/db/errors";
 import { callLogs, leads } from "../src/db/schema";
 import { createLogger } from "../src/logger";
-import { openTestContext, type TestContext, testEnv } from "./support/context";
+import { openTestContext, openTestDatabase, type TestContext, type TestDatabase } from "./support/context";
+import { SIP_INBOUND_PATH, SYSTEM_DEFAULT_AGENT } from "./support/livekit-app";
 
 const json = (res: Response): Promise<any> => res.json();
-
-const SIP_INBOUND = "/api/v1/webhooks/livekit/sip-inbound";
-const SYSTEM_DEFAULT = "telephony-agent";
 
 const LIVE_NUMBER = "+14155550100"; // Acme, campaign "Live" (acme-sales)
 const PLAIN_NUMBER = "+14155550101"; // Acme, no campaign (acme-default)
@@ -82,28 +80,27 @@ function counted(real: Database) {
         stats.inFlight--;
       }
     },
-    close: () => real.close(),
+    // The database underneath is the file's (see afterAll), not this wrapper's to close.
+    close: async () => {},
   };
   return { database, stats, reset };
 }
 
 let ctx: TestContext;
+let own: TestDatabase;
 let real: Database;
 let counter: ReturnType<typeof counted>;
 const db = () => ctx.database.db;
 
 beforeAll(async () => {
-  real = await openDatabase({
-    databaseUrl: testEnv().DATABASE_URL,
-    dataDir: "memory://",
-    poolMax: 10,
-    statementTimeoutMs: 10_000,
-  });
+  own = await openTestDatabase({ poolMax: 10 });
+  real = own.database;
   counter = counted(real);
   ctx = await openTestContext({ DB_STATEMENT_TIMEOUT_MS: "10000" }, { database: counter.database });
 }, 30_000);
 afterAll(async () => {
   await ctx?.close();
+  await own?.close();
 });
 beforeEach(async () => {
   await ctx.reset();
@@ -117,7 +114,7 @@ async function decide(to: string, from: string | null, callId = newCallId(), ext
     call: { callId, from, to, source: "sip-inbound", ...extra },
     fromNumber: from,
     toNumber: to,
-    ...chooseAgent(entry, SYSTEM_DEFAULT),
+    ...chooseAgent(entry, SYSTEM_DEFAULT_AGENT),
     tenantId: entry?.tenantId ?? null,
     campaignId: entry?.campaignId ?? null,
     phoneNumberId: entry?.phoneNumberId ?? null,
@@ -174,7 +171,7 @@ describe("many calls at once through sip-inbound", () => {
       to_number: numbers[i % numbers.length]!,
     }));
     counter.reset();
-    const responses = await Promise.all(calls.map((body) => ctx.post(SIP_INBOUND, body)));
+    const responses = await Promise.all(calls.map((body) => ctx.post(SIP_INBOUND_PATH, body)));
     const statements = counter.stats.statements;
 
     expect(responses.map((r) => r.status)).toEqual(Array(200).fill(200));
@@ -224,7 +221,7 @@ describe("many calls at once through sip-inbound", () => {
       from_number: CALLERS[i % 3],
       to_number: LIVE_NUMBER,
     }));
-    const responses = await Promise.all([twice, ...others, twice].map((body) => ctx.post(SIP_INBOUND, body)));
+    const responses = await Promise.all([twice, ...others, twice].map((body) => ctx.post(SIP_INBOUND_PATH, body)));
     const answers = await Promise.all(responses.map(json));
     expect(responses.map((r) => r.status)).toEqual(Array(22).fill(200));
     const first = answers[0];
@@ -315,7 +312,7 @@ describe("the first delivery of a call id wins", () => {
 
   test("a call id recorded before: its stored decision comes back and nothing changes, even after the directory changed", async () => {
     const body = { call_id: newCallId(), from_number: CALLERS[0], to_number: LIVE_NUMBER };
-    const earlier = await json(await ctx.post(SIP_INBOUND, body));
+    const earlier = await json(await ctx.post(SIP_INBOUND_PATH, body));
     expect(earlier.agent_name).toBe("acme-sales");
     const logBefore = await callLogOf(body.call_id);
     const leadsBefore = await allLeads();
@@ -340,7 +337,7 @@ describe("the first delivery of a call id wins", () => {
     expect(leadAfter).toEqual(leadsBefore.find((l) => l.id === logBefore.leadId));
 
     // Through the endpoint too: the earlier answer, word for word.
-    expect(await json(await ctx.post(SIP_INBOUND, body))).toEqual(earlier);
+    expect(await json(await ctx.post(SIP_INBOUND_PATH, body))).toEqual(earlier);
   });
 });
 
@@ -418,7 +415,7 @@ describe("references gone between the decision and the record", () => {
       },
     },
     recorder: recorder({ gather: true }).rec,
-    settings: { systemDefaultAgent: SYSTEM_DEFAULT, defaultRegion: "US", recordWaitMs: 10_000 },
+    settings: { systemDefaultAgent: SYSTEM_DEFAULT_AGENT, defaultRegion: "US", recordWaitMs: 10_000 },
     logger: createLogger("error", { write: () => {} }),
   });
 

@@ -5,6 +5,8 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import postgres from "postgres";
+import { freePort } from "./support/disposable-postgres";
+import { killAllServers, startServer } from "./support/server-process";
 
 const ROOT = resolve(import.meta.dir, "..");
 const bun = process.execPath;
@@ -22,49 +24,29 @@ const baseEnv = (extra: Record<string, string>) => ({
   ...extra,
 });
 
-function runCommand(args: string[], env: Record<string, string>) {
-  const result = Bun.spawnSync([bun, "src/main.ts", ...args], { cwd: ROOT, env: baseEnv(env), stdout: "pipe", stderr: "pipe" });
-  return { code: result.exitCode, stderr: result.stderr.toString().trim() };
+async function runCommand(args: string[], env: Record<string, string>) {
+  const child = Bun.spawn([bun, "src/main.ts", ...args], { cwd: ROOT, env: baseEnv(env), stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+  const [stderr, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+  return { code, stderr: stderr.trim() };
 }
 
-const freePort = () => {
-  const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = holder.port;
-  holder.stop(true);
-  return port;
-};
-
-const servers: ReturnType<typeof Bun.spawn>[] = [];
-afterAll(() => {
-  for (const server of servers) server.kill("SIGKILL");
-});
-
-/** A running server; resolves with its port once it answers /healthz. */
-async function startServer(dataDir: string) {
-  const port = freePort();
-  const server = Bun.spawn([bun, "src/main.ts", "serve"], { cwd: ROOT, env: baseEnv({ DATA_DIR: dataDir, PORT: String(port) }), stdout: "pipe", stderr: "pipe" });
-  servers.push(server);
-  for (let i = 0; i < 600; i++) {
-    if (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)) return port;
-    await Bun.sleep(50);
-  }
-  throw new Error("the first server did not start");
-}
+afterAll(killAllServers);
 
 // One server for the tests that need one running (each start costs seconds): they only read it.
 const sharedDataDir = mkdtempSync(join(tmpdir(), "cli-shared-"));
 let sharedPort: Promise<number> | undefined;
-const sharedServer = () => (sharedPort ??= startServer(sharedDataDir));
+const sharedServer = () => (sharedPort ??= startServer({ DATA_DIR: sharedDataDir }).then((server) => server.port));
 
 const expectOneLine = (stderr: string) => {
   expect(stderr.split("\n")).toHaveLength(1);
   expect(stderr).not.toMatch(/^\s+at /m);
 };
 
-describe("operating errors on the command line", () => {
+// The tests start processes of their own or only read the shared server: they run at once.
+describe.concurrent("operating errors on the command line", () => {
   test.skipIf(repeatUnderPostgres)("a second server on a port already served exits with one line naming the port, and the first keeps serving", async () => {
     const port = await sharedServer();
-    const second = runCommand(["serve"], { DATA_DIR: mkdtempSync(join(tmpdir(), "cli-b-")), PORT: String(port) });
+    const second = await runCommand(["serve"], { DATA_DIR: mkdtempSync(join(tmpdir(), "cli-b-")), PORT: String(port) });
     expect(second.code).toBe(1);
     expectOneLine(second.stderr);
     expect(second.stderr).toContain(`port ${port} is in use`);
@@ -77,15 +59,15 @@ describe("operating errors on the command line", () => {
   test.skipIf(repeatUnderPostgres)("a data directory held by a running server: one line naming DATA_DIR", async () => {
     const dataDir = sharedDataDir;
     await sharedServer();
-    const second = runCommand(["migrate"], { DATA_DIR: dataDir });
+    const second = await runCommand(["migrate"], { DATA_DIR: dataDir });
     expect(second.code).toBe(1);
     expectOneLine(second.stderr);
     expect(second.stderr).toContain(dataDir);
   }, CLI_TIMEOUT);
 
-  test("a refused database connection: one line naming where it tried and DATABASE_URL, without the password", () => {
-    const port = freePort();
-    const result = runCommand(["migrate"], { DATABASE_URL: `postgresql://someone:s3cret-pass@127.0.0.1:${port}/app` });
+  test("a refused database connection: one line naming where it tried and DATABASE_URL, without the password", async () => {
+    const port = await freePort();
+    const result = await runCommand(["migrate"], { DATABASE_URL: `postgresql://someone:s3cret-pass@127.0.0.1:${port}/app` });
     expect(result.code).toBe(1);
     expectOneLine(result.stderr);
     expect(result.stderr).toContain(`127.0.0.1:${port}`);
@@ -99,7 +81,7 @@ describe("operating errors on the command line", () => {
     const admin = postgres(`${PG}/postgres`, { max: 1, onnotice: () => {} });
     await admin.unsafe(`drop database if exists "${name}"`);
     await admin.end();
-    const result = runCommand(["migrate"], { DATABASE_URL: `${PG}/${name}` });
+    const result = await runCommand(["migrate"], { DATABASE_URL: `${PG}/${name}` });
     expect(result.code).toBe(1);
     expectOneLine(result.stderr);
     expect(result.stderr).toContain(name);
@@ -110,25 +92,25 @@ describe("operating errors on the command line", () => {
 describe("switchboard healthcheck (the container's HEALTHCHECK)", () => {
   test.skipIf(repeatUnderPostgres)("exits 0 while a server answers on PORT, 1 with one line once nothing does", async () => {
     const port = await sharedServer();
-    expect(runCommand(["healthcheck"], { PORT: String(port) })).toEqual({ code: 0, stderr: "" });
+    expect(await runCommand(["healthcheck"], { PORT: String(port) })).toEqual({ code: 0, stderr: "" });
     // A proxy in the environment (common in containers) is not asked about the server's own port.
-    const proxied = { PORT: String(port), HTTP_PROXY: `http://127.0.0.1:${freePort()}`, http_proxy: `http://127.0.0.1:${freePort()}` };
-    expect(runCommand(["healthcheck"], proxied)).toEqual({ code: 0, stderr: "" });
+    const proxied = { PORT: String(port), HTTP_PROXY: `http://127.0.0.1:${await freePort()}`, http_proxy: `http://127.0.0.1:${await freePort()}` };
+    expect(await runCommand(["healthcheck"], proxied)).toEqual({ code: 0, stderr: "" });
     // The real server's /metrics, over its socket, as Prometheus scrapes it.
     const metrics = await fetch(`http://127.0.0.1:${port}/metrics`);
     expect(metrics.status).toBe(200);
     expect(metrics.headers.get("content-type")).toStartWith("text/plain; version=0.0.4");
     expect(await metrics.text()).toMatch(/^switchboard_journal_depth 0$/m);
-    const none = runCommand(["healthcheck"], { PORT: String(freePort()) });
+    const none = await runCommand(["healthcheck"], { PORT: String(await freePort()) });
     expect(none.code).toBe(1);
     expectOneLine(none.stderr);
   }, CLI_TIMEOUT);
 });
 
 describe("LiveKit unreachable", () => {
-  test.skipIf(repeatUnderPostgres)("livekit status with LiveKit down names LIVEKIT_URL, not the database", () => {
-    const port = freePort();
-    const result = runCommand(["livekit", "status"], {
+  test.skipIf(repeatUnderPostgres)("livekit status with LiveKit down names LIVEKIT_URL, not the database", async () => {
+    const port = await freePort();
+    const result = await runCommand(["livekit", "status"], {
       DATA_DIR: "memory://",
       LIVEKIT_URL: `http://127.0.0.1:${port}`,
       LIVEKIT_API_KEY: "key",

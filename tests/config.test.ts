@@ -1,8 +1,11 @@
 // Configuration is the environment, checked once at start: a mistake must stop the process with
 // a message naming the variable, never start it with a value the operator did not mean.
 import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { ConfigError, loadConfig } from "../src/config";
 import { VERSION } from "../src/version";
+import { startServer } from "./support/server-process";
 
 /** The ConfigError loadConfig throws for `env`, or a failed expectation when it does not throw. */
 function configError(env: Record<string, string>): ConfigError {
@@ -15,31 +18,63 @@ function configError(env: Record<string, string>): ConfigError {
   throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
 }
 
+/**
+ * The defaults the README's configuration table documents, `Variable` -> `Default`, for the rows
+ * whose default is one literal value: an operator who sets nothing gets what that table says.
+ */
+function documentedDefaults(): Map<string, string> {
+  const readme = readFileSync(join(import.meta.dir, "..", "README.md"), "utf8");
+  const table = readme.slice(readme.indexOf("## Configuration"));
+  const defaults = new Map<string, string>();
+  for (const [, variable, value] of table.matchAll(/^\| `([A-Z0-9_]+)` \| `([^`]*)` \|/gm)) defaults.set(variable!, value!);
+  return defaults;
+}
+
 describe("defaults", () => {
-  test("an empty environment gives a development server on port 3000 with the embedded database", () => {
+  /** Where each documented variable's value ends up in the configuration. */
+  const read: Record<string, (config: ReturnType<typeof loadConfig>) => unknown> = {
+    PORT: (c) => c.port,
+    HOST: (c) => c.host,
+    NODE_ENV: (c) => (c.production ? "production" : "development"),
+    DATA_DIR: (c) => c.dataDir,
+    DB_POOL_MAX: (c) => c.dbPoolMax,
+    DB_STATEMENT_TIMEOUT_MS: (c) => c.statementTimeoutMs,
+    CALL_RECORD_WAIT_MS: (c) => c.callRecordWaitMs,
+    MIGRATE_ON_START: (c) => c.migrateOnStart,
+    SYSTEM_DEFAULT_AGENT: (c) => c.systemDefaultAgent,
+    DEFAULT_REGION: (c) => c.defaultRegion,
+    LOG_LEVEL: (c) => c.logLevel,
+    MAX_BODY_BYTES: (c) => c.maxBodyBytes,
+    SHUTDOWN_TIMEOUT_MS: (c) => c.shutdownTimeoutMs,
+    LIVEKIT_WEBHOOK_VERIFY: (c) => c.livekit.verifyWebhooks,
+    LIVEKIT_WEBHOOK_CLOCK_TOLERANCE_S: (c) => c.livekit.clockToleranceSeconds,
+    LIVEKIT_DISPATCH: (c) => c.livekit.dispatch,
+    LIVEKIT_DISPATCH_RETRIES: (c) => c.livekit.dispatchRetries,
+    LIVEKIT_DISPATCH_RETRY_BASE_MS: (c) => c.livekit.dispatchRetryBaseMs,
+    LIVEKIT_WEBHOOK_BUDGET_MS: (c) => c.livekit.webhookBudgetMs,
+    LIVEKIT_DISPATCH_BUDGET_MS: (c) => c.livekit.dispatchBudgetMs,
+    LIVEKIT_ROOM_PREFIX: (c) => c.livekit.roomPrefix,
+    LIVEKIT_TRUNK_NAME: (c) => c.livekit.trunkName,
+    LIVEKIT_DISPATCH_RULE_NAME: (c) => c.livekit.dispatchRuleName,
+  };
+
+  test("an empty environment gives what the README documents: a development server on the embedded database", () => {
     const config = loadConfig({});
-    expect(config.production).toBe(false);
-    expect(config.host).toBe("0.0.0.0");
-    expect(config.port).toBe(3000);
+    const documented = documentedDefaults();
+    // The table is read, not skipped: a change to its layout must not turn this test into nothing.
+    expect([...documented.keys()]).toEqual(expect.arrayContaining(["PORT", "DATA_DIR", "SYSTEM_DEFAULT_AGENT", "LIVEKIT_DISPATCH"]));
+    for (const [variable, value] of documented) {
+      if (variable.startsWith("OTEL_")) continue; // tracing is off without an endpoint (below)
+      expect({ variable, value: String(read[variable]?.(config)) }).toEqual({ variable, value });
+    }
     expect(config.databaseUrl).toBeUndefined();
-    expect(config.dataDir).toBe("./data");
-    expect(config.dbPoolMax).toBe(10);
-    expect(config.statementTimeoutMs).toBe(1000);
-    expect(config.migrateOnStart).toBe(true);
-    expect(config.systemDefaultAgent).toBe("telephony-agent");
-    expect(config.defaultRegion).toBe("US");
-    expect(config.logLevel).toBe("info");
     expect(config.testEndpointEnabled).toBe(true);
-    expect(config.maxBodyBytes).toBe(64 * 1024);
-    expect(config.shutdownTimeoutMs).toBe(10_000);
-    expect(config.livekit.verifyWebhooks).toBe(true);
-    expect(config.livekit.dispatch).toBe(true);
   });
 
   test("an empty string counts as unset", () => {
-    expect(loadConfig({ PORT: "", LOG_LEVEL: "", SYSTEM_DEFAULT_AGENT: "" }).port).toBe(3000);
-    expect(loadConfig({ LOG_LEVEL: "" }).logLevel).toBe("info");
-    expect(loadConfig({ SYSTEM_DEFAULT_AGENT: "" }).systemDefaultAgent).toBe("telephony-agent");
+    const defaults = loadConfig({});
+    const blank = loadConfig({ PORT: "", LOG_LEVEL: "", SYSTEM_DEFAULT_AGENT: "" });
+    expect([blank.port, blank.logLevel, blank.systemDefaultAgent]).toEqual([defaults.port, defaults.logLevel, defaults.systemDefaultAgent]);
   });
 
   test("values given are used, converted to their types", () => {
@@ -165,24 +200,27 @@ describe("tracing (OpenTelemetry's variables)", () => {
   });
 });
 
-describe("the switchboard command", () => {
+// Each test starts processes of its own, independent of the others': they run at once.
+describe.concurrent("the switchboard command", () => {
   const bun = process.execPath;
   // Each test starts a process: allow for a slow machine.
   const CLI_TIMEOUT = 30_000;
 
   /** Runs `bun src/main.ts ...args` with a clean environment plus `env`. */
-  function run(args: string[], env: Record<string, string> = {}) {
-    const result = Bun.spawnSync([bun, "src/main.ts", ...args], {
+  async function run(args: string[], env: Record<string, string> = {}) {
+    const child = Bun.spawn([bun, "src/main.ts", ...args], {
       cwd: `${import.meta.dir}/..`,
       env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+      stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
     });
-    return { code: result.exitCode, stdout: result.stdout.toString(), stderr: result.stderr.toString() };
+    const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    return { code, stdout, stderr };
   }
 
-  test("a bad PORT stops it with one line naming PORT", () => {
-    const { code, stdout, stderr } = run([], { PORT: "abc" });
+  test("a bad PORT stops it with one line naming PORT", async () => {
+    const { code, stdout, stderr } = await run([], { PORT: "abc" });
     expect(code).not.toBe(0);
     const lines = stderr.trim().split("\n");
     expect(lines).toHaveLength(1);
@@ -191,28 +229,28 @@ describe("the switchboard command", () => {
     expect(stdout).toBe("");
   }, CLI_TIMEOUT);
 
-  test("--version prints the version", () => {
-    const { code, stdout } = run(["--version"]);
+  test("--version prints the version", async () => {
+    const { code, stdout } = await run(["--version"]);
     expect(code).toBe(0);
     expect(stdout.trim()).toBe(`${VERSION} (commit source)`);
   }, CLI_TIMEOUT);
 
-  test("--help prints usage with every command", () => {
-    const { code, stdout } = run(["--help"]);
+  test("--help prints usage with every command", async () => {
+    const { code, stdout } = await run(["--help"]);
     expect(code).toBe(0);
     expect(stdout).toContain("Usage:");
     for (const command of ["serve", "migrate", "seed FILE"]) expect(stdout).toContain(command);
   }, CLI_TIMEOUT);
 
-  test("in production, serve refuses to start without webhook keys, naming LIVEKIT_API_KEY", () => {
-    const { code, stderr } = run(["serve"], { NODE_ENV: "production", DATA_DIR: "memory://" });
+  test("in production, serve refuses to start without webhook keys, naming LIVEKIT_API_KEY", async () => {
+    const { code, stderr } = await run(["serve"], { NODE_ENV: "production", DATA_DIR: "memory://" });
     expect(code).not.toBe(0);
     expect(stderr).toContain("LIVEKIT_API_KEY");
     expect(stderr).toContain("LIVEKIT_WEBHOOK_VERIFY=false");
   }, CLI_TIMEOUT);
 
-  test("in production, serve refuses to start with dispatch on but no LiveKit URL, naming LIVEKIT_URL", () => {
-    const { code, stderr } = run(["serve"], {
+  test("in production, serve refuses to start with dispatch on but no LiveKit URL, naming LIVEKIT_URL", async () => {
+    const { code, stderr } = await run(["serve"], {
       NODE_ENV: "production",
       LIVEKIT_API_KEY: "key",
       LIVEKIT_API_SECRET: "secret",
@@ -223,45 +261,25 @@ describe("the switchboard command", () => {
     expect(stderr).toContain("LIVEKIT_DISPATCH=false");
   }, CLI_TIMEOUT);
 
-  test("a bad DATABASE_URL is named without echoing its credentials", () => {
-    const { code, stderr } = run(["migrate"], { DATABASE_URL: "postgress://app:S3cretPassw0rd@db/x" });
+  test("a bad DATABASE_URL is named without echoing its credentials", async () => {
+    const { code, stderr } = await run(["migrate"], { DATABASE_URL: "postgress://app:S3cretPassw0rd@db/x" });
     expect(code).not.toBe(0);
     expect(stderr).toContain("DATABASE_URL");
     expect(stderr).not.toContain("S3cretPassw0rd");
   }, CLI_TIMEOUT);
 
   test("in production, serve starts without keys when verification and dispatch are switched off explicitly", async () => {
-    const child = Bun.spawn([bun, "src/main.ts", "serve"], {
-      cwd: `${import.meta.dir}/..`,
-      env: {
-        PATH: process.env.PATH ?? "",
-        HOME: process.env.HOME ?? "/tmp",
-        NODE_ENV: "production",
-        LIVEKIT_WEBHOOK_VERIFY: "false",
-        LIVEKIT_DISPATCH: "false",
-        DATA_DIR: "memory://",
-        HOST: "127.0.0.1",
-        PORT: "0",
-      },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    // startServer fails, with the server's output, unless GET /healthz answers 200.
+    const server = await startServer({ NODE_ENV: "production", LIVEKIT_WEBHOOK_VERIFY: "false", LIVEKIT_DISPATCH: "false", DATA_DIR: "memory://" });
     try {
-      let output = "";
-      const decoder = new TextDecoder();
-      for await (const chunk of child.stdout) {
-        output += decoder.decode(chunk);
-        if (output.includes("switchboard listening")) break;
-      }
-      expect(output).toContain("switchboard listening");
+      expect((await server.get("/healthz")).status).toBe(200);
     } finally {
-      child.kill("SIGTERM");
-      await child.exited;
+      await server.stop();
     }
   }, CLI_TIMEOUT);
 
-  test("an unknown command fails and says so", () => {
-    const { code, stderr } = run(["frobnicate"], { DATA_DIR: "memory://" });
+  test("an unknown command fails and says so", async () => {
+    const { code, stderr } = await run(["frobnicate"], { DATA_DIR: "memory://" });
     expect(code).not.toBe(0);
     expect(stderr).toContain("frobnicate");
   }, CLI_TIMEOUT);

@@ -6,21 +6,9 @@ import { sql } from "drizzle-orm";
 import { rowsOf } from "../src/db/client";
 import { callLogs, leads } from "../src/db/schema";
 import { openTestContext, type TestContext } from "./support/context";
+import { acmeDirectory, CALLER, CAMPAIGN_AGENT, CAMPAIGN_NUMBER, SIP_INBOUND_PATH } from "./support/livekit-app";
 
-const SIP_INBOUND = "/api/v1/webhooks/livekit/sip-inbound";
 const TEST_CALL = "/api/v1/webhooks/test";
-const CAMPAIGN_NUMBER = "+14155550100";
-const CALLER = "+12125550142";
-const directory = {
-  tenants: [
-    {
-      name: "Acme",
-      agents: [{ name: "acme-default", default: true }, { name: "acme-sales" }],
-      campaigns: [{ name: "Live", agent: "acme-sales" }],
-      phone_numbers: [{ number: CAMPAIGN_NUMBER, campaign: "Live" }],
-    },
-  ],
-};
 
 let ctx: TestContext;
 beforeAll(async () => {
@@ -31,7 +19,7 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   await ctx.reset();
-  await ctx.seed(directory);
+  await ctx.seed(acmeDirectory);
 });
 
 const body = (callId: string) => JSON.stringify({ call_id: callId, to_number: CAMPAIGN_NUMBER, from_number: CALLER });
@@ -58,7 +46,7 @@ const notJson: Array<[string, string | null]> = [
 describe("a JSON text sent as something other than JSON", () => {
   for (const [name, contentType] of notJson) {
     test(`sip-inbound, ${name}: 415 naming content-type; nothing written`, async () => {
-      const res = await postAs(SIP_INBOUND, body(`ct-${crypto.randomUUID()}`), contentType);
+      const res = await postAs(SIP_INBOUND_PATH, body(`ct-${crypto.randomUUID()}`), contentType);
       expect(res.status).toBe(415);
       const answer = ((await res.json()) as { error: { code: string; message: string; details: { field: string } } }).error;
       expect(answer.code).toBe("unsupported_media_type");
@@ -79,9 +67,9 @@ describe("a JSON text sent as something other than JSON", () => {
 
   test("the same body as application/json is routed and recorded (the control)", async () => {
     const callId = `ct-${crypto.randomUUID()}`;
-    const res = await postAs(SIP_INBOUND, body(callId), "application/json");
+    const res = await postAs(SIP_INBOUND_PATH, body(callId), "application/json");
     expect(res.status).toBe(200);
-    expect(((await res.json()) as Record<string, string>).agent_name).toBe("acme-sales");
+    expect(((await res.json()) as Record<string, string>).agent_name).toBe(CAMPAIGN_AGENT);
     const rows = rowsOf<{ provider_call_id: string }>(await ctx.database.db.execute(sql`select provider_call_id from call_logs`));
     expect(rows.map((r) => r.provider_call_id)).toEqual([callId]);
   });

@@ -13,10 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import { type DisposablePostgres, postgresBinDir, startDisposablePostgres } from "./support/disposable-postgres";
+import { SIP_INBOUND_PATH, SYSTEM_DEFAULT_AGENT } from "./support/livekit-app";
 import { killAllServers, type ServerProcess, seedDirectory, startServer } from "./support/server-process";
-
-const SIP_INBOUND = "/api/v1/webhooks/livekit/sip-inbound";
-const SYSTEM_DEFAULT_AGENT = "telephony-agent";
 
 /** examples/directory.json: what each dialed number must be answered by, database or not. */
 const ROUTES = [
@@ -80,7 +78,7 @@ class CallStream {
     const logLines = () => server.logs.filter((line) => line.call_id === call.callId);
     const sent: SentCall = { ...call, server: name, logLines, status: 0, ms: 0 };
     try {
-      const res = await server.post(SIP_INBOUND, { call_id: call.callId, from_number: call.caller, to_number: call.route.to });
+      const res = await server.post(SIP_INBOUND_PATH, { call_id: call.callId, from_number: call.caller, to_number: call.route.to });
       sent.status = res.status;
       const text = await res.text();
       try {
@@ -451,7 +449,7 @@ describe.skipIf(skip)("fault injection: a real PostgreSQL crashed, frozen and re
     // Never 503 (the server still routes), and it owns up to the outage.
     expect(seen.filter((s) => s.status !== 200)).toEqual([]);
     expect(seen.at(-1)).toEqual({ status: 200, state: "degraded" });
-    const res = await server.post(SIP_INBOUND, { call_id: "readiness-1", from_number: CALLERS[0], to_number: ROUTES[0].to });
+    const res = await server.post(SIP_INBOUND_PATH, { call_id: "readiness-1", from_number: CALLERS[0], to_number: ROUTES[0].to });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { agent_name: string }).agent_name).toBe(ROUTES[0].agent);
 

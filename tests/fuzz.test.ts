@@ -27,7 +27,7 @@ import * as appModule from "../src/app";
 import { METADATA_MAX_DEPTH } from "../src/admin/model";
 import { rowsOf } from "../src/db/client";
 import { openTestContext, type TestContext } from "./support/context";
-import { EVENTS_PATH, SIP_INBOUND_PATH, TEST_KEYS } from "./support/livekit-app";
+import { EVENTS_PATH, SIP_INBOUND_PATH, TEST_KEYS, wholeSecondsNow } from "./support/livekit-app";
 import {
   agentJoined,
   goProtoJson,
@@ -568,10 +568,6 @@ function stringFields(schema: Schema | undefined): { name: string; maxLength?: n
 }
 
 // ---- LiveKit events
-
-function wholeSecondsNow(): Date {
-  return new Date(Math.floor(Date.now() / 1000) * 1000);
-}
 
 function validEventText(rng: Rng): string {
   const at = wholeSecondsNow();

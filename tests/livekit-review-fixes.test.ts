@@ -240,14 +240,12 @@ describe("room_finished is about one room (its sid), not every room of that name
     const room = `call-x-${randomId("")}`;
     const finished = await deliver(ctx, roomFinished({ room, roomSid: "RM_oldRoomAAAA" }));
     expect(finished.status).toBe(200);
-    expect(finished.body.action).toBe("room finished, 0 call(s) ended");
 
     const call = newCall({ room });
     const join = sipCallerJoinedEvent(fake, call, { roomSid: "RM_newRoomBBBB" });
     expect(join.room!.sid).toBe("RM_newRoomBBBB");
     const joined = await deliver(ctx, join);
     expect(joined.status).toBe(200);
-    expect(joined.body.action).not.toContain("finished room");
     expect(joined.body.dispatch).toMatchObject({ kind: "dispatched" });
 
     expect(fake.calls("CreateDispatch")).toHaveLength(1);
@@ -264,10 +262,10 @@ describe("room_finished is about one room (its sid), not every room of that name
 
     const late = await deliver(ctx, join);
     expect(late.status).toBe(200);
-    expect(late.body.action).toContain("finished room");
     expect(fake.calls("CreateDispatch")).toHaveLength(0);
     const log = await callLog(ctx, call.callId);
     expect(log.status).toBe("abandoned");
+    expect(log.disconnectReason).toBe("ROOM_FINISHED");
     expect(log.endedAt).not.toBeNull();
     expect(log.dispatchId).toBeNull();
   });
@@ -378,11 +376,12 @@ describe("a database that accepts connections and never answers (DB_STATEMENT_TI
     const logger = createLogger(config.logLevel, { write: (line: string) => void logs.push(JSON.parse(line)) });
     app = createApp({ database, config, logger });
   });
-  afterAll(async () => {
+  afterAll(() => {
     hung?.stop();
-    // postgres.js may wait out its 5 s end timeout for a connection that never completed.
-    await database.close();
-  }, 15_000);
+    // postgres.js waits out its 5 s end timeout for a connection that never completed: the
+    // close goes on in the background rather than holding up the files after this one.
+    void database.close().catch(() => {});
+  });
 
   test("a SIP join is answered (503) and the system default agent is still dispatched, once", async () => {
     const call = newCall();

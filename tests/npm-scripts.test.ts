@@ -5,16 +5,10 @@ import { expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { freePort } from "./support/disposable-postgres";
 
 const ROOT = resolve(import.meta.dir, "..");
 const env = (extra: Record<string, string>) => ({ PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", HOST: "127.0.0.1", ...extra });
-
-const freePort = () => {
-  const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = holder.port;
-  holder.stop(true);
-  return port;
-};
 
 // Processes with an environment of their own on the embedded database: CI's PostgreSQL pass
 // (DATABASE_URL set) would run the very same thing again, so it skips them.
@@ -24,7 +18,7 @@ const served = (port: number) => fetch(`http://127.0.0.1:${port}/healthz`).then(
 
 test.skipIf(repeatUnderPostgres)("SIGTERM to `npm start` stops the server: the port closes and the data directory opens again", async () => {
   const dataDir = mkdtempSync(join(tmpdir(), "npm-start-"));
-  const port = freePort();
+  const port = await freePort();
   const npm = Bun.spawn(["npm", "start", "--silent"], { cwd: ROOT, env: env({ DATA_DIR: dataDir, PORT: String(port) }), stdout: "ignore", stderr: "ignore" });
   try {
     for (let i = 0; i < 600 && !(await served(port)); i++) await Bun.sleep(50);
@@ -42,9 +36,9 @@ test.skipIf(repeatUnderPostgres)("SIGTERM to `npm start` stops the server: the p
   }
 }, 60_000);
 
-test.skipIf(repeatUnderPostgres)("`npm start -- --help` and `npm run switchboard -- --help` print the help and exit", () => {
+test.skipIf(repeatUnderPostgres)("`npm start -- --help` and `npm run switchboard -- --help` print the help and exit", async () => {
   for (const args of [["start", "--silent", "--", "--help"], ["run", "--silent", "switchboard", "--", "--help"]]) {
-    const result = Bun.spawnSync(["npm", ...args], { cwd: ROOT, env: env({ PORT: String(freePort()), DATA_DIR: "memory://" }), stdout: "pipe", stderr: "pipe", timeout: 30_000 });
+    const result = Bun.spawnSync(["npm", ...args], { cwd: ROOT, env: env({ PORT: String(await freePort()), DATA_DIR: "memory://" }), stdout: "pipe", stderr: "pipe", timeout: 30_000 });
     expect(result.exitCode).toBe(0);
     expect(result.stdout.toString()).toContain("Usage:");
   }

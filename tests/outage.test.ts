@@ -164,7 +164,6 @@ describe("connection refused", () => {
         () => "committed",
         (error: Error) => error.name,
       );
-    await Bun.sleep(500);
     expect({ outcome, ran }).toEqual({ outcome: "DatabaseDownError", ran: false });
   });
 
@@ -186,11 +185,12 @@ describe("a database that accepts connections and never answers", () => {
     database = await openUnreachable(hung.url, 300);
     client = appOn(database, { DATABASE_URL: hung.url, DB_STATEMENT_TIMEOUT_MS: "300" });
   });
-  afterAll(async () => {
+  afterAll(() => {
     hung?.stop();
-    // postgres.js may wait out its 5 s end timeout for a connection that never completed.
-    await database.close();
-  }, 15_000);
+    // postgres.js waits out its 5 s end timeout for a connection that never completed: the
+    // close goes on in the background rather than holding up the files after this one.
+    void database.close().catch(() => {});
+  });
 
   test("the caller is still answered, by the system default, and the failure is logged", async () => {
     await expectAnsweredWithoutDatabase(client, "hung-1");

@@ -4,12 +4,10 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:tes
 import { eq } from "drizzle-orm";
 import { callLogs, leads, phoneNumbers, tenants } from "../src/db/schema";
 import { openTestContext, type TestContext } from "./support/context";
+import { CALLER, SIP_INBOUND_PATH, SYSTEM_DEFAULT_AGENT } from "./support/livekit-app";
 
 /** A response's JSON body; each test checks the fields it cares about. */
 const json = (res: Response): Promise<any> => res.json();
-
-const SIP_INBOUND = "/api/v1/webhooks/livekit/sip-inbound";
-const SYSTEM_DEFAULT = "telephony-agent";
 
 // Acme: a default agent, a live campaign, a paused one, one whose agent was retired.
 const LIVE_CAMPAIGN_NUMBER = "+14155550100";
@@ -24,8 +22,6 @@ const RETIRED_DEFAULT_NUMBER = "+14155550201";
 const CLOSED_TENANT_NUMBER = "+14155550300";
 const OTHER_TENANT_NUMBER = "+14155550400";
 const UNKNOWN_NUMBER = "+14155559999";
-
-const CALLER = "+12125550142";
 
 const directory = {
   tenants: [
@@ -112,7 +108,7 @@ beforeEach(async () => {
 
 /** POSTs sip-inbound and returns the answer with its metadata parsed. */
 async function sipInbound(body: Record<string, unknown>, context: TestContext = ctx) {
-  const res = await context.post(SIP_INBOUND, { call_id: newCallId(), ...body });
+  const res = await context.post(SIP_INBOUND_PATH, { call_id: newCallId(), ...body });
   expect(res.status).toBe(200);
   const answer = (await json(res)) as SipAnswer;
   return { answer, meta: JSON.parse(answer.metadata) as Metadata };
@@ -176,7 +172,7 @@ describe("the agent", () => {
 
   test("a tenant without a default agent gets the system default, still under the tenant", async () => {
     const { answer, meta } = await call(NO_DEFAULT_NUMBER);
-    expect(answer.agent_name).toBe(SYSTEM_DEFAULT);
+    expect(answer.agent_name).toBe(SYSTEM_DEFAULT_AGENT);
     expect(meta.agent_source).toBe("system_default");
     expect(meta.tenant_id).toBe(await tenantId("No Default"));
     expect(meta.lead_id).not.toBeNull();
@@ -184,7 +180,7 @@ describe("the agent", () => {
 
   test("a tenant whose default agent is inactive gets the system default", async () => {
     const { answer, meta } = await call(RETIRED_DEFAULT_NUMBER);
-    expect(answer.agent_name).toBe(SYSTEM_DEFAULT);
+    expect(answer.agent_name).toBe(SYSTEM_DEFAULT_AGENT);
     expect(meta.agent_source).toBe("system_default");
   });
 
@@ -201,7 +197,7 @@ describe("the agent", () => {
 
   test("an unknown number gets the system default and a call log with no tenant or campaign", async () => {
     const { answer, meta } = await call(UNKNOWN_NUMBER);
-    expect(answer.agent_name).toBe(SYSTEM_DEFAULT);
+    expect(answer.agent_name).toBe(SYSTEM_DEFAULT_AGENT);
     expect(meta).toMatchObject({
       agent_source: "system_default",
       tenant_id: null,
@@ -218,7 +214,7 @@ describe("the agent", () => {
       campaignId: null,
       phoneNumberId: null,
       leadId: null,
-      agentName: SYSTEM_DEFAULT,
+      agentName: SYSTEM_DEFAULT_AGENT,
       agentSource: "system_default",
       toNumber: UNKNOWN_NUMBER,
       fromNumber: CALLER,
@@ -231,7 +227,7 @@ describe("the agent", () => {
     ["an inactive number", INACTIVE_NUMBER],
   ])("a number of %s is treated as unknown", async (_, number) => {
     const { answer, meta } = await call(number);
-    expect(answer.agent_name).toBe(SYSTEM_DEFAULT);
+    expect(answer.agent_name).toBe(SYSTEM_DEFAULT_AGENT);
     expect(meta).toMatchObject({ agent_source: "system_default", tenant_id: null, campaign_id: null, lead_id: null });
     expect(meta.phone_number_id).toBeNull();
     const log = await callLog(meta.call_log_id);
@@ -243,7 +239,7 @@ describe("the agent", () => {
 describe("the answer", () => {
   test("has the agent, the metadata as a JSON string and the SIP attributes", async () => {
     const number = await numberRow(LIVE_CAMPAIGN_NUMBER);
-    const res = await ctx.post(SIP_INBOUND, {
+    const res = await ctx.post(SIP_INBOUND_PATH, {
       call_id: newCallId(),
       from_number: "(212) 555-0142",
       to_number: "tel:+14155550100",
@@ -407,13 +403,13 @@ describe("number shapes", () => {
 describe("repeated and simultaneous calls", () => {
   test("a call id delivered twice gets the same answer and writes nothing new", async () => {
     const body = { call_id: newCallId(), to_number: LIVE_CAMPAIGN_NUMBER, from_number: CALLER };
-    const first = await ctx.post(SIP_INBOUND, body);
+    const first = await ctx.post(SIP_INBOUND_PATH, body);
     const firstAnswer = await json(first);
     const logsBefore = await allCallLogs();
     const leadsBefore = await allLeads();
     await Bun.sleep(20);
 
-    const second = await ctx.post(SIP_INBOUND, body);
+    const second = await ctx.post(SIP_INBOUND_PATH, body);
     expect(second.status).toBe(200);
     const secondAnswer = await json(second);
     expect(secondAnswer).toEqual(firstAnswer);
@@ -427,7 +423,7 @@ describe("repeated and simultaneous calls", () => {
 
   test("a repeated call id keeps its first decision even if the directory changed since", async () => {
     const body = { call_id: newCallId(), to_number: LIVE_CAMPAIGN_NUMBER, from_number: CALLER };
-    const first = await json(await ctx.post(SIP_INBOUND, body));
+    const first = await json(await ctx.post(SIP_INBOUND_PATH, body));
     await ctx.seed({
       tenants: [
         { name: "Acme", agents: [{ name: "acme-sales" }], campaigns: [{ name: "Live", agent: "acme-sales", status: "paused" }] },
@@ -436,14 +432,14 @@ describe("repeated and simultaneous calls", () => {
     // A new call to the number now gets the tenant default...
     expect((await call(LIVE_CAMPAIGN_NUMBER)).answer.agent_name).toBe("acme-default");
     // ...but the call already routed keeps its agent.
-    const second = await json(await ctx.post(SIP_INBOUND, body));
+    const second = await json(await ctx.post(SIP_INBOUND_PATH, body));
     expect(second).toEqual(first);
     expect(second.agent_name).toBe("acme-sales");
   });
 
   test("a call id delivered 10 times at once is recorded once", async () => {
     const body = { call_id: newCallId(), to_number: LIVE_CAMPAIGN_NUMBER, from_number: CALLER };
-    const responses = await Promise.all(Array.from({ length: 10 }, () => ctx.post(SIP_INBOUND, body)));
+    const responses = await Promise.all(Array.from({ length: 10 }, () => ctx.post(SIP_INBOUND_PATH, body)));
     expect(responses.map((r) => r.status)).toEqual(Array(10).fill(200));
     const answers = (await Promise.all(responses.map(json))) as SipAnswer[];
     const metas = answers.map((a) => JSON.parse(a.metadata) as Metadata);
@@ -457,7 +453,7 @@ describe("repeated and simultaneous calls", () => {
   test("50 simultaneous calls from one new caller make one lead and 50 call logs", async () => {
     const responses = await Promise.all(
       Array.from({ length: 50 }, () =>
-        ctx.post(SIP_INBOUND, { call_id: newCallId(), to_number: LIVE_CAMPAIGN_NUMBER, from_number: CALLER }),
+        ctx.post(SIP_INBOUND_PATH, { call_id: newCallId(), to_number: LIVE_CAMPAIGN_NUMBER, from_number: CALLER }),
       ),
     );
     expect(responses.map((r) => r.status)).toEqual(Array(50).fill(200));
@@ -517,7 +513,7 @@ describe("the test endpoint", () => {
     expect((await json(res)).error.code).toBe("not_found");
     expect(await allCallLogs()).toHaveLength(0);
     // The real endpoint is still there.
-    expect((await production.post(SIP_INBOUND, { call_id: newCallId(), to_number: LIVE_CAMPAIGN_NUMBER })).status).toBe(200);
+    expect((await production.post(SIP_INBOUND_PATH, { call_id: newCallId(), to_number: LIVE_CAMPAIGN_NUMBER })).status).toBe(200);
   });
 
   test("is served in production when ENABLE_TEST_ENDPOINT=true", async () => {

@@ -10,6 +10,7 @@ import { applyDirectory, DirectoryError, type DirectoryProblem } from "../src/ad
 import { openDatabase } from "../src/db/client";
 import { agents, campaigns, phoneNumbers, tenants } from "../src/db/schema";
 import { openTestContext, type TestContext } from "./support/context";
+import { CALLER, SIP_INBOUND_PATH, SYSTEM_DEFAULT_AGENT } from "./support/livekit-app";
 
 /** A response's JSON body; each test checks the fields it cares about. */
 const json = (res: Response): Promise<any> => res.json();
@@ -61,10 +62,10 @@ async function problemsOf(directory: unknown, systemDefaultAgent?: string): Prom
 }
 
 async function agentFor(to: string) {
-  const res = await ctx.post("/api/v1/webhooks/livekit/sip-inbound", {
+  const res = await ctx.post(SIP_INBOUND_PATH, {
     call_id: crypto.randomUUID(),
     to_number: to,
-    from_number: "+12125550142",
+    from_number: CALLER,
   });
   expect(res.status).toBe(200);
   const body = await json(res);
@@ -104,7 +105,7 @@ describe("the example directory", () => {
     expect(await agentFor("+14155550101")).toEqual({ agent: "acme-receptionist", source: "tenant_default" });
     expect(await agentFor("+14155550102")).toEqual({ agent: "acme-receptionist", source: "tenant_default" });
     expect(await agentFor("(212) 555-0142")).toEqual({ agent: "bright-dispatcher", source: "campaign" });
-    expect(await agentFor("+18005550199")).toEqual({ agent: "telephony-agent", source: "system_default" });
+    expect(await agentFor("+18005550199")).toEqual({ agent: SYSTEM_DEFAULT_AGENT, source: "system_default" });
   });
 
   test("loading it twice changes nothing", async () => {

@@ -1,12 +1,14 @@
-// A Switchboard app wired to a fresh database for one test file: PGlite in memory by default,
-// the real PostgreSQL named by DATABASE_URL when the suite runs against it.
-import { sql } from "drizzle-orm";
+// A Switchboard app wired to an empty database for one test file: PGlite in memory by default
+// (wiped and handed on from file to file, see below), the real PostgreSQL named by DATABASE_URL
+// when the suite runs against it.
+import { type SQL, sql } from "drizzle-orm";
 import { applyDirectory } from "../../src/admin/directory";
 import { createApp } from "../../src/app";
 import { createRoutingDirectory, type RoutingDirectory } from "../../src/calls/directory";
 import { type Config, loadConfig } from "../../src/config";
-import { type Database, openDatabase } from "../../src/db/client";
+import { type Database, DatabaseClosedError, openDatabase } from "../../src/db/client";
 import { migrate } from "../../src/db/migrate";
+import { withDeadline } from "../../src/errors";
 import type { Journal } from "../../src/journal/journal";
 import { createLogger } from "../../src/logger";
 
@@ -46,14 +48,10 @@ export async function openTestContext(
   extra: { database?: Database; journal?: Journal } = {},
 ): Promise<TestContext> {
   const config = loadConfig(testEnv(overrides));
-  const database =
-    extra.database ??
-    (await openDatabase({
-      databaseUrl: config.databaseUrl,
-      dataDir: config.dataDir,
-      poolMax: config.dbPoolMax,
-      statementTimeoutMs: 10_000,
-    }));
+  const own = extra.database
+    ? undefined
+    : await openTestDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: config.dbPoolMax });
+  const database = extra.database ?? own!.database;
   await migrate(database);
   const logs: LogLine[] = [];
   const logger = createLogger(config.logLevel, {
@@ -92,7 +90,120 @@ export async function openTestContext(
     reset,
     close: () => {
       directory.close();
-      return database.close();
+      return own ? own.close() : database.close();
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedded databases kept from one test file to the next
+
+/**
+ * `bun test` runs the files one after another in one process (and `bun test --parallel --no-isolate`
+ * several files in each worker), and each embedded database costs seconds to open (loading its data
+ * directory, starting postgres in WebAssembly, migrating). A context's
+ * close() therefore hands its database back here instead of closing it, and the next context
+ * takes it: migrated already, and wiped by openTestContext like a new one. One a test closed,
+ * broke or left busy is closed for real and never handed out again.
+ */
+const spare: Database[] = [];
+/** More than this many idle databases are closed: a few files hold two or three at once. */
+const MAX_SPARE = 2;
+
+export interface TestDatabase {
+  /** The database, usable until close() (or until a test closes it itself: then for good). */
+  database: Database;
+  /** Hands an embedded database on to the next test file; closes any other. */
+  close(): Promise<void>;
+}
+
+/**
+ * The suite's database (migrated by whoever opens a context on it): the PostgreSQL DATABASE_URL
+ * names, or an in-memory embedded one, reused from an earlier test file when one is free.
+ */
+export async function openTestDatabase(
+  options: { databaseUrl?: string; dataDir?: string; poolMax?: number } = {},
+): Promise<TestDatabase> {
+  const databaseUrl = "databaseUrl" in options ? options.databaseUrl : testEnv().DATABASE_URL;
+  const { dataDir = "memory://", poolMax = 4 } = options;
+  const open = () => openDatabase({ databaseUrl, dataDir, poolMax, statementTimeoutMs: 10_000 });
+  if (databaseUrl || dataDir !== "memory://") {
+    const database = await open();
+    return { database, close: () => database.close() };
+  }
+  return leaseEmbeddedDatabase(open);
+}
+
+async function leaseEmbeddedDatabase(open: () => Promise<Database>): Promise<TestDatabase> {
+  let real: Database | undefined;
+  while (!real && spare.length) {
+    const candidate = spare.pop()!;
+    // A database still held by something of the last file (a transaction never finished) does
+    // not answer within the deadline: closed, and the next one tried.
+    const usable = await withDeadline(candidate.ping(), 5_000, "reusing a test database").then(
+      () => true,
+      () => false,
+    );
+    if (usable) real = candidate;
+    else await candidate.close().catch(() => {});
+  }
+  real ??= await open();
+  const database = real;
+  let live = true;
+  const closed = () => new DatabaseClosedError();
+  // Late work of this file's app (a background reload, a journal replay) must not reach the next
+  // file's data: once released, every use fails as it would on a closed database.
+  const guard = <T extends object>(target: T): T =>
+    new Proxy(target, {
+      get(object, key) {
+        const value = Reflect.get(object, key, object);
+        if (typeof value !== "function" || key === "constructor") return value;
+        return (...args: unknown[]) => {
+          if (!live) throw closed();
+          return value.apply(object, args);
+        };
+      },
+    });
+  const db = guard(database.db);
+  const maintenanceDb = database.maintenanceDb === database.db ? db : guard(database.maintenanceDb);
+  const leased = new Proxy(database, {
+    get(object, key) {
+      switch (key) {
+        case "db":
+          return db;
+        case "maintenanceDb":
+          return maintenanceDb;
+        case "rows":
+          return <T extends Record<string, unknown>>(query: SQL) => (live ? object.rows<T>(query) : Promise.reject(closed()));
+        case "ping":
+          return () => (live ? object.ping() : Promise.reject(closed()));
+        case "listen":
+          return (channel: string, onNotify: () => void, onListening: () => void) =>
+            object.listen(
+              channel,
+              () => live && onNotify(),
+              () => live && onListening(),
+            );
+        case "onRecovered":
+          return (listener: () => void) => object.onRecovered(() => live && listener());
+        case "close":
+          // A test that closes the database means it (an outage): it is not handed out again.
+          return async () => {
+            live = false;
+            await object.close();
+          };
+        default:
+          return Reflect.get(object, key, object);
+      }
+    },
+  });
+  return {
+    database: leased,
+    async close() {
+      if (!live) return; // the test closed it itself
+      live = false;
+      if (database.available && spare.length < MAX_SPARE) spare.push(database);
+      else await database.close();
     },
   };
 }

@@ -4,6 +4,7 @@
 // and read what the app recorded.
 import { afterAll, beforeAll, beforeEach, expect } from "bun:test";
 import { eq } from "drizzle-orm";
+import { loadConfig } from "../../src/config";
 import { callLogs, leads, webhookEvents } from "../../src/db/schema";
 import { openTestContext, type TestContext } from "./context";
 import { type FakeLiveKit, type RoomAgent, startFakeLiveKit } from "./fake-livekit";
@@ -40,8 +41,8 @@ export const CALLER = "+12125550142";
 export const CAMPAIGN_AGENT = "acme-sales";
 /** Acme's default agent, for Acme numbers without a campaign. */
 export const TENANT_DEFAULT_AGENT = "acme-default";
-/** The agent for callers the directory does not place (the app's default SYSTEM_DEFAULT_AGENT). */
-export const SYSTEM_DEFAULT_AGENT = "telephony-agent";
+/** The agent for callers the directory does not place: the app's own default SYSTEM_DEFAULT_AGENT. */
+export const SYSTEM_DEFAULT_AGENT = loadConfig({}).systemDefaultAgent;
 
 interface DirectoryAgent {
   name: string;

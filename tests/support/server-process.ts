@@ -3,6 +3,10 @@
 // Every process started here is killed by stopAllServers() (call it in afterEach/afterAll) and,
 // as a last resort, when the test runner exits.
 import { isAbsolute, join, resolve } from "node:path";
+import { applyDirectory } from "../../src/admin/directory";
+import { loadConfig } from "../../src/config";
+import { openDatabase } from "../../src/db/client";
+import { migrate } from "../../src/db/migrate";
 import { freePort } from "./disposable-postgres";
 
 const ROOT = resolve(import.meta.dir, "../..");
@@ -147,20 +151,21 @@ export async function startServer(env: Record<string, string>, options: { readyT
   };
 }
 
-/** Runs `bun src/main.ts seed FILE` (FILE relative to the repository root) with `env`; throws with its output on failure. */
+/**
+ * Loads FILE (relative to the repository root) into the database `env` names, migrating it first,
+ * as `switchboard seed FILE` does; in this process, since for the tests using it the seeding is
+ * their setup, not what they test (seed.test.ts runs the command itself).
+ */
 export async function seedDirectory(env: Record<string, string>, file: string): Promise<void> {
   const path = isAbsolute(file) ? file : join(ROOT, file);
-  const child = Bun.spawn([bun, "src/main.ts", "seed", path], {
-    cwd: ROOT,
-    env: { ...baseEnv(), ...env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  running.add(child);
-  const [out, err, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-  running.delete(child);
-  if (code !== 0) throw new Error(`switchboard seed ${file} exited with ${code}\n${err}${out}`);
+  const config = loadConfig(env);
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: 1, statementTimeoutMs: 30_000 });
+  try {
+    await migrate(database);
+    await applyDirectory(database.db, await Bun.file(path).json(), config.defaultRegion, config.systemDefaultAgent);
+  } finally {
+    await database.close();
+  }
 }
 
 /** Kills (SIGKILL) every server process still running: for afterEach/afterAll, whatever happened. */

@@ -3,14 +3,14 @@
 // statement whose SQL matches (a blip in the middle of a delivery).
 import type { SQL } from "drizzle-orm";
 import { PgDialect } from "drizzle-orm/pg-core";
-import { type Database, openDatabase } from "../../src/db/client";
-import { testEnv } from "./context";
+import type { Database } from "../../src/db/client";
+import { openTestDatabase } from "./context";
 
 export interface SwitchedDatabase {
   /** Hand this to the apps under test; closing it does nothing, so several contexts may share it. */
   database: Database;
   state: { down: boolean; failNext: RegExp[] };
-  /** Closes the real database underneath. */
+  /** Gives the real database underneath back (see openTestDatabase). */
   close(): Promise<void>;
 }
 
@@ -18,12 +18,8 @@ const dialect = new PgDialect();
 const refused = () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
 
 export async function openSwitchedDatabase(): Promise<SwitchedDatabase> {
-  const real = await openDatabase({
-    databaseUrl: testEnv().DATABASE_URL,
-    dataDir: "memory://",
-    poolMax: 4,
-    statementTimeoutMs: 10_000,
-  });
+  const underneath = await openTestDatabase();
+  const real = underneath.database;
   const state = { down: false, failNext: [] as RegExp[] };
   const database: Database = {
     ...real,
@@ -47,5 +43,5 @@ export async function openSwitchedDatabase(): Promise<SwitchedDatabase> {
     },
     close: async () => {},
   };
-  return { database, state, close: () => real.close() };
+  return { database, state, close: () => underneath.close() };
 }
