@@ -12,9 +12,7 @@ import {
   withDatabase,
 } from "./cli/database";
 import { firstLine, operatingErrorLine } from "./cli/errors";
-import { serve } from "./cli/serve";
 import { assertServable, ConfigError, loadConfig } from "./config";
-import { runDoctor } from "./doctor/doctor";
 import { AppError } from "./errors";
 import { createLogger } from "./logger";
 import { VERSION, VERSION_LINE } from "./version";
@@ -58,7 +56,9 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "serve":
       assertServable(config);
-      return serve(config, createLogger(config.logLevel));
+      // Loaded only here: the server (HTTP, tracing) is most of the code, and the other commands,
+      // the container's healthcheck among them, start faster without it.
+      return (await import("./cli/serve")).serve(config, createLogger(config.logLevel));
     case "migrate":
       return withDatabase(config, async (database) => {
         const { applied } = await migrateDatabase(database);
@@ -74,7 +74,7 @@ async function main(argv: string[]): Promise<number> {
     case "healthcheck":
       return healthcheck(config);
     case "doctor":
-      return runDoctor(config, (line) => console.log(line));
+      return (await import("./doctor/doctor")).runDoctor(config, (line) => console.log(line));
     default:
       throw new UsageError(`unknown command "${command}" (try --help)`);
   }
