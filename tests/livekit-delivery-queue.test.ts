@@ -2,15 +2,18 @@
 // one at a time, retries each up to 5 times, and drops the ones that waited too long. What a user
 // notices is the call record and which of the room's events LiveKit had to drop.
 //
-// Everything runs ten times faster (TIME_SCALE 0.1), LiveKit's side and the app's budgets alike:
-//   LiveKit: MaxAge 30 s -> 3 s; waits 1+2+4+8 = 15 s -> 1.5 s.
-//   App:     LIVEKIT_WEBHOOK_BUDGET_MS 2500 -> 250 (its minimum is 200; the production ceiling
-//            2900 scales to 290), LIVEKIT_DISPATCH_BUDGET_MS 1500 -> 150 (below the webhook budget),
-//            LIVEKIT_DISPATCH_RETRY_BASE_MS 250 -> 25.
+// Everything runs five times faster (TIME_SCALE 0.2), LiveKit's side and the app's budgets alike:
+//   LiveKit: MaxAge 30 s -> 6 s; waits 1+2+4+8 = 15 s -> 3 s.
+//   App:     LIVEKIT_WEBHOOK_BUDGET_MS 2500 -> 500 (the production ceiling 2900 scales to 580),
+//            LIVEKIT_DISPATCH_BUDGET_MS 1500 -> 300 (below the webhook budget),
+//            LIVEKIT_DISPATCH_RETRY_BASE_MS 250 -> 50.
 //   The bound the app keeps: 5 answers + the waits < MaxAge, i.e. 5 x 2.5 s + 15 s = 27.5 s < 30 s
-//   in production, 5 x 0.25 s + 1.5 s = 2.75 s < 3 s here; so an event queued right behind one
-//   that fails all 5 times is still sent. With answers of 0.4 s the same sum is 3.5 s > 3 s, and
+//   in production, 5 x 0.5 s + 3 s = 5.5 s < 6 s here; so an event queued right behind one
+//   that fails all 5 times is still sent. With answers of 0.8 s the same sum is 7 s > 6 s, and
 //   it is dropped (the slow proxy below).
+//   Not faster than that: with budgets ten times smaller, a test process starved of the CPU for
+//   150 ms (the suite runs files side by side) outlasted the dispatch budget, and a refused
+//   dispatch turned into one that "may have landed".
 // Not scaled, as they live in src/: the 10 s hold on an event or a dispatch claim (dispatch.ts
 // HOLD_MS) and the 15 s age at which a delivery counts as LiveKit's last (service.ts
 // isLastDelivery). Here the last delivery is recognised by its count (the 5th), as in production
@@ -34,14 +37,15 @@ import { agentJoined, sipParticipantJoined, sipParticipantLeft } from "./support
 import { openSwitchedDatabase, type SwitchedDatabase } from "./support/switched-database";
 import { type NotifiedEvent, type NotifierOptions, WebhookNotifier } from "./support/webhook-notifier";
 
-const TIME_SCALE = 0.1;
+const TIME_SCALE = 0.2;
+const scaled = (ms: number) => Math.round(ms * TIME_SCALE);
 const SCALED_ENV = {
-  LIVEKIT_WEBHOOK_BUDGET_MS: "250",
-  LIVEKIT_DISPATCH_BUDGET_MS: "150",
-  LIVEKIT_DISPATCH_RETRY_BASE_MS: "25",
+  LIVEKIT_WEBHOOK_BUDGET_MS: String(scaled(2500)),
+  LIVEKIT_DISPATCH_BUDGET_MS: String(scaled(1500)),
+  LIVEKIT_DISPATCH_RETRY_BASE_MS: String(scaled(250)),
 };
-/** Longer than the scaled bound (290 ms): five such answers and the waits outlast MaxAge. */
-const SLOW_ANSWER_MS = 400;
+/** Longer than the scaled bound (2900 ms scaled): five such answers and the waits outlast MaxAge. */
+const SLOW_ANSWER_MS = scaled(4000);
 
 const fake = useFakeLiveKit();
 
@@ -215,9 +219,9 @@ describe("the caller's join fails in every delivery (LiveKit's dispatch API answ
     const left = notifier.notify(call.left());
     await notifier.idle();
 
-    // The app answers the same; each answer just arrives 0.4 s later.
+    // The app answers the same; each answer just arrives 0.8 s later.
     expect(statuses(join)).toEqual([503, 503, 503, 503, 200]);
-    // 5 x 0.4 s + 1.5 s of waits > 3 s: the leave waited longer than MaxAge and was never sent.
+    // 5 x 0.8 s + 3 s of waits > 6 s: the leave waited longer than MaxAge and was never sent.
     expect(left).toMatchObject({ outcome: "dropped", dropReason: "age", attempts: [] });
     expect(await eventRow(ctx, left.event.id)).toBeUndefined();
   });
