@@ -20,6 +20,8 @@ export interface DatabaseOptions {
   statementTimeoutMs: number;
   /** Traces each statement when given (OTEL_EXPORTER_OTLP_ENDPOINT set). */
   tracer?: Tracer;
+  /** The embedded database's template cache (see pglite.ts); the default suits every checkout. */
+  templateCache?: string;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {

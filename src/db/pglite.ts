@@ -34,7 +34,11 @@ export interface PgliteOptions {
   /** PGlite data directory; "memory://" keeps it in memory. */
   dataDir: string;
   statementTimeoutMs: number;
+  /** Where a checkout keeps its data-directory template (default: node_modules/.cache/switchboard). */
+  templateCache?: string;
 }
+
+const DEFAULT_TEMPLATE_CACHE = join(import.meta.dir, "../../node_modules/.cache/switchboard");
 
 /**
  * PGlite is one process's database: a second process on the same directory would corrupt it.
@@ -89,8 +93,8 @@ export async function createPgdataTemplate(scratchDir: string): Promise<Blob> {
 }
 
 /** The template embedded in the executable, if this is one built by scripts/build.ts. */
-async function pgdataTemplate(): Promise<Blob | undefined> {
-  if (!Bun.isStandaloneExecutable) return cachedPgdataTemplate();
+async function pgdataTemplate(cache: string): Promise<Blob | undefined> {
+  if (!Bun.isStandaloneExecutable) return cachedPgdataTemplate(cache);
   return Bun.embeddedFiles.find((file) => (file as Blob & { name?: string }).name === PGDATA_TEMPLATE);
 }
 
@@ -102,8 +106,7 @@ async function pgdataTemplate(): Promise<Blob | undefined> {
  * a full disk or a crash) is removed and made again. Where it cannot be written (a read-only
  * checkout), the template just made is used once.
  */
-async function cachedPgdataTemplate(): Promise<Blob | undefined> {
-  const folder = join(import.meta.dir, "../../node_modules/.cache/switchboard");
+async function cachedPgdataTemplate(folder: string): Promise<Blob | undefined> {
   const prefix = `pgdata-template-${(await templateBuild()).toString(16)}-`;
   const cached = readCachedTemplate(folder, prefix);
   if (cached) return cached;
@@ -207,7 +210,7 @@ async function compilePglite({ initdb }: { initdb: boolean }) {
   return { pgliteWasmModule, initdbWasmModule };
 }
 
-export async function openPglite({ dataDir, statementTimeoutMs }: PgliteOptions): Promise<Database> {
+export async function openPglite({ dataDir, statementTimeoutMs, templateCache = DEFAULT_TEMPLATE_CACHE }: PgliteOptions): Promise<Database> {
   const inMemory = dataDir === "memory://";
   const unlock = inMemory ? () => {} : lockDataDir(dataDir);
   try {
@@ -215,7 +218,7 @@ export async function openPglite({ dataDir, statementTimeoutMs }: PgliteOptions)
     // checkout; in memory, PGlite's own loader copies it in); without one, PGlite runs initdb
     // where it finds no PG_VERSION.
     const fresh = inMemory || !existsSync(join(dataDir, "PG_VERSION"));
-    const template = fresh ? await pgdataTemplate() : undefined;
+    const template = fresh ? await pgdataTemplate(templateCache) : undefined;
     if (template && !inMemory) await unpackPgdataTemplate(template, dataDir);
     const client = await PGlite.create({
       dataDir: inMemory ? undefined : dataDir,
