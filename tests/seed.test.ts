@@ -2,7 +2,7 @@
 // loads and routes, loading again changes nothing, a bad file is reported by JSON path and
 // changes nothing, through the library and through `switchboard seed FILE`.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { asc, eq } from "drizzle-orm";
@@ -413,14 +413,17 @@ describe("switchboard seed FILE", () => {
     expect(await tenantNamesInCliDatabase()).not.toContain("Front Desk Tenant");
   }, CLI_TIMEOUT);
 
-  test("a file that is not JSON, or not there, fails naming the file", () => {
+  test("a file that is not JSON, or not there, fails naming the file, before any database is made", () => {
     const file = join(dir, "broken.json");
     writeFileSync(file, "{ tenants: ");
-    const broken = seed(file);
+    // A data directory of its own, not made yet: a mistyped file name must not create one.
+    const dataDir = join(dir, "never-made");
+    const broken = seed(file, { DATA_DIR: dataDir });
     expect(broken.code).not.toBe(0);
     expect(broken.stderr).toContain(file);
-    const missing = seed(join(dir, "missing.json"));
+    const missing = seed(join(dir, "missing.json"), { DATA_DIR: dataDir });
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toContain("missing.json");
+    expect(existsSync(dataDir)).toBe(false);
   }, CLI_TIMEOUT);
 });

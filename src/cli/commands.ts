@@ -12,9 +12,10 @@ import { migrateDatabase, UsageError, withDatabase } from "./database";
 
 export async function seedCommand(config: Config, file: string | undefined): Promise<number> {
   if (!file) throw new UsageError("seed needs a FILE: switchboard seed examples/directory.json");
+  // Read first: a file that is missing or not JSON fails at once, before any database is opened.
+  const directory = await readJson(file);
   return withDatabase(config, async (database) => {
     if (config.migrateOnStart) await migrateDatabase(database);
-    const directory = await readJson(file);
     const summary = await applyDirectory(database.db, directory, config.defaultRegion, config.systemDefaultAgent);
     console.log(
       `seeded ${file}: ${summary.tenants} tenants, ${summary.agents} agents, ` +
