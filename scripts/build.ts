@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, extname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { createPgdataTemplate, PGDATA_TEMPLATE } from "../src/db/pglite";
+import { cachedPgdataTemplate, createPgdataTemplate, PGDATA_TEMPLATE } from "../src/db/pglite";
 
 const root = resolve(import.meta.dir, "..");
 
@@ -47,9 +47,11 @@ mkdirSync(dirname(outfile), { recursive: true });
 
 const scratch = mkdtempSync(join(tmpdir(), "switchboard-build-"));
 try {
-  // The embedded database's first data directory is WebAssembly's work: one template serves every target.
+  // The embedded database's first data directory is WebAssembly's work: one template serves every
+  // target, the checkout's cached one when there is one (made by the same PGlite build and start
+  // parameters, and checked against its content), else one made here.
   const template = join(scratch, PGDATA_TEMPLATE);
-  await Bun.write(template, await createPgdataTemplate(join(scratch, "pgdata")));
+  await Bun.write(template, (await cachedPgdataTemplate()) ?? (await createPgdataTemplate(join(scratch, "pgdata"))));
   for (const build of builds) buildOne(template, build);
 } finally {
   rmSync(scratch, { recursive: true, force: true });

@@ -106,7 +106,7 @@ async function pgdataTemplate(cache: string): Promise<Blob | undefined> {
  * a full disk or a crash) is removed and made again. Where it cannot be written (a read-only
  * checkout), the template just made is used once.
  */
-async function cachedPgdataTemplate(folder: string): Promise<Blob | undefined> {
+export async function cachedPgdataTemplate(folder = DEFAULT_TEMPLATE_CACHE): Promise<Blob | undefined> {
   const prefix = `pgdata-template-${(await templateBuild()).toString(16)}-`;
   const cached = readCachedTemplate(folder, prefix);
   if (cached) return cached;
