@@ -224,7 +224,8 @@ export async function openPglite({ dataDir, statementTimeoutMs, templateCache = 
       dataDir: inMemory ? undefined : dataDir,
       ...(await compilePglite({ initdb: fresh && !template })),
       fsBundle: Bun.file(pgliteData),
-      loadDataDir: inMemory ? template : undefined,
+      // Unpacked here first: PGlite reads a plain tarball in half the time it takes to gunzip one.
+      loadDataDir: inMemory && template ? new Blob([Bun.gunzipSync(await template.bytes())]) : undefined,
       startParams: PGLITE_START_PARAMS,
     });
     if (!inMemory) restrictToOwner(dataDir);
