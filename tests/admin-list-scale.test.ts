@@ -67,12 +67,16 @@ beforeAll(async () => {
   admin = adminClient(ctx, (await createApiKey(ctx.database.db, { tenantId: null })).key);
   tenant = adminClient(ctx, (await createApiKey(ctx.database.db, { tenantId: scaleTenantId(TENANT) })).key);
   // Drizzle tells its logger every statement it runs, with its parameters: the lists' own SQL.
-  (ctx.database.db as unknown as { session: { logger: unknown } }).session.logger = {
-    logQuery: (query: string, params: unknown[]) => statements.push({ query, params }),
-  };
+  // Put back before the database goes on to the next test file (see afterAll).
+  originalLogger = drizzleSession().logger;
+  drizzleSession().logger = { logQuery: (query: string, params: unknown[]) => statements.push({ query, params }) };
 }, 60_000);
 
+let originalLogger: unknown;
+const drizzleSession = () => (ctx.database.db as unknown as { session: { logger: unknown } }).session;
+
 afterAll(async () => {
+  if (ctx) drizzleSession().logger = originalLogger;
   await ctx?.reset();
   await ctx?.close();
 });

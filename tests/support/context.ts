@@ -145,11 +145,13 @@ async function leaseEmbeddedDatabase(open: () => Promise<Database>): Promise<Tes
       () => false,
     );
     if (usable) real = candidate;
-    else await candidate.close().catch(() => {});
+    // Not waited for: PGlite's close waits for the transaction that holds it, which may never end.
+    else void candidate.close().catch(() => {});
   }
   real ??= await open();
   const database = real;
   let live = true;
+  let hooks: ((() => void) | undefined)[] = [];
   const closed = () => new DatabaseClosedError();
   // Late work of this file's app (a background reload, a journal replay) must not reach the next
   // file's data: once released, every use fails as it would on a closed database.
@@ -177,19 +179,25 @@ async function leaseEmbeddedDatabase(open: () => Promise<Database>): Promise<Tes
           return <T extends Record<string, unknown>>(query: SQL) => (live ? object.rows<T>(query) : Promise.reject(closed()));
         case "ping":
           return () => (live ? object.ping() : Promise.reject(closed()));
+        // The database keeps its listeners for good; what they call is dropped on release, so a
+        // finished file's app (its directory, its logs) is not kept alive by the next file's.
         case "listen":
-          return (channel: string, onNotify: () => void, onListening: () => void) =>
-            object.listen(
-              channel,
-              () => live && onNotify(),
-              () => live && onListening(),
-            );
+          return (channel: string, onNotify: () => void, onListening: () => void) => {
+            hooks.push(onNotify, onListening);
+            const [notify, listening] = [hooks.length - 2, hooks.length - 1];
+            object.listen(channel, () => hooks[notify]?.(), () => hooks[listening]?.());
+          };
         case "onRecovered":
-          return (listener: () => void) => object.onRecovered(() => live && listener());
+          return (listener: () => void) => {
+            hooks.push(listener);
+            const index = hooks.length - 1;
+            object.onRecovered(() => hooks[index]?.());
+          };
         case "close":
           // A test that closes the database means it (an outage): it is not handed out again.
           return async () => {
             live = false;
+            hooks = [];
             await object.close();
           };
         default:
@@ -202,6 +210,7 @@ async function leaseEmbeddedDatabase(open: () => Promise<Database>): Promise<Tes
     async close() {
       if (!live) return; // the test closed it itself
       live = false;
+      hooks = [];
       if (database.available && spare.length < MAX_SPARE) spare.push(database);
       else await database.close();
     },
