@@ -51,3 +51,31 @@ export const TestCallResponse = t.Object({
   }),
   response: SipInboundResponse,
 });
+
+// ---- Business hours (a schedule's rules; the admin API stores them, routing reads them)
+
+/** A wall-clock time, HH:MM on the 24-hour clock; 24:00 is the end of the day (a close only). */
+const ClockTime = t.String({ pattern: "^(?:(?:[01]\\d|2[0-3]):[0-5]\\d|24:00)$", description: "HH:MM, 00:00 to 24:00" });
+
+export const OpeningInterval = t.Object(
+  { open: ClockTime, close: ClockTime },
+  { additionalProperties: false, description: "Open from `open` until just before `close`; past midnight is two intervals" },
+);
+
+const day = (name: string) => t.Optional(t.Array(OpeningInterval, { maxItems: 12, description: `Opening intervals on ${name}` }));
+
+export const WeeklyHours = t.Object(
+  { mon: day("Monday"), tue: day("Tuesday"), wed: day("Wednesday"), thu: day("Thursday"), fri: day("Friday"), sat: day("Saturday"), sun: day("Sunday") },
+  { additionalProperties: false, description: "Days left out are closed all day" },
+);
+export type Weekday = keyof typeof WeeklyHours.static;
+
+export const BusinessHours = t.Object({
+  time_zone: t.String({ minLength: 1, maxLength: 64, description: "IANA time zone the hours and holidays are in, e.g. America/New_York" }),
+  weekly_hours: WeeklyHours,
+  holidays: t.Array(t.String({ pattern: "^\\d{4}-\\d{2}-\\d{2}$", description: "YYYY-MM-DD" }), {
+    maxItems: 400,
+    description: "Dates closed all day, in the schedule's time zone",
+  }),
+});
+export type BusinessHours = typeof BusinessHours.static;
