@@ -56,8 +56,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "serve":
       assertServable(config);
-      // Loaded only here: the server (HTTP, tracing) is most of the code, and the other commands,
-      // the container's healthcheck among them, start faster without it.
+      // Loaded only here: the other commands, the container's healthcheck among them, have no
+      // use for the server's code (HTTP, tracing).
       return (await import("./cli/serve")).serve(config, createLogger(config.logLevel));
     case "migrate":
       return withDatabase(config, async (database) => {
