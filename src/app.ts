@@ -127,8 +127,9 @@ function routingDeps(deps: AppDeps, directory: RoutingDirectory, metrics: Metric
     onRouted: (routed: CallRouting, seconds: number) => {
       // A repeated webhook gets its call's stored decision back: one call, counted once.
       if (routed.replayed) return;
-      annotateRequestSpan({ "switchboard.agent_source": routed.agentSource, "switchboard.tenant_id": routed.tenantId ?? "none" });
-      metrics.callsRouted.inc({ agent_source: routed.agentSource, tenant_id: routed.tenantId ?? "none" });
+      const agentSource = routed.agentSource ?? "none";
+      annotateRequestSpan({ "switchboard.call_outcome": routed.outcome, "switchboard.agent_source": agentSource, "switchboard.tenant_id": routed.tenantId ?? "none" });
+      metrics.callsRouted.inc({ outcome: routed.outcome, agent_source: agentSource, tenant_id: routed.tenantId ?? "none" });
       metrics.callRecords.inc({ state: routed.record });
       metrics.routingSeconds.observe(seconds);
     },
@@ -139,6 +140,7 @@ function routingDeps(deps: AppDeps, directory: RoutingDirectory, metrics: Metric
       // So it does on the embedded database: in this process, it is slow only when busy with calls,
       // and journaling a record only to write it again later would double that work.
       recordWaitMs: journal && database.kind !== "pglite" ? config.callRecordWaitMs : config.statementTimeoutMs,
+      maxCallSeconds: config.maxCallDurationS,
     },
   };
 }
@@ -160,6 +162,7 @@ function eventDeps(routing: RoutingDeps, config: Config, livekit: LiveKitClients
             budgetMs: dispatchBudgetMs,
           }
         : undefined,
+    handoff: dispatch && livekit ? livekit.handoff : undefined,
     deliveryBudgetMs: webhookBudgetMs,
     clock: () => new Date(),
   };

@@ -20,6 +20,8 @@ export const EnvSchema = t.Object({
   DB_STATEMENT_TIMEOUT_MS: int(1000, 10, 600_000),
   // How long a caller waits for its call's record before it goes to the journal (DATA_DIR/journal).
   CALL_RECORD_WAIT_MS: int(30, 1, 600_000),
+  // A call whose end never arrives stops holding a concurrency slot after this long (4 hours).
+  MAX_CALL_DURATION_S: int(14_400, 60, 7 * 24 * 3600),
   MIGRATE_ON_START: bool(true),
   SYSTEM_DEFAULT_AGENT: t.String({ default: "telephony-agent", minLength: 1 }),
   DEFAULT_REGION: t.String({ default: "US", pattern: "^[A-Z]{2}$" }),
@@ -110,6 +112,8 @@ export interface Config {
   statementTimeoutMs: number;
   /** How long a caller waits for the record before it is journaled (when there is a journal). */
   callRecordWaitMs: number;
+  /** After this long a call no longer counts against a concurrency cap, ended or not. */
+  maxCallDurationS: number;
   migrateOnStart: boolean;
   systemDefaultAgent: string;
   defaultRegion: string;
@@ -163,6 +167,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     dbPoolMax: env.DB_POOL_MAX,
     statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS,
     callRecordWaitMs: env.CALL_RECORD_WAIT_MS,
+    maxCallDurationS: env.MAX_CALL_DURATION_S,
     migrateOnStart: env.MIGRATE_ON_START,
     systemDefaultAgent: env.SYSTEM_DEFAULT_AGENT,
     defaultRegion: env.DEFAULT_REGION,

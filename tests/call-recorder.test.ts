@@ -114,6 +114,9 @@ async function decide(to: string, from: string | null, callId = newCallId(), ext
     call: { callId, from, to, source: "sip-inbound", ...extra },
     fromNumber: from,
     toNumber: to,
+    outcome: "dispatched",
+    outcomeReason: null,
+    transferTo: null,
     ...chooseAgent(entry, SYSTEM_DEFAULT_AGENT),
     tenantId: entry?.tenantId ?? null,
     campaignId: entry?.campaignId ?? null,
@@ -286,7 +289,7 @@ describe("the first delivery of a call id wins", () => {
     const { rec } = recorder({ gather: true });
     const first = await decide(LIVE_NUMBER, CALLERS[0]!);
     // The second delivery was decided differently (as if the directory changed in between).
-    const second: CallDecision = { ...first, agentName: "someone-else", agentSource: "system_default" };
+    const second = { ...first, agentName: "someone-else", agentSource: "system_default" } as CallDecision;
     const [a, b] = await Promise.all([rec.write(first), rec.write(second), rec.write(await decide(LIVE_NUMBER, CALLERS[1]!))]);
     expect(a!.inserted).toBe(true);
     expect(b!.inserted).toBe(false);
@@ -415,7 +418,7 @@ describe("references gone between the decision and the record", () => {
       },
     },
     recorder: recorder({ gather: true }).rec,
-    settings: { systemDefaultAgent: SYSTEM_DEFAULT_AGENT, defaultRegion: "US", recordWaitMs: 10_000 },
+    settings: { systemDefaultAgent: SYSTEM_DEFAULT_AGENT, defaultRegion: "US", recordWaitMs: 10_000, maxCallSeconds: 14_400 },
     logger: createLogger("error", { write: () => {} }),
   });
 

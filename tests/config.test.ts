@@ -40,6 +40,7 @@ describe("defaults", () => {
     DB_POOL_MAX: (c) => c.dbPoolMax,
     DB_STATEMENT_TIMEOUT_MS: (c) => c.statementTimeoutMs,
     CALL_RECORD_WAIT_MS: (c) => c.callRecordWaitMs,
+    MAX_CALL_DURATION_S: (c) => c.maxCallDurationS,
     MIGRATE_ON_START: (c) => c.migrateOnStart,
     SYSTEM_DEFAULT_AGENT: (c) => c.systemDefaultAgent,
     DEFAULT_REGION: (c) => c.defaultRegion,

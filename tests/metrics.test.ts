@@ -51,7 +51,7 @@ describe("GET /metrics with LiveKit", () => {
     }
     const after = await scrape(ctx.get);
     const grew = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
-    expect(grew(`switchboard_calls_routed_total{agent_source="campaign",tenant_id="${acme!.id}"}`)).toBe(2);
+    expect(grew(`switchboard_calls_routed_total{outcome="dispatched",agent_source="campaign",tenant_id="${acme!.id}"}`)).toBe(2);
     expect(grew('switchboard_call_records_total{state="recorded"}')).toBe(2);
     expect(grew('switchboard_agent_dispatches_total{outcome="success"}')).toBe(1);
     expect(grew('switchboard_webhook_events_total{event="participant_joined",outcome="handled"}')).toBe(1);
@@ -84,7 +84,7 @@ describe("GET /metrics with METRICS_TOKEN", () => {
       expect(call.status).toBe(200);
       const res = await ctx.app.handle(new Request("http://localhost/metrics", { headers: { authorization: `Bearer ${token}` } }));
       expect(res.status).toBe(200);
-      expect(samples(await res.text()).get('switchboard_calls_routed_total{agent_source="system_default",tenant_id="none"}')).toBe(1);
+      expect(samples(await res.text()).get('switchboard_calls_routed_total{outcome="dispatched",agent_source="system_default",tenant_id="none"}')).toBe(1);
     } finally {
       await ctx.close();
     }

@@ -249,7 +249,9 @@ describe("the answer", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("application/json");
     const answer = (await json(res)) as SipAnswer;
-    expect(Object.keys(answer).sort()).toEqual(["agent_name", "attributes", "metadata", "record"]);
+    expect(Object.keys(answer).sort()).toEqual(["action", "agent_name", "attributes", "metadata", "reason", "record", "transfer_to"]);
+    // Routed as usual: the agent is dispatched, and no policy had a say.
+    expect(answer).toMatchObject({ action: "dispatch", agent_name: "acme-sales", transfer_to: null, reason: null });
     expect(answer.record).toBe("recorded");
     expect(typeof answer.metadata).toBe("string");
     const meta = JSON.parse(answer.metadata) as Metadata;
@@ -257,6 +259,8 @@ describe("the answer", () => {
     const [log] = await allCallLogs();
     expect(meta).toEqual({
       call_type: "inbound",
+      outcome: "dispatched",
+      outcome_reason: null,
       phone_number_id: number.id,
       tenant_id: await tenantId("Acme"),
       campaign_id: number.campaignId,

@@ -1,4 +1,5 @@
-// The routing directory held in memory: dialed number -> tenant, campaign and their agents.
+// The routing directory held in memory: dialed number -> tenant, campaign, their agents and
+// policies (blocklists, business hours, caps; directory-data.ts).
 // Routing reads it, not the database, so a caller gets the right agent in microseconds and
 // still gets it while the database is down. It stays fresh three ways: a NOTIFY from triggers
 // on the tables it is built from (any process, the admin API, seed or plain SQL; migration
@@ -6,25 +7,16 @@
 // (notifications may have been missed meanwhile), and a periodic full reload as a safety net.
 // A lookup waits only for a change made through this process's admin API (its answer promises
 // the next call sees it); changes made elsewhere are routed by as soon as they are loaded.
-import { mkdir, rename, writeFile } from "node:fs/promises";
-import { dirname } from "node:path";
-import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { withDeadline } from "../errors";
 import type { Logger } from "../logger";
+import { compilePolicies, type DirectoryData, type DirectoryEntry, emptyDirectory, readDirectory, readSnapshot, saveSnapshot } from "./directory-data";
+import type { CallPolicies } from "./policy";
+
+export type { DirectoryEntry } from "./directory-data";
 
 /** The channel migration 0007's triggers notify. */
 export const DIRECTORY_CHANNEL = "switchboard_directory";
-
-/** The directory facts the decision needs for one dialed number. */
-export interface DirectoryEntry {
-  phoneNumberId: string;
-  tenantId: string;
-  campaignId: string | null;
-  campaignActive: boolean;
-  campaignAgent: string | null;
-  tenantDefaultAgent: string | null;
-}
 
 export interface DirectoryStatus {
   loaded: boolean;
@@ -39,6 +31,8 @@ export interface DirectoryStatus {
 export interface RoutingDirectory {
   /** The entry of a dialed number (E.164); null for a number no active tenant owns. */
   lookup(toNumber: string | null): Promise<DirectoryEntry | null>;
+  /** The policies of a number's calls (a looked-up entry; null: a number no tenant owns, only global entries apply). */
+  policies(entry: DirectoryEntry | null): CallPolicies;
   /** Announces a change made through this process; the next lookups wait (briefly) for it. */
   changed(): void;
   /** Resolves once a load that started after this call has finished (rejects if it fails). */
@@ -70,7 +64,8 @@ export function createRoutingDirectory(options: DirectoryOptions): RoutingDirect
 }
 
 class MemoryDirectory implements RoutingDirectory {
-  #entries = new Map<string, DirectoryEntry>();
+  #data: DirectoryData = emptyDirectory();
+  #policies: (entry: DirectoryEntry | null) => CallPolicies;
   #loadedAt: Date | null = null;
   #source: DirectoryStatus["source"] = null;
   // Changes announced so far, and how many of them the loaded entries include: all of them (for
@@ -85,6 +80,7 @@ class MemoryDirectory implements RoutingDirectory {
   readonly firstLoad: Promise<void>;
 
   constructor(private readonly options: DirectoryOptions) {
+    this.#policies = compilePolicies(this.#data, options.logger);
     // The first load counts as a change of this process: lookups wait for it.
     this.firstLoad = this.reload();
     this.firstLoad.catch(this.#reloadFailed);
@@ -101,8 +97,10 @@ class MemoryDirectory implements RoutingDirectory {
     if (this.#included.here < this.#announced.here && pending && this.options.database.available) {
       await withDeadline(pending, this.options.waitMs, "routing directory reload").catch(() => {});
     }
-    return toNumber ? (this.#entries.get(toNumber) ?? null) : null;
+    return toNumber ? (this.#data.numbers.get(toNumber) ?? null) : null;
   }
+
+  policies = (entry: DirectoryEntry | null): CallPolicies => this.#policies(entry);
 
   /** A change made through this process: the next lookups wait for it, so its API's answer holds. */
   changed = () => {
@@ -121,17 +119,17 @@ class MemoryDirectory implements RoutingDirectory {
     if (this.#loadedAt || !snapshotPath) return false;
     const snapshot = await readSnapshot(snapshotPath, logger);
     if (!snapshot || this.#loadedAt) return false;
-    this.#entries = snapshot.entries;
+    this.#use(snapshot.data);
     this.#loadedAt = snapshot.loadedAt;
     this.#source = "snapshot";
-    const saved = { numbers: this.#entries.size, saved_at: snapshot.loadedAt.toISOString() };
+    const saved = { numbers: this.#data.numbers.size, saved_at: snapshot.loadedAt.toISOString() };
     logger.warn(saved, "routing directory taken from its snapshot: the database is unavailable");
     return true;
   }
 
   status(): DirectoryStatus {
     const fresh = this.#included.all >= this.#announced.all;
-    return { loaded: this.#loadedAt !== null, loadedAt: this.#loadedAt, source: this.#source, numbers: this.#entries.size, fresh };
+    return { loaded: this.#loadedAt !== null, loadedAt: this.#loadedAt, source: this.#source, numbers: this.#data.numbers.size, fresh };
   }
 
   close() {
@@ -158,18 +156,23 @@ class MemoryDirectory implements RoutingDirectory {
   async #loadOnce() {
     const covers = { ...this.#announced };
     const started = performance.now();
-    this.#entries = await readDirectory(this.options.database);
+    this.#use(await readDirectory(this.options.database));
     this.#loadedAt = new Date();
     this.#source = "database";
     this.#included.all = Math.max(this.#included.all, covers.all);
     this.#included.here = Math.max(this.#included.here, covers.here);
     const ms = Math.round(performance.now() - started);
-    this.options.logger.debug({ numbers: this.#entries.size, ms }, "routing directory loaded");
+    this.options.logger.debug({ numbers: this.#data.numbers.size, ms }, "routing directory loaded");
     const { snapshotPath, logger } = this.options;
     if (snapshotPath) {
-      const [loaded, at] = [this.#entries, this.#loadedAt];
+      const [loaded, at] = [this.#data, this.#loadedAt];
       this.#saving = this.#saving.then(() => saveSnapshot(snapshotPath, loaded, at, logger));
     }
+  }
+
+  #use(data: DirectoryData) {
+    this.#policies = compilePolicies(data, this.options.logger);
+    this.#data = data;
   }
 
   /** A change somewhere (a NOTIFY, a reconnection): loaded in the background, no lookup waits for it. */
@@ -182,70 +185,7 @@ class MemoryDirectory implements RoutingDirectory {
 
   #reloadFailed = (error: unknown) =>
     this.options.logger.warn(
-      { err: error, numbers: this.#entries.size },
+      { err: error, numbers: this.#data.numbers.size },
       "routing directory reload failed: routing from the last loaded copy",
     );
-}
-
-type DirectoryRow = {
-  e164: string;
-  phone_number_id: string;
-  tenant_id: string;
-  campaign_id: string | null;
-  campaign_active: boolean | null;
-  campaign_agent: string | null;
-  tenant_default_agent: string | null;
-};
-
-/** Every active number of an active tenant, with what the routing rule needs. */
-async function readDirectory(database: Database): Promise<Map<string, DirectoryEntry>> {
-  const rows = await database.rows<DirectoryRow>(sql`
-    select pn.e164, pn.id as phone_number_id, t.id as tenant_id, pn.campaign_id,
-           c.status = 'active' as campaign_active,
-           case when ca.active then ca.name end as campaign_agent,
-           td.name as tenant_default_agent
-    from phone_numbers pn
-    join tenants t on t.id = pn.tenant_id and t.active
-    left join campaigns c on c.id = pn.campaign_id
-    left join agents ca on ca.id = c.agent_id
-    left join agents td on td.tenant_id = t.id and td.is_default and td.active
-    where pn.active`);
-  return new Map(
-    rows.map((row) => [
-      row.e164,
-      {
-        phoneNumberId: row.phone_number_id,
-        tenantId: row.tenant_id,
-        campaignId: row.campaign_id,
-        campaignActive: row.campaign_active === true,
-        campaignAgent: row.campaign_agent,
-        tenantDefaultAgent: row.tenant_default_agent,
-      },
-    ]),
-  );
-}
-
-/** Written whole to a temporary file, then renamed: a crash leaves the old snapshot or the new one. */
-async function saveSnapshot(path: string, entries: Map<string, DirectoryEntry>, savedAt: Date, logger: Logger) {
-  try {
-    const temporary = `${path}.${process.pid}.tmp`;
-    // The first load at a first start comes before anything else made DATA_DIR (with DATABASE_URL).
-    await mkdir(dirname(path), { recursive: true });
-    await writeFile(temporary, JSON.stringify({ saved_at: savedAt.toISOString(), entries: [...entries] }));
-    await rename(temporary, path);
-  } catch (error) {
-    logger.warn({ err: error, path }, "routing directory snapshot not saved");
-  }
-}
-
-async function readSnapshot(path: string, logger: Logger): Promise<{ entries: Map<string, DirectoryEntry>; loadedAt: Date } | null> {
-  const file = Bun.file(path);
-  if (!(await file.exists())) return null;
-  try {
-    const snapshot = (await file.json()) as { saved_at: string; entries: [string, DirectoryEntry][] };
-    return { entries: new Map(snapshot.entries), loadedAt: new Date(snapshot.saved_at) };
-  } catch (error) {
-    logger.warn({ err: error, path }, "routing directory snapshot unreadable: ignored");
-    return null;
-  }
 }

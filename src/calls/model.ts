@@ -1,5 +1,6 @@
 // Request and response shapes of the call-routing endpoints, shared by routes, tests and OpenAPI.
 import { type Static, t } from "elysia";
+import { OUTCOME_REASONS } from "../db/schema";
 import { StorableText } from "../text";
 
 const text = (description: string) => t.Optional(t.Nullable(StorableText({ maxLength: 512, description })));
@@ -19,7 +20,16 @@ export const SipInboundRequest = t.Object(
 export type SipInboundRequest = Static<typeof SipInboundRequest>;
 
 export const SipInboundResponse = t.Object({
-  agent_name: t.String(),
+  action: t.UnionEnum(["dispatch", "reject", "transfer"], {
+    description:
+      "dispatch: start agent_name in the call's room. reject: end the call (remove the caller; start no agent). " +
+      "transfer: pass the call to transfer_to (e.g. SIP REFER to tel:<transfer_to>); start no agent.",
+  }),
+  agent_name: t.Nullable(t.String(), { description: "The agent to start; null unless action is dispatch" }),
+  transfer_to: t.Nullable(t.String({ description: "E.164" }), { description: "Where to transfer the call; set only when action is transfer" }),
+  reason: t.Nullable(t.UnionEnum(OUTCOME_REASONS), {
+    description: "The policy behind the action: set on every reject and transfer, and on a dispatch to an after-hours or overflow agent; null when routed as usual",
+  }),
   /** JSON string of callMetadata(): what the agent reads as its job metadata. */
   metadata: t.String(),
   attributes: t.Object({

@@ -6,7 +6,8 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { isDatabaseUnavailable } from "../db/errors";
-import type { AgentSource } from "../db/schema";
+import type { AgentSource, CallOutcome, CallStatus, OutcomeReason } from "../db/schema";
+import type { RoutedOutcome } from "./policy";
 import type { CallDecision } from "./service";
 
 /** A call's record as stored: the decision that stands, whoever wrote it first. */
@@ -16,10 +17,13 @@ export type StoredCall = {
   tenant_id: string | null;
   campaign_id: string | null;
   phone_number_id: string | null;
-  agent_name: string;
-  agent_source: AgentSource;
+  agent_name: string | null;
+  agent_source: AgentSource | null;
   from_number: string | null;
   to_number: string | null;
+  outcome: CallOutcome;
+  outcome_reason: OutcomeReason | null;
+  transfer_to: string | null;
 };
 
 export interface WrittenCall {
@@ -87,11 +91,14 @@ export function createCallRecorder(database: Database, options: RecorderOptions)
     }
   };
   return {
+    // A capped call is counted against its cap and written in one statement of its own (see writeCall).
     write: (decision) =>
-      new Promise<WrittenCall>((resolve, reject) => {
-        queue.push({ decision, at: new Date(), resolve, reject });
-        flush();
-      }),
+      decision.cap
+        ? writeCall(database, decision, new Date())
+        : new Promise<WrittenCall>((resolve, reject) => {
+            queue.push({ decision, at: new Date(), resolve, reject });
+            flush();
+          }),
   };
 }
 
@@ -122,9 +129,13 @@ async function settleBatch(database: Database, batch: Queued[]): Promise<void> {
   });
 }
 
-/** Writes one call as it was decided at `at` (a journaled call is written later than it came in). */
+/**
+ * Writes one call as it was decided at `at` (a journaled call is written later than it came in).
+ * A call under a cap is admitted or overflowed by the database (record_capped_call, 0010_policies.sql).
+ */
 export async function writeCall(database: Database, decision: CallDecision, at: Date): Promise<WrittenCall> {
-  const [outcome] = await writeCalls(database, [{ decision, at }]);
+  const insert = decision.cap ? cappedInsert(decision.cap) : undefined;
+  const [outcome] = await writeCalls(database, [{ decision, at }], insert);
   if (!outcome!.ok) throw outcome!.error;
   return outcome!.written;
 }
@@ -137,9 +148,13 @@ export async function writeCall(database: Database, decision: CallDecision, at: 
  * LiveKit join's facts to them), only when there are any. Its failure is theirs alone: the
  * calls the first statement inserted are recorded whatever happens to it.
  */
-async function writeCalls(database: Database, batch: { decision: CallDecision; at: Date }[]): Promise<Settled[]> {
+async function writeCalls(
+  database: Database,
+  batch: { decision: CallDecision; at: Date }[],
+  insert = (calls: CallRow[]) => sql`select * from record_calls(${JSON.stringify(calls)}::jsonb)`,
+): Promise<Settled[]> {
   const calls = batch.map(({ decision, at }, ord) => callRow(decision, at, ord));
-  const inserted = await database.rows<StoredRow>(sql`select * from record_calls(${JSON.stringify(calls)}::jsonb)`);
+  const inserted = await database.rows<StoredRow>(insert(calls));
   const fresh = new Map(inserted.map((row) => [row.call_id, row]));
   const written: (WrittenCall | null)[] = calls.map((call) => {
     const row = fresh.get(call.call_id);
@@ -170,6 +185,42 @@ async function writeCalls(database: Database, batch: { decision: CallDecision; a
 
 type CallRow = ReturnType<typeof callRow>;
 
+/** The statement that writes a lone capped call: the cap's overflows as the columns they change. */
+function cappedInsert(cap: NonNullable<CallDecision["cap"]>) {
+  const limits = {
+    tenant_limit: cap.tenant?.limit,
+    number_limit: cap.number?.limit,
+    number_overflow: cap.number && outcomeColumns(cap.number.overflow),
+    tenant_overflow: cap.tenant && outcomeColumns(cap.tenant.overflow),
+    max_call_seconds: cap.maxCallSeconds,
+  };
+  return ([call]: CallRow[]) => {
+    const scope = { ...limits, tenant_id: call!.tenant_id, phone_number_id: call!.phone_number_id };
+    return sql`select * from record_capped_call(${JSON.stringify(call)}::jsonb, ${JSON.stringify(scope)}::jsonb)`;
+  };
+}
+
+/** How a call's record is ended at once when it is not dispatched, and what its caller's lead becomes. */
+const UNDISPATCHED: Record<Exclude<CallOutcome, "dispatched">, { ended_status: CallStatus; end_reason: string; lead_status: string }> = {
+  rejected: { ended_status: "failed", end_reason: "REJECTED", lead_status: "missed" },
+  transferred: { ended_status: "completed", end_reason: "TRANSFERRED", lead_status: "transferred" },
+};
+
+/** The record's columns for an outcome (record_calls' input); a journal entry older than outcomes was dispatched. */
+function outcomeColumns(outcome: Partial<RoutedOutcome>) {
+  const kind = outcome.outcome ?? "dispatched";
+  return {
+    outcome: kind,
+    outcome_reason: outcome.outcomeReason ?? null,
+    agent_name: outcome.agentName ?? null,
+    agent_source: outcome.agentSource ?? null,
+    transfer_to: outcome.transferTo ?? null,
+    // Spam is not a lead: a caller refused by a blocklist, or for withholding their number, makes none.
+    makes_lead: outcome.outcomeReason !== "blocklist" && outcome.outcomeReason !== "anonymous_blocked",
+    ...(kind === "dispatched" ? { ended_status: null, end_reason: null, lead_status: "calling" } : UNDISPATCHED[kind]),
+  };
+}
+
 function callRow(decision: CallDecision, at: Date, ord: number) {
   const { call } = decision;
   return {
@@ -185,8 +236,7 @@ function callRow(decision: CallDecision, at: Date, ord: number) {
     tenant_id: decision.tenantId,
     campaign_id: decision.campaignId,
     phone_number_id: decision.phoneNumberId,
-    agent_name: decision.agentName,
-    agent_source: decision.agentSource,
+    ...outcomeColumns(decision),
     metadata: { source: call.source, ...call.details },
     created_at: at.toISOString(),
     caller_joined_at: call.joined?.at.toISOString() ?? null,
@@ -247,7 +297,8 @@ async function revisitCalls(database: Database, calls: CallRow[]): Promise<Map<s
         and provider_call_id not in (select provider_call_id from joined)
     )
     select provider_call_id as call_id, id as call_log_id, lead_id, tenant_id, campaign_id, phone_number_id,
-           agent_name, agent_source, from_number, to_number, dispatch_claimed_at = now() as dispatch_claimed,
+           agent_name, agent_source, from_number, to_number, outcome, outcome_reason, transfer_to,
+           dispatch_claimed_at = now() as dispatch_claimed,
            dispatch_attempts, dispatch_id is not null as dispatched, ended_at is not null as ended
     from stored`);
   return new Map(rows.map((row) => [row.call_id, row]));

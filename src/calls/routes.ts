@@ -8,6 +8,7 @@ import {
   TestCallRequest,
   TestCallResponse,
 } from "./model";
+import { ACTION_OF } from "./policy";
 import { type CallRouting, callMetadata, type RoutingDeps, routeInboundCall } from "./service";
 
 export interface CallRoutesOptions {
@@ -16,10 +17,13 @@ export interface CallRoutesOptions {
   authorize?: (request: Request) => Promise<void>;
 }
 
-/** The decision endpoint answers in the shape LiveKit-side glue expects: agent, metadata, attributes. */
+/** The decision endpoint answers in the shape LiveKit-side glue expects: action, agent, metadata, attributes. */
 export function toSipInboundResponse(routing: CallRouting): SipInboundResponseBody {
   return {
+    action: ACTION_OF[routing.outcome],
     agent_name: routing.agentName,
+    transfer_to: routing.transferTo,
+    reason: routing.outcomeReason,
     metadata: JSON.stringify(callMetadata(routing)),
     attributes: { inbound: "true", phone_number: routing.toNumber ?? "", caller: routing.fromNumber ?? "" },
     record: routing.record,

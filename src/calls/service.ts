@@ -1,7 +1,7 @@
 // The routing decision and the call record. Every entry point (sip-inbound, the LiveKit
-// participant_joined webhook, the test endpoint) routes through routeInboundCall, in three
-// steps: look the dialed number up in the in-memory directory, decide the agent, record the
-// call. The record waits on the database only briefly: past that, or while the database is
+// participant_joined webhook, the test endpoint) routes through routeInboundCall, in four
+// steps: look the dialed number up in the in-memory directory, decide the agent, apply the
+// policies (policy.ts: blocklist, business hours, caps), record the call. The record waits on the database only briefly: past that, or while the database is
 // down, the decision goes to the journal on disk and is written once the database answers.
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
@@ -12,6 +12,7 @@ import type { Journal } from "../journal/journal";
 import type { Logger } from "../logger";
 import type { DirectoryEntry, RoutingDirectory } from "./directory";
 import { normalizePhoneNumber } from "./phone";
+import { applyPolicies, type CapCheck, type RoutedOutcome } from "./policy";
 import { type CallRecorder, type DispatchClaim, type StoredCall, writeCall } from "./recorder";
 
 export interface RoutingSettings {
@@ -19,6 +20,8 @@ export interface RoutingSettings {
   defaultRegion: string;
   /** How long a caller waits for the call's record before it goes to the journal instead. */
   recordWaitMs: number;
+  /** A call no longer holds a concurrency slot after this long, ended or not. */
+  maxCallSeconds: number;
 }
 
 export interface RoutingDeps {
@@ -32,6 +35,10 @@ export interface RoutingDeps {
   logger: Logger;
   /** Told of every routing decision and how long it took (metrics). */
   onRouted?: (routing: CallRouting, seconds: number) => void;
+  /** The time business hours are judged at; the system clock unless a test says otherwise. */
+  now?: () => Date;
+  /** Set when replaying calls kept while the database was down: they were admitted then (caps fail open). */
+  ignoreCaps?: boolean;
 }
 
 export interface InboundCall {
@@ -54,17 +61,20 @@ export interface InboundCall {
   joined?: { at: Date; claimDispatchForMs?: number };
 }
 
-/** Who answers a call and why: everything its record needs. The journal keeps it as is. */
-export interface CallDecision {
+/**
+ * What happens to a call and why: everything its record needs. The journal keeps it as is (an
+ * entry written before policies existed has no outcome: it was dispatched). A cap, when there is
+ * one, is applied by the record; a journaled call was admitted (caps fail open).
+ */
+export type CallDecision = {
   call: InboundCall;
   fromNumber: string | null;
   toNumber: string | null;
-  agentName: string;
-  agentSource: AgentSource;
   tenantId: string | null;
   campaignId: string | null;
   phoneNumberId: string | null;
-}
+  cap?: (CapCheck & { maxCallSeconds: number }) | null;
+} & RoutedOutcome;
 
 /**
  * Where the call's record is: in the database; pending (on disk in the journal, written once
@@ -72,11 +82,13 @@ export interface CallDecision {
  */
 export type RecordState = "recorded" | "pending" | "unrecorded";
 
-/** Who answers the call and which records it belongs to. */
-export interface CallRouting {
+/** What happens to the call (its agent, or why none) and which records it belongs to. */
+export type CallRouting = RoutingRecord & RoutedOutcome;
+/** A call routed to an agent. */
+export type DispatchedRouting = Extract<CallRouting, { outcome: "dispatched" }>;
+
+interface RoutingRecord {
   callId: string;
-  agentName: string;
-  agentSource: AgentSource;
   callLogId: string | null;
   leadId: string | null;
   tenantId: string | null;
@@ -115,14 +127,17 @@ export async function routeInboundCall(deps: RoutingDeps, call: InboundCall): Pr
   const fromNumber = normalizePhoneNumber(call.from, settings.defaultRegion);
   const toNumber = normalizePhoneNumber(call.to, settings.defaultRegion);
   const entry = await deps.directory.lookup(toNumber);
+  const usual = chooseAgent(entry, settings.systemDefaultAgent);
+  const { outcome, cap } = applyPolicies(deps.directory.policies(entry), fromNumber, deps.now?.() ?? new Date(), usual);
   const decision: CallDecision = {
     call,
     fromNumber,
     toNumber,
-    ...chooseAgent(entry, settings.systemDefaultAgent),
+    ...outcome,
     tenantId: entry?.tenantId ?? null,
     campaignId: entry?.campaignId ?? null,
     phoneNumberId: entry?.phoneNumberId ?? null,
+    cap: cap && !deps.ignoreCaps ? { ...cap, maxCallSeconds: settings.maxCallSeconds } : null,
   };
   const routing = await recordCall(deps, decision);
   deps.onRouted?.(routing, (performance.now() - started) / 1000);
@@ -147,12 +162,13 @@ async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<Ca
   let failure: unknown;
   try {
     const written = await withDeadline(write, deps.settings.recordWaitMs, "call record");
-    return { ...fromStored(decision.call.callId, written.row, !written.inserted), dispatchClaim: written.dispatchClaim };
+    return { ...fromStored(decision.call.callId, written.row, !written.inserted), dispatchClaim: written.dispatchClaim } as CallRouting;
   } catch (error) {
     // A write that finishes after all is harmless: the journal's replay of it finds the call there.
     write.catch(() => {});
     failure = error;
   }
+  // A capped call the database could not count is admitted: caps fail open.
   const pending = {
     ...decision,
     callId: decision.call.callId,
@@ -179,13 +195,15 @@ export const CALL_ENTRY = "call";
 export async function replayCallRecord(database: Database, decision: CallDecision, at: Date): Promise<void> {
   // The delivery that claimed the dispatch is long gone: a replay records the join, claims nothing.
   const joined = decision.call.joined && { at: new Date(decision.call.joined.at) };
-  await writeCall(database, { ...decision, call: { ...decision.call, joined } }, at);
+  await writeCall(database, { ...decision, call: { ...decision.call, joined }, cap: null }, at);
 }
 
 /** The JSON the agent receives as job metadata, from sip-inbound and from LiveKit dispatch alike. */
 export function callMetadata(routing: CallRouting): Record<string, string | null> {
   return {
     call_type: "inbound",
+    outcome: routing.outcome,
+    outcome_reason: routing.outcomeReason,
     phone_number_id: routing.phoneNumberId,
     tenant_id: routing.tenantId,
     campaign_id: routing.campaignId,
@@ -197,11 +215,11 @@ export function callMetadata(routing: CallRouting): Record<string, string | null
   };
 }
 
-function fromStored(callId: string, row: StoredCall, replayed: boolean): Omit<CallRouting, "dispatchClaim"> {
+function fromStored(callId: string, row: StoredCall, replayed: boolean): Omit<RoutingRecord, "dispatchClaim"> & RoutedOutcome {
   return {
     callId,
-    agentName: row.agent_name,
-    agentSource: row.agent_source,
+    // The database holds the outcome's invariants (call_logs_dispatched_has_agent and the like).
+    ...({ outcome: row.outcome, outcomeReason: row.outcome_reason, agentName: row.agent_name, agentSource: row.agent_source, transferTo: row.transfer_to } as RoutedOutcome),
     callLogId: row.call_log_id,
     leadId: row.lead_id,
     tenantId: row.tenant_id,
@@ -221,8 +239,11 @@ function logFields(routing: CallRouting) {
     to: routing.toNumber,
     tenant: routing.tenantId,
     campaign: routing.campaignId,
+    outcome: routing.outcome,
+    reason: routing.outcomeReason,
     agent: routing.agentName,
     decision: routing.agentSource,
+    transfer_to: routing.transferTo,
     call_log_id: routing.callLogId,
     lead_id: routing.leadId,
   };

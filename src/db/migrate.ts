@@ -13,6 +13,7 @@ import m0006 from "../../drizzle/0006_real_livekit_rooms.sql" with { type: "text
 import m0007 from "../../drizzle/0007_directory_notify.sql" with { type: "text" };
 import m0008 from "../../drizzle/0008_record_calls.sql" with { type: "text" };
 import m0009 from "../../drizzle/0009_list_indexes.sql" with { type: "text" };
+import m0010 from "../../drizzle/0010_policies.sql" with { type: "text" };
 import { type Database, rowsOf } from "./database";
 
 const MIGRATION_SQL: Record<string, string> = {
@@ -26,6 +27,7 @@ const MIGRATION_SQL: Record<string, string> = {
   "0007_directory_notify": m0007,
   "0008_record_calls": m0008,
   "0009_list_indexes": m0009,
+  "0010_policies": m0010,
 };
 
 /** The migrations this switchboard knows, in the order they apply. */

@@ -22,9 +22,10 @@ const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull(
 /**
  * Why a call's agent is the one it is: Switchboard's routing (campaign, tenant_default,
  * system_default), or dispatch_rule, an agent LiveKit had already placed in the caller's room
- * (a dispatch rule's room_config) that Switchboard kept rather than start a second one.
+ * (a dispatch rule's room_config) that Switchboard kept rather than start a second one; or a
+ * policy's agent: a schedule's after_hours agent, a concurrency cap's overflow agent.
  */
-export const AGENT_SOURCES = ["campaign", "tenant_default", "system_default", "dispatch_rule"] as const;
+export const AGENT_SOURCES = ["campaign", "tenant_default", "system_default", "dispatch_rule", "after_hours", "overflow"] as const;
 export type AgentSource = (typeof AGENT_SOURCES)[number];
 
 export const CAMPAIGN_STATUSES = ["active", "paused", "completed", "archived"] as const;
@@ -44,6 +45,25 @@ export const CALL_STATUS_RANK = {
 export type CallStatus = keyof typeof CALL_STATUS_RANK;
 export const CALL_STATUSES = Object.keys(CALL_STATUS_RANK) as CallStatus[];
 
+/** What routing did with a call: sent an agent, refused it, or passed it to a phone number. */
+export const CALL_OUTCOMES = ["dispatched", "rejected", "transferred"] as const;
+export type CallOutcome = (typeof CALL_OUTCOMES)[number];
+
+/** Which policy decided a call's outcome; null (routed as usual) is not in the list. */
+export const OUTCOME_REASONS = ["blocklist", "anonymous_blocked", "after_hours", "holiday", "over_capacity"] as const;
+export type OutcomeReason = (typeof OUTCOME_REASONS)[number];
+
+/**
+ * What a policy does with a call it applies to (a schedule's after_hours, a cap's overflow):
+ * dispatch another agent, transfer to a number (E.164), or reject. Checked by the admin API.
+ */
+export type PolicyAction = { action: "dispatch" | "transfer" | "reject"; agent_id?: string; transfer_to?: string };
+
+/** Per-tenant or per-number limit of simultaneous calls; null is no limit. */
+const maxConcurrentCalls = () => integer("max_concurrent_calls");
+/** Custom values passed to the agent with each call (at most 4 KB, checked by the admin API). */
+const variables = () => jsonb("variables").$type<Record<string, unknown>>().notNull().default({});
+
 const inList = (column: string, values: readonly string[]) =>
   sql.raw(`${column} in (${values.map((v) => `'${v}'`).join(", ")})`);
 
@@ -53,10 +73,16 @@ export const tenants = pgTable(
     id: uuid("id").primaryKey().defaultRandom(),
     name: text("name").notNull().unique(),
     active: boolean("active").notNull().default(true),
+    maxConcurrentCalls: maxConcurrentCalls(),
+    overflow: jsonb("overflow").$type<PolicyAction>(),
+    variables: variables(),
     createdAt: createdAt(),
   },
-  // Newest-first pages of the admin API.
-  (t) => [index("tenants_created_idx").on(t.createdAt, t.id)],
+  (t) => [
+    // Newest-first pages of the admin API.
+    index("tenants_created_idx").on(t.createdAt, t.id),
+    check("tenants_max_concurrent_calls_positive", sql`${t.maxConcurrentCalls} > 0`),
+  ],
 );
 
 export const agents = pgTable(
@@ -93,6 +119,52 @@ export const agents = pgTable(
   ],
 );
 
+/** A tenant's business hours; campaigns and phone numbers name one (the number's wins). */
+export const schedules = pgTable(
+  "schedules",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    tenantId: uuid("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
+    name: text("name").notNull(),
+    /** IANA time zone the hours and holidays are in. */
+    timeZone: text("time_zone").notNull(),
+    /** mon..sun -> [{ open: "09:00", close: "17:00" }]; the shape is calls/model.ts WeeklyHours. */
+    weeklyHours: jsonb("weekly_hours").$type<Record<string, { open: string; close: string }[]>>().notNull(),
+    /** YYYY-MM-DD dates closed all day. */
+    holidays: jsonb("holidays").$type<string[]>().notNull().default([]),
+    /** What happens to a call while closed. */
+    afterHours: jsonb("after_hours").$type<PolicyAction>().notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    unique("schedules_tenant_name_key").on(t.tenantId, t.name),
+    // Target of the composite foreign keys that keep campaigns and numbers on their tenant's schedules.
+    unique("schedules_id_tenant_key").on(t.id, t.tenantId),
+    index("schedules_created_idx").on(t.createdAt, t.id),
+  ],
+);
+
+/**
+ * Callers refused before any agent starts: a whole number or a prefix ending in "*", in E.164.
+ * tenant_id null: a global entry (admin keys only), applied to every tenant's calls.
+ */
+export const blocklistEntries = pgTable(
+  "blocklist_entries",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    tenantId: uuid("tenant_id").references(() => tenants.id),
+    pattern: text("pattern").notNull(),
+    reason: text("reason"),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    unique("blocklist_entries_tenant_pattern_key").on(t.tenantId, t.pattern).nullsNotDistinct(),
+    index("blocklist_entries_created_idx").on(t.createdAt, t.id),
+  ],
+);
+
 export const campaigns = pgTable(
   "campaigns",
   {
@@ -103,6 +175,8 @@ export const campaigns = pgTable(
     name: text("name").notNull(),
     agentId: uuid("agent_id").references(() => agents.id),
     status: text("status").$type<CampaignStatus>().notNull().default("active"),
+    scheduleId: uuid("schedule_id"),
+    variables: variables(),
     createdAt: createdAt(),
     /**
      * Campaigns are deleted softly: their leads and call logs keep pointing at them. A deleted
@@ -115,6 +189,11 @@ export const campaigns = pgTable(
     // Target of the composite foreign keys that keep rows inside one tenant.
     unique("campaigns_id_tenant_key").on(t.id, t.tenantId),
     check("campaigns_status_check", inList("status", CAMPAIGN_STATUSES)),
+    foreignKey({
+      name: "campaigns_schedule_same_tenant_fk",
+      columns: [t.scheduleId, t.tenantId],
+      foreignColumns: [schedules.id, schedules.tenantId],
+    }),
     // Newest-first pages of the admin API across tenants (a tenant's few use campaigns_tenant_name_key).
     index("campaigns_created_idx").on(t.createdAt, t.id),
   ],
@@ -132,6 +211,12 @@ export const phoneNumbers = pgTable(
     campaignId: uuid("campaign_id"),
     numberType: text("number_type").$type<NumberType>().notNull().default("LOCAL"),
     active: boolean("active").notNull().default(true),
+    /** Reject callers who withhold their number. */
+    blockAnonymous: boolean("block_anonymous").notNull().default(false),
+    /** Business hours; wins over the campaign's. */
+    scheduleId: uuid("schedule_id"),
+    maxConcurrentCalls: maxConcurrentCalls(),
+    overflow: jsonb("overflow").$type<PolicyAction>(),
     createdAt: createdAt(),
   },
   (t) => [
@@ -142,6 +227,12 @@ export const phoneNumbers = pgTable(
       foreignColumns: [campaigns.id, campaigns.tenantId],
     }),
     check("phone_numbers_type_check", inList("number_type", NUMBER_TYPES)),
+    check("phone_numbers_max_concurrent_calls_positive", sql`${t.maxConcurrentCalls} > 0`),
+    foreignKey({
+      name: "phone_numbers_schedule_same_tenant_fk",
+      columns: [t.scheduleId, t.tenantId],
+      foreignColumns: [schedules.id, schedules.tenantId],
+    }),
     // Newest-first pages of the admin API, per tenant and across tenants; a campaign's numbers
     // (its list, and unlinking them when it is deleted).
     index("phone_numbers_tenant_created_idx").on(t.tenantId, t.createdAt, t.id),
@@ -211,8 +302,14 @@ export const callLogs = pgTable(
      * a call's history stays with the tenant that owned the number when it rang.
      */
     phoneNumberId: uuid("phone_number_id").references(() => phoneNumbers.id, { onDelete: "set null" }),
-    agentName: text("agent_name").notNull(),
-    agentSource: text("agent_source").$type<AgentSource>().notNull(),
+    /** The agent sent; null for a call rejected or transferred. */
+    agentName: text("agent_name"),
+    agentSource: text("agent_source").$type<AgentSource>(),
+    outcome: text("outcome").$type<CallOutcome>().notNull().default("dispatched"),
+    /** The policy behind the outcome; null when the call was routed as usual. */
+    outcomeReason: text("outcome_reason").$type<OutcomeReason>(),
+    /** Where a transferred call went (E.164). */
+    transferTo: text("transfer_to"),
     status: text("status").$type<CallStatus>().notNull().default("ringing"),
     createdAt: createdAt(),
     /** When the SIP caller joined the room: the start of the billed duration. */
@@ -252,6 +349,15 @@ export const callLogs = pgTable(
     // Every later event of a call finds it by this id: an empty one would be shared by strangers.
     check("call_logs_provider_call_id_not_empty", sql`${t.providerCallId} <> ''`),
     check("call_logs_agent_source_check", inList("agent_source", AGENT_SOURCES)),
+    check("call_logs_outcome_check", inList("outcome", CALL_OUTCOMES)),
+    check("call_logs_outcome_reason_check", inList("outcome_reason", OUTCOME_REASONS)),
+    // A dispatched call names its agent; a transferred one its destination.
+    check("call_logs_dispatched_has_agent", sql`${t.outcome} <> 'dispatched' or (${t.agentName} is not null and ${t.agentSource} is not null)`),
+    check("call_logs_transferred_has_destination", sql`${t.outcome} <> 'transferred' or ${t.transferTo} is not null`),
+    // The calls holding a concurrency slot (routed as usual, not ended), counted per number and per tenant.
+    index("call_logs_open_by_number_idx").on(t.phoneNumberId, t.createdAt).where(sql`${t.endedAt} is null and ${t.outcome} = 'dispatched' and ${t.outcomeReason} is null`),
+    index("call_logs_open_by_tenant_idx").on(t.tenantId, t.createdAt).where(sql`${t.endedAt} is null and ${t.outcome} = 'dispatched' and ${t.outcomeReason} is null`),
+    index("call_logs_outcome_created_idx").on(t.outcome, t.createdAt, t.id),
     index("call_logs_room_name_idx").on(t.roomName),
     index("call_logs_room_sid_idx").on(t.roomSid),
     // Newest-first pages of the admin API, per tenant and across tenants.

@@ -6,6 +6,7 @@ import { DisconnectReason, ParticipantInfo_Kind, type WebhookEvent } from "@live
 import {
   type CallEnd,
   type CallRouting,
+  type DispatchedRouting,
   type RoomRef,
   recordCallAnswered,
   recordCallEnded,
@@ -15,6 +16,7 @@ import { UnavailableError } from "../errors";
 import { isLastDelivery } from "./delivery";
 import { dispatchAgent } from "./dispatch";
 import { type EventClaim, HOLD_MS } from "./event-lease";
+import { handOff } from "./handoff";
 import { joinedAt } from "./event-time";
 import { eventKey, participantIdentity, sipCall } from "./event-values";
 import type { EventOutcome, LiveKitEventDeps } from "./service";
@@ -119,9 +121,14 @@ async function callerJoined(deps: LiveKitEventDeps, delivery: Delivery): Promise
     await recordCallEnded(deps.database, { callId: routing.callId, endedAt: at, disconnectReason: "ROOM_FINISHED", unansweredStatus: "abandoned" });
     return { result: "handled", action: "caller joined a finished room; call ended" };
   }
-  const outcome: EventOutcome = deps.dispatch
-    ? await sendAgent(deps, delivery, routing, recordFailure ? undefined : (eventKey(event) ?? undefined))
-    : { result: "handled", action: "caller_joined (dispatch off)" };
+  let outcome: EventOutcome;
+  if (!deps.dispatch) outcome = { result: "handled", action: "caller_joined (dispatch off)" };
+  else if (routing.outcome === "dispatched") outcome = await sendAgent(deps, delivery, routing, recordFailure ? undefined : (eventKey(event) ?? undefined));
+  else {
+    // Rejected or transferred by a policy: no agent; the caller is removed or passed on.
+    const handoffDeps = { handoff: deps.handoff!, database: deps.database, logger: deps.logger, budgetMs: deps.dispatch.budgetMs };
+    outcome = { result: "handled", action: await handOff(handoffDeps, routing, event.room?.name ?? "", participant.identity) };
+  }
   if (recordFailure) throw recordFailure;
   return outcome;
 }
@@ -146,7 +153,7 @@ async function applyEarlierAnswer(deps: LiveKitEventDeps, { room, claim }: Deliv
  * failed, unless a CreateDispatch whose answer never came may still start the agent. `eventId`
  * is marked processed with the dispatch's record.
  */
-async function sendAgent(deps: LiveKitEventDeps, { event }: Delivery, routing: CallRouting, eventId?: string): Promise<EventOutcome> {
+async function sendAgent(deps: LiveKitEventDeps, { event }: Delivery, routing: DispatchedRouting, eventId?: string): Promise<EventOutcome> {
   const dispatchDeps = { ...deps.dispatch!, database: deps.database, logger: deps.logger, systemDefaultAgent: deps.settings.systemDefaultAgent };
   const dispatch = await dispatchAgent(dispatchDeps, routing, event.room?.name ?? "", eventId);
   if (dispatch.kind === "skipped" && dispatch.reason === "in_progress") {

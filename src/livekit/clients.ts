@@ -1,12 +1,15 @@
 import type { Tracer } from "@opentelemetry/api";
-import { AgentDispatchClient, SipClient } from "livekit-server-sdk";
+import { AgentDispatchClient, RoomServiceClient, SipClient } from "livekit-server-sdk";
 import type { Config } from "../config";
 import { inClientSpan } from "../tracing/spans";
 import type { AgentDispatcher } from "./dispatch";
+import type { CallHandoff } from "./handoff";
 
 export interface LiveKitClients {
   dispatch: AgentDispatcher;
   sip: SipClient;
+  /** Removes and transfers callers the policies give no agent. */
+  handoff: CallHandoff;
 }
 
 /**
@@ -26,9 +29,16 @@ export function createLiveKitClients(settings: Config["livekit"], tracer?: Trace
   // database is down no dispatch claim guards against that). Seconds, fractions allowed.
   const dispatchOptions = { requestTimeout: settings.dispatchBudgetMs / 1000 };
   const dispatch = new AgentDispatchClient(url, apiKey, apiSecret, dispatchOptions);
+  const rooms = new RoomServiceClient(url, apiKey, apiSecret, dispatchOptions);
+  const sip = new SipClient(url, apiKey, apiSecret, { requestTimeout: SIP_ADMIN_TIMEOUT_S });
   return {
     dispatch: tracer ? tracedDispatcher(dispatch, tracer, new URL(url)) : dispatch,
-    sip: new SipClient(url, apiKey, apiSecret, { requestTimeout: SIP_ADMIN_TIMEOUT_S }),
+    sip,
+    handoff: {
+      removeParticipant: (room, identity) => rooms.removeParticipant(room, identity),
+      // The SDK waits as long as the destination may ring (its own ringing timeout): see handoff.ts.
+      transferSipParticipant: (room, identity, transferTo) => sip.transferSipParticipant(room, identity, transferTo),
+    },
   };
 }
 

@@ -10,7 +10,7 @@
 // or an earlier delivery of this call) is, and no second agent is sent.
 import type { AgentDispatch } from "@livekit/protocol";
 import { sql } from "drizzle-orm";
-import { type CallRouting, callMetadata } from "../calls/service";
+import { callMetadata, type DispatchedRouting } from "../calls/service";
 import type { Database } from "../db/client";
 import type { AgentSource } from "../db/schema";
 import { withDeadline } from "../errors";
@@ -55,7 +55,7 @@ type LogFields = Record<string, unknown>;
  * `eventId`, the webhook event this answers, is marked processed in the statement that records
  * the dispatch: the join's last round trip.
  */
-export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, roomName: string, eventId?: string): Promise<DispatchOutcome> {
+export async function dispatchAgent(deps: DispatchDeps, routing: DispatchedRouting, roomName: string, eventId?: string): Promise<DispatchOutcome> {
   const logFields = { call_id: routing.callId, room: roomName, agent: routing.agentName, call_log_id: routing.callLogId };
   const claim = dispatchClaim(routing);
   if (claim && claim.outcome !== "claimed") {
@@ -84,7 +84,7 @@ export async function dispatchAgent(deps: DispatchDeps, routing: CallRouting, ro
  * database could not take it) there is none, and the caller still gets an agent: LiveKit's list
  * of the room's dispatches is the guard then.
  */
-function dispatchClaim(routing: CallRouting) {
+function dispatchClaim(routing: DispatchedRouting) {
   if (!routing.callLogId) return null;
   if (!routing.dispatchClaim) throw new Error(`call ${routing.callId} was recorded without a dispatch claim`);
   return routing.dispatchClaim;
@@ -93,7 +93,7 @@ function dispatchClaim(routing: CallRouting) {
 /** Runs `write` on the call's log; false when there is no log or the write failed (logged). */
 async function writeToCallLog(
   deps: DispatchDeps,
-  routing: CallRouting,
+  routing: DispatchedRouting,
   logFields: LogFields,
   write: (callLogId: string) => Promise<void>,
 ): Promise<boolean> {
@@ -112,7 +112,7 @@ type DispatchAttempt = { dispatch: AgentDispatch; reused: boolean };
 /** Finds the room's dispatch or creates one, retrying with back-off within the budget. */
 async function findOrCreateDispatch(
   deps: DispatchDeps,
-  routing: CallRouting,
+  routing: DispatchedRouting,
   roomName: string,
   logFields: LogFields,
 ): Promise<({ ok: true } & DispatchAttempt) | { ok: false; error: unknown; createMayHaveLanded: boolean }> {
@@ -144,7 +144,7 @@ async function findOrCreateDispatch(
 /** One look at the room's dispatches, and a CreateDispatch when none serves the caller. */
 async function findOrCreateOnce(
   deps: DispatchDeps,
-  routing: CallRouting,
+  routing: DispatchedRouting,
   roomName: string,
   create: { mayHaveLanded: boolean },
 ): Promise<DispatchAttempt> {
@@ -174,7 +174,7 @@ function servingDispatch(dispatches: AgentDispatch[], routedAgent: string, syste
 }
 
 /** Why the agent in the room is the call's agent, in the call log's terms. */
-function servingAgentSource(agentName: string, routing: CallRouting, systemDefaultAgent: string): AgentSource {
+function servingAgentSource(agentName: string, routing: DispatchedRouting, systemDefaultAgent: string): AgentSource {
   if (agentName === routing.agentName) return routing.agentSource;
   // Sent by a delivery that could not read the directory (the database was down).
   if (agentName === systemDefaultAgent) return "system_default";
@@ -206,7 +206,7 @@ function isRetryable(error: unknown): boolean {
  */
 export async function recordLateDispatch(
   database: Database,
-  routing: CallRouting,
+  routing: DispatchedRouting,
   dispatch: Pick<AgentDispatch, "id" | "agentName">,
   systemDefaultAgent: string,
 ): Promise<void> {

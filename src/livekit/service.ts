@@ -10,12 +10,15 @@ import type { Logger } from "../logger";
 import { type Action, actionFor, actOn, callRecordFailure, type JournaledDispatch, NotRecordedError, occurredAt } from "./actions";
 import { type DispatchDeps, type DispatchOutcome, recordLateDispatch } from "./dispatch";
 import { type ClaimRequest, claimEvent, type EventClaim, markEventProcessed, releaseEvent, unheldClaim } from "./event-lease";
+import type { CallHandoff } from "./handoff";
 import { eventTime } from "./event-time";
 import { eventKey, eventRoom, sipCall } from "./event-values";
 
 export interface LiveKitEventDeps extends RoutingDeps {
   /** Absent when dispatch is switched off (LIVEKIT_DISPATCH=false) or LiveKit is not configured. */
   dispatch?: Omit<DispatchDeps, "database" | "logger" | "systemDefaultAgent">;
+  /** Removes and transfers callers the policies give no agent; set whenever `dispatch` is. */
+  handoff?: CallHandoff;
   /**
    * The longest one delivery may take before it is answered. LiveKit sends a room's events one at
    * a time and drops those that waited too long (delivery.ts): a delivery that held the queue
@@ -73,14 +76,16 @@ export async function replayLiveKitEvent(deps: LiveKitEventDeps, data: unknown, 
   } catch (error) {
     throw new UnprocessableError(`journaled event: not a webhook event (${(error as Error).message})`, "event");
   }
-  const replaying = { ...deps, dispatch: undefined, journal: undefined, clock: () => at, deliveryBudgetMs: 60_000 };
+  // Judged as when it came in: business hours at that time, and no cap (caps fail open while the database is down).
+  const replaying = { ...deps, dispatch: undefined, journal: undefined, clock: () => at, now: () => at, ignoreCaps: true, deliveryBudgetMs: 60_000 };
   await handleLiveKitEvent(replaying, event);
   if (dispatched && event.participant) {
     // The agent sent when the join came in belongs on the call log now that there is one.
     const routing = await routeInboundCall(replaying, sipCall(event.participant, eventRoom(event)));
     const recordFailure = callRecordFailure(routing);
     if (recordFailure) throw recordFailure;
-    await recordLateDispatch(deps.database, routing, dispatched, deps.settings.systemDefaultAgent);
+    // A call the journal kept was dispatched when it came in, as routing decided then.
+    if (routing.outcome === "dispatched") await recordLateDispatch(deps.database, routing, dispatched, deps.settings.systemDefaultAgent);
   }
 }
 

@@ -20,8 +20,8 @@ export function createMetrics(sources: MetricsSources) {
     registry,
     callsRouted: new Counter({
       name: "switchboard_calls_routed_total",
-      help: "Routing decisions by where the agent came from, per tenant ('none' for an unknown number)",
-      labelNames: ["agent_source", "tenant_id"] as const,
+      help: "Routing decisions by outcome (dispatched, rejected, transferred) and where the agent came from ('none' without one), per tenant ('none' for an unknown number)",
+      labelNames: ["outcome", "agent_source", "tenant_id"] as const,
       registers,
     }),
     callRecords: new Counter({

@@ -1,0 +1,203 @@
+// What the routing directory holds, read from the database in a few statements, kept on disk as
+// a snapshot, and compiled into the policies routing asks about (policy.ts). Everything here is
+// plain data, so the snapshot is the same JSON whatever the process that wrote it.
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { sql } from "drizzle-orm";
+import type { Database } from "../db/client";
+import type { PolicyAction } from "../db/schema";
+import type { Logger } from "../logger";
+import { Blocklist } from "./blocklist";
+import type { BusinessHours } from "./model";
+import type { CallPolicies, PolicyOutcome } from "./policy";
+import { compileSchedule } from "./schedule";
+
+/** The directory facts the decision needs for one dialed number. */
+export interface DirectoryEntry {
+  phoneNumberId: string;
+  tenantId: string;
+  campaignId: string | null;
+  campaignActive: boolean;
+  campaignAgent: string | null;
+  tenantDefaultAgent: string | null;
+  blockAnonymous?: boolean;
+  /** The number's schedule, else its campaign's. */
+  scheduleId?: string | null;
+  cap?: CapRule | null;
+}
+
+type CapRule = { limit: number; overflow: PolicyOutcome | null };
+
+/** A tenant's policies that are not a number's. */
+export interface TenantRules {
+  blocklist: string[];
+  cap: CapRule | null;
+}
+
+export type ScheduleRule = BusinessHours & { afterHours: PolicyOutcome };
+
+export interface DirectoryData {
+  numbers: Map<string, DirectoryEntry>;
+  tenants: Map<string, TenantRules>;
+  schedules: Map<string, ScheduleRule>;
+  /** Blocklist entries of every tenant (tenant_id null). */
+  globalBlocklist: string[];
+}
+
+export const emptyDirectory = (): DirectoryData => ({ numbers: new Map(), tenants: new Map(), schedules: new Map(), globalBlocklist: [] });
+
+/** A policy action as stored, with its agent's name (null when the agent is gone or inactive). */
+function outcomeOf(action: PolicyAction | null, agentName: string | null): PolicyOutcome | null {
+  if (!action) return null;
+  if (action.action === "dispatch") return { action: "dispatch", agentName };
+  if (action.action === "transfer" && action.transfer_to) return { action: "transfer", transferTo: action.transfer_to };
+  return { action: "reject" };
+}
+
+const capOf = (limit: number | null, overflow: PolicyAction | null, agent: string | null): CapRule | null =>
+  limit ? { limit, overflow: outcomeOf(overflow, agent) } : null;
+
+type NumberRow = {
+  e164: string;
+  phone_number_id: string;
+  tenant_id: string;
+  campaign_id: string | null;
+  campaign_active: boolean | null;
+  campaign_agent: string | null;
+  tenant_default_agent: string | null;
+  block_anonymous: boolean;
+  schedule_id: string | null;
+  max_concurrent_calls: number | null;
+  overflow: PolicyAction | null;
+  overflow_agent: string | null;
+};
+
+/** The agent a policy action names, when it is active: `name` of the action's jsonb column. */
+const actionAgent = (column: string) => sql.raw(`(select a.name from agents a where a.id = (${column}->>'agent_id')::uuid and a.active)`);
+
+/** Every active number of an active tenant, with what the routing rule and its policies need. */
+async function readNumbers(database: Database): Promise<Map<string, DirectoryEntry>> {
+  const rows = await database.rows<NumberRow>(sql`
+    select pn.e164, pn.id as phone_number_id, t.id as tenant_id, pn.campaign_id,
+           c.status = 'active' as campaign_active,
+           case when ca.active then ca.name end as campaign_agent,
+           td.name as tenant_default_agent,
+           pn.block_anonymous, coalesce(pn.schedule_id, c.schedule_id) as schedule_id,
+           pn.max_concurrent_calls, pn.overflow, ${actionAgent("pn.overflow")} as overflow_agent
+    from phone_numbers pn
+    join tenants t on t.id = pn.tenant_id and t.active
+    left join campaigns c on c.id = pn.campaign_id
+    left join agents ca on ca.id = c.agent_id
+    left join agents td on td.tenant_id = t.id and td.is_default and td.active
+    where pn.active`);
+  return new Map(
+    rows.map((row) => [
+      row.e164,
+      {
+        phoneNumberId: row.phone_number_id,
+        tenantId: row.tenant_id,
+        campaignId: row.campaign_id,
+        campaignActive: row.campaign_active === true,
+        campaignAgent: row.campaign_agent,
+        tenantDefaultAgent: row.tenant_default_agent,
+        blockAnonymous: row.block_anonymous,
+        scheduleId: row.schedule_id,
+        cap: capOf(row.max_concurrent_calls, row.overflow, row.overflow_agent),
+      },
+    ]),
+  );
+}
+
+/** The tenants' caps and blocklists, the schedules, and the global blocklist. */
+async function readRules(database: Database): Promise<Omit<DirectoryData, "numbers">> {
+  const tenantRows = await database.rows<{ id: string; max_concurrent_calls: number | null; overflow: PolicyAction | null; overflow_agent: string | null }>(sql`
+    select t.id, t.max_concurrent_calls, t.overflow, ${actionAgent("t.overflow")} as overflow_agent from tenants t where t.active`);
+  const tenants = new Map(tenantRows.map((row) => [row.id, { blocklist: [] as string[], cap: capOf(row.max_concurrent_calls, row.overflow, row.overflow_agent) }]));
+  const globalBlocklist: string[] = [];
+  for (const entry of await database.rows<{ tenant_id: string | null; pattern: string }>(sql`select tenant_id, pattern from blocklist_entries`)) {
+    if (entry.tenant_id === null) globalBlocklist.push(entry.pattern);
+    else tenants.get(entry.tenant_id)?.blocklist.push(entry.pattern);
+  }
+  type ScheduleRow = BusinessHours & { id: string; after_hours: PolicyAction; after_hours_agent: string | null };
+  const scheduleRows = await database.rows<ScheduleRow>(sql`
+    select s.id, s.time_zone, s.weekly_hours, s.holidays, s.after_hours, ${actionAgent("s.after_hours")} as after_hours_agent
+    from schedules s join tenants t on t.id = s.tenant_id and t.active`);
+  const schedules = new Map(
+    scheduleRows.map(({ id, after_hours, after_hours_agent, ...hours }) => [
+      id,
+      { time_zone: hours.time_zone, weekly_hours: hours.weekly_hours, holidays: hours.holidays, afterHours: outcomeOf(after_hours, after_hours_agent)! },
+    ]),
+  );
+  return { tenants, schedules, globalBlocklist };
+}
+
+export async function readDirectory(database: Database): Promise<DirectoryData> {
+  const numbers = await readNumbers(database);
+  return { numbers, ...(await readRules(database)) };
+}
+
+/**
+ * The directory made ready to answer: blocklists and schedules compiled once per load, shared by
+ * every number of a tenant. A schedule that cannot be compiled (a time zone this runtime does not
+ * know) is left out, so its numbers stay open rather than fail their calls.
+ */
+export function compilePolicies(data: DirectoryData, logger: Logger): (entry: DirectoryEntry | null) => CallPolicies {
+  const global = new Blocklist(data.globalBlocklist);
+  const blocklists = new Map([...data.tenants].map(([id, rules]) => [id, new Blocklist([...rules.blocklist, ...data.globalBlocklist])]));
+  const schedules = new Map<string, CallPolicies["schedule"]>();
+  for (const [id, rule] of data.schedules) {
+    try {
+      schedules.set(id, { hours: compileSchedule(rule), afterHours: rule.afterHours });
+    } catch (error) {
+      logger.warn({ err: error, schedule_id: id, time_zone: rule.time_zone }, "schedule left out: its time zone is unknown here");
+    }
+  }
+  return (entry) => ({
+    blocklist: (entry && blocklists.get(entry.tenantId)) || global,
+    blockAnonymous: entry?.blockAnonymous ?? false,
+    schedule: (entry?.scheduleId && schedules.get(entry.scheduleId)) || null,
+    numberCap: entry?.cap ?? null,
+    tenantCap: (entry && data.tenants.get(entry.tenantId)?.cap) || null,
+  });
+}
+
+type Snapshot = { saved_at: string; entries: [string, DirectoryEntry][]; tenants?: [string, TenantRules][]; schedules?: [string, ScheduleRule][]; global_blocklist?: string[] };
+
+/** Written whole to a temporary file, then renamed: a crash leaves the old snapshot or the new one. */
+export async function saveSnapshot(path: string, data: DirectoryData, savedAt: Date, logger: Logger) {
+  try {
+    const temporary = `${path}.${process.pid}.tmp`;
+    // The first load at a first start comes before anything else made DATA_DIR (with DATABASE_URL).
+    await mkdir(dirname(path), { recursive: true });
+    const snapshot: Snapshot = {
+      saved_at: savedAt.toISOString(),
+      entries: [...data.numbers],
+      tenants: [...data.tenants],
+      schedules: [...data.schedules],
+      global_blocklist: data.globalBlocklist,
+    };
+    await writeFile(temporary, JSON.stringify(snapshot));
+    await rename(temporary, path);
+  } catch (error) {
+    logger.warn({ err: error, path }, "routing directory snapshot not saved");
+  }
+}
+
+/** The snapshot on disk; one written before policies existed restores without them. */
+export async function readSnapshot(path: string, logger: Logger): Promise<{ data: DirectoryData; loadedAt: Date } | null> {
+  const file = Bun.file(path);
+  if (!(await file.exists())) return null;
+  try {
+    const snapshot = (await file.json()) as Snapshot;
+    const data = {
+      numbers: new Map(snapshot.entries),
+      tenants: new Map(snapshot.tenants ?? []),
+      schedules: new Map(snapshot.schedules ?? []),
+      globalBlocklist: snapshot.global_blocklist ?? [],
+    };
+    return { data, loadedAt: new Date(snapshot.saved_at) };
+  } catch (error) {
+    logger.warn({ err: error, path }, "routing directory snapshot unreadable: ignored");
+    return null;
+  }
+}
