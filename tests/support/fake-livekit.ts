@@ -32,6 +32,45 @@
 // - A live room is returned as it is by pkg/service/roommanager.go getOrCreateRoom: a later join
 //   with other room_config agents adds none. A room deleted and created again gets a new sid and a
 //   fresh dispatch list (a new rtc.Room).
+//
+// Participants, RoomService.RemoveParticipant and SIP.TransferSIPParticipant (livekit/livekit at
+// 788d4c35, livekit/protocol at d74e7cdb, livekit/sip at be5d3f57, livekit-server-sdk 2.19.2):
+// - RoomServiceClient.removeParticipant(room, identity, { revokeTokenTs }) posts
+//   livekit.RoomService/RemoveParticipant with a RoomParticipantIdentity and a token with
+//   video { roomAdmin: true, room }. pkg/service/roomservice.go RemoveParticipant:
+//   EnsureAdminPermission (roomAdmin and video.room == req.room, else twirpAuthError: 401
+//   "unauthenticated" "permissions denied"), then the store's HasParticipant (pkg/service/localstore.go,
+//   redisstore.go: a missing room and a missing identity alike) -> ErrParticipantNotFound, psrpc
+//   NotFound "participant does not exist" = 404 "not_found"; then pkg/service/roommanager.go
+//   RemoveParticipant -> rtc.Room.RemoveParticipant(..., ParticipantCloseReasonServiceRequestRemoveParticipant),
+//   answer RemoveParticipantResponse {} (livekit_room.proto). pkg/rtc/types/interfaces.go
+//   ToDisconnectReason maps that close reason to DisconnectReason PARTICIPANT_REMOVED, which the
+//   participant_left webhook carries (pkg/rtc/participant.go ToProto, pkg/telemetry/events.go).
+// - SipClient.transferSipParticipant(roomName, participantIdentity, transferTo, opts) posts
+//   livekit.SIP/TransferSIPParticipant with a TransferSIPParticipantRequest (ringing_timeout 30 s
+//   unless told) and a token with video { roomAdmin: true, room: roomName } AND sip { call: true }
+//   (no sip.admin). pkg/service/sip.go transferSIPParticipantRequest, in this order: empty room_name
+//   400 "Missing room name", empty participant_identity 400 "Missing participant identity" (both
+//   before any auth), EnsureSIPCallPermission then EnsureAdminPermission (401 "permissions denied"),
+//   req.ValidateResult() (protocol livekit/sip.go: 400 "missing transfer to"; transfer_to must start
+//   with sip:, sips: or tel:, optionally inside <...>, else 400 "transfer_to must be a valid SIP(s) or
+//   TEL URI (sip:, sips: or tel:)"; a sip(s): URI is sent on as "<sip:...>", a tel: one bare; header
+//   names/values checked), RoomService.GetParticipant (404 "participant does not exist"), and the
+//   participant's "sip.callID" attribute (none: 400 "no SIP session associated with participant";
+//   the check is on that attribute, not on the participant's kind). The call then goes over psrpc to
+//   the SIP node serving topic sip.callID (protocol rpc/sip.psrpc.go, a claimed single request: no
+//   node for it is 503 "unavailable" "no response from servers", as for dispatches; the fake takes a
+//   participant with a sip.callID but not of kind SIP for that case). The answer is
+//   TransferSIPParticipantResponse; livekit/sip pkg/sip/service.go answers google.protobuf.Empty, so
+//   every field is at its default and the JSON is {}.
+// - After a transfer (livekit/sip pkg/sip/inbound.go transferCall): the REFER is accepted, the RPC
+//   returns, and the bridge waits for the far end's BYE, hanging up itself after referByeTimeout
+//   (1 s, pkg/sip/protocol.go); closing the call closes its room connection with lkRoom.Close() ->
+//   CloseWithReason(UNKNOWN_REASON) -> server-sdk-go SendLeaveWithReason(UNKNOWN_REASON), which
+//   pkg/rtc/signalling/signalhandler.go takes as ParticipantCloseReasonClientRequestLeave: the
+//   participant_left webhook says CLIENT_INITIATED. The fake removes the participant when it answers.
+// - A participant joining with an identity already in the room replaces it (pkg/service/roommanager.go:
+//   the old one is removed with ParticipantCloseReasonDuplicateIdentity -> DUPLICATE_IDENTITY).
 import {
   AgentDispatch,
   AgentDispatchState,
@@ -42,6 +81,7 @@ import {
   DeleteAgentDispatchRequest,
   DeleteSIPDispatchRuleRequest,
   DeleteSIPTrunkRequest,
+  DisconnectReason,
   ListAgentDispatchRequest,
   ListAgentDispatchResponse,
   ListSIPDispatchRuleRequest,
@@ -50,11 +90,18 @@ import {
   ListSIPInboundTrunkResponse,
   type ListUpdate,
   type Pagination,
+  ParticipantInfo,
+  ParticipantInfo_Kind,
+  ParticipantInfo_State,
+  RemoveParticipantResponse,
   Room,
   RoomAgentDispatch,
+  RoomParticipantIdentity,
   SIPDispatchRuleInfo,
   SIPInboundTrunkInfo,
   SIPTrunkInfo,
+  TransferSIPParticipantRequest,
+  TransferSIPParticipantResponse,
   UpdateSIPDispatchRuleRequest,
   UpdateSIPInboundTrunkRequest,
 } from "@livekit/protocol";
@@ -75,7 +122,9 @@ export type FakeLiveKitMethod =
   | "ListSIPDispatchRule"
   | "CreateSIPDispatchRule"
   | "UpdateSIPDispatchRule"
-  | "DeleteSIPDispatchRule";
+  | "DeleteSIPDispatchRule"
+  | "RemoveParticipant"
+  | "TransferSIPParticipant";
 
 /** One request the fake received, whatever its outcome. */
 export interface RecordedCall {
@@ -142,6 +191,44 @@ export interface CreateRoomOptions {
   sid?: string;
 }
 
+/** A participant to put in a room: any ParticipantInfo field; identity is required. */
+export type ParticipantInit = NonNullable<ConstructorParameters<typeof ParticipantInfo>[0]> & { identity: string };
+
+/** A participant that left a room through the API (or was replaced by a join with its identity). */
+export interface RemovedParticipant {
+  room: string;
+  roomSid: string;
+  identity: string;
+  /** What made it leave: RemoveParticipant, a completed TransferSIPParticipant, or a later join with the same identity. */
+  cause: "RemoveParticipant" | "TransferSIPParticipant" | "DuplicateIdentity";
+  /**
+   * The DisconnectReason its participant_left webhook carries: PARTICIPANT_REMOVED (RemoveParticipant),
+   * CLIENT_INITIATED (the SIP bridge leaving after a transfer), DUPLICATE_IDENTITY.
+   */
+  disconnectReason: DisconnectReason;
+  /** The participant as participant_left would carry it: state DISCONNECTED, disconnectReason set. */
+  participant: ParticipantInfo;
+  at: Date;
+}
+
+/** A TransferSIPParticipant the fake carried out. */
+export interface SIPTransfer {
+  room: string;
+  identity: string;
+  participantSid: string;
+  /** The participant's sip.callID: the psrpc topic the server sends the transfer to. */
+  sipCallId: string;
+  /** transfer_to as the client sent it, e.g. "tel:+15551234567". */
+  transferTo: string;
+  /** What the server passes on to livekit/sip for the Refer-To header: "<sip:...>" for a sip(s): URI, a tel: URI as it is. */
+  referTo: string;
+  playDialtone: boolean;
+  headers: Record<string, string>;
+  /** The ringing timeout the server resolved (request's ringing_timeout, else 30 s). */
+  ringingTimeoutMs: number;
+  at: Date;
+}
+
 export interface FakeLiveKit {
   /** http://127.0.0.1:PORT — pass to AgentDispatchClient / SipClient. */
   readonly url: string;
@@ -179,13 +266,26 @@ export interface FakeLiveKit {
   rooms(): Room[];
   /** The live room of that name. */
   room(name: string): Room | undefined;
-  /** Closes a room (RoomService.DeleteRoom, or the last participant gone): it and its dispatches are forgotten. */
+  /** Closes a room (RoomService.DeleteRoom, or the last participant gone): it, its dispatches and its participants are forgotten. */
   deleteRoom(name: string): boolean;
+  /**
+   * A participant joins a live room (created as createRoom does when it is not live): sid "PA_..."
+   * unless given, state ACTIVE, joinedAt now, kind STANDARD unless given. A participant of that
+   * identity already there with the same sid is updated in place; with another sid it is replaced
+   * (recorded in removedParticipants with DUPLICATE_IDENTITY). Returns the participant as the room has it.
+   */
+  addParticipant(room: string, participant: ParticipantInit): ParticipantInfo;
+  /** The room's current participants, in join order (none when the room is not live). */
+  participants(room: string): ParticipantInfo[];
+  /** Participants that left through RemoveParticipant, a transfer, or a duplicate identity, oldest first (optionally of one room). */
+  removedParticipants(room?: string): RemovedParticipant[];
+  /** Completed TransferSIPParticipant calls, oldest first (optionally of one room). */
+  transfers(room?: string): SIPTransfer[];
   /** Current inbound trunks. */
   trunks(): SIPInboundTrunkInfo[];
   /** Current dispatch rules. */
   rules(): SIPDispatchRuleInfo[];
-  /** Forget state (rooms, dispatches, trunks, rules), recorded calls and pending failures (the server keeps running). */
+  /** Forget state (rooms, dispatches, participants, removals, transfers, trunks, rules), recorded calls and pending failures (the server keeps running). */
   reset(): void;
   close(): Promise<void>;
 }
@@ -367,11 +467,44 @@ type AnyMessageType = {
 };
 
 interface Route {
-  service: "AgentDispatchService" | "SIP";
+  service: "AgentDispatchService" | "SIP" | "RoomService";
   request: AnyMessageType;
   handle(req: any, grants: ClaimGrants): Message | Promise<Message>;
   /** Room the token must be scoped to (dispatch calls), or undefined for SIP admin calls. */
   room?(req: any): string;
+  /**
+   * The method's own checks up to and including the grants, instead of the room / sip.admin check:
+   * a failure, or undefined to go on. `grants` is empty when the request had no token.
+   */
+  authorize?(req: any, grants: ClaimGrants): TwirpFailure | undefined;
+}
+
+/** livekit/livekit pkg/service/auth.go EnsureAdminPermission. */
+const hasRoomAdmin = (grants: ClaimGrants, room: string) => grants.video?.roomAdmin === true && (grants.video.room ?? "") === room;
+
+/** twirpAuthError(ErrPermissionDenied). */
+const permissionDenied = () => new TwirpFailure(401, "unauthenticated", "permissions denied");
+
+/**
+ * livekit/protocol livekit/sip.go (*TransferSIPParticipantRequest).ValidateResult, after the room
+ * name and identity checks the server has already made: the error, or the Refer-To target it
+ * normalizes transfer_to to. validateHeaders is followed for names and lengths
+ * (livekit/sip_validation.go ValidateHeaderName / ValidateHeaderValueResult), not for the character sets.
+ */
+function validateTransfer(req: TransferSIPParticipantRequest): { error: string } | { referTo: string } {
+  if (req.transferTo === "") return { error: "missing transfer to" };
+  const bracketed = req.transferTo.startsWith("<") && req.transferTo.endsWith(">");
+  const inner = bracketed ? req.transferTo.slice(1, -1) : req.transferTo;
+  const sip = inner.startsWith("sip:") || inner.startsWith("sips:");
+  if (!sip && !inner.startsWith("tel:")) {
+    return { error: "transfer_to must be a valid SIP(s) or TEL URI (sip:, sips: or tel:)" };
+  }
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (name === "") return { error: "invalid header name: header name cannot be empty" };
+    if (name.length > 255) return { error: "invalid header name: header name too long (max 255 characters)" };
+    if (value.length > 1024) return { error: `invalid header value for ${name}: header ${name}: value too long (max 1024 characters)` };
+  }
+  return { referTo: sip ? `<${inner}>` : inner };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -388,10 +521,14 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
   interface RoomState {
     info: Room;
     dispatches: AgentDispatch[];
+    /** By identity, in join order (rtc.Room participants). */
+    participants: Map<string, ParticipantInfo>;
   }
   const rooms = new Map<string, RoomState>();
   const trunks = new Map<string, SIPInboundTrunkInfo>();
   const rules = new Map<string, SIPDispatchRuleInfo>();
+  const removed: RemovedParticipant[] = [];
+  const transferred: SIPTransfer[] = [];
   const recorded: RecordedCall[] = [];
   const failures = new Map<string, Array<{ status: number; code: string; msg: string }>>();
   const delays = new Map<string, number[]>();
@@ -448,9 +585,26 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
     // createAgentDispatchesFromRoomAgent: "Backward compatibility: by default, start any agent in
     // the empty JobName".
     const agents = options.agents?.length ? options.agents : [{ agentName: "" }];
-    const state: RoomState = { info, dispatches: agents.map((agent) => newDispatch(name, agent)) };
+    const state: RoomState = { info, dispatches: agents.map((agent) => newDispatch(name, agent)), participants: new Map() };
     rooms.set(name, state);
     return state;
+  };
+
+  /**
+   * rtc.Room.RemoveParticipant: the participant is gone from the room (numParticipants down) and
+   * recorded as its participant_left would carry it: state DISCONNECTED, the DisconnectReason that
+   * pkg/rtc/types/interfaces.go ToDisconnectReason gives the close reason.
+   */
+  const removeParticipant = (room: RoomState, identity: string, cause: RemovedParticipant["cause"], disconnectReason: DisconnectReason) => {
+    const participant = room.participants.get(identity);
+    if (!participant) return undefined;
+    room.participants.delete(identity);
+    room.info.numParticipants = room.participants.size;
+    const left = participant.clone();
+    left.state = ParticipantInfo_State.DISCONNECTED;
+    left.disconnectReason = disconnectReason;
+    removed.push({ room: room.info.name, roomSid: room.info.sid, identity, cause, disconnectReason, participant: left, at: new Date() });
+    return left;
   };
 
   /** livekit/livekit pkg/config/config.go LimitConfig defaults, CheckMetadataSize / CheckAttributesSize. */
@@ -696,6 +850,61 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
         return existing.clone();
       },
     },
+
+    // ---- RoomService (livekit/livekit pkg/service/roomservice.go) ----
+    RemoveParticipant: {
+      service: "RoomService",
+      request: RoomParticipantIdentity,
+      room: (req: RoomParticipantIdentity) => req.room,
+      handle(req: RoomParticipantIdentity) {
+        // HasParticipant: a room that is not live has no participants either.
+        const room = rooms.get(req.room);
+        if (!room?.participants.has(req.identity)) throw new TwirpFailure(404, "not_found", "participant does not exist");
+        removeParticipant(room, req.identity, "RemoveParticipant", DisconnectReason.PARTICIPANT_REMOVED);
+        return new RemoveParticipantResponse();
+      },
+    },
+
+    // ---- SIP: transfer (livekit/livekit pkg/service/sip.go TransferSIPParticipant) ----
+    TransferSIPParticipant: {
+      service: "SIP",
+      request: TransferSIPParticipantRequest,
+      authorize(req: TransferSIPParticipantRequest, grants: ClaimGrants) {
+        if (!req.roomName) return invalid("Missing room name");
+        if (!req.participantIdentity) return invalid("Missing participant identity");
+        if (!grants.sip?.call) return permissionDenied(); // EnsureSIPCallPermission
+        if (!hasRoomAdmin(grants, req.roomName)) return permissionDenied(); // EnsureAdminPermission
+        return undefined;
+      },
+      handle(req: TransferSIPParticipantRequest) {
+        const validated = validateTransfer(req);
+        if ("error" in validated) throw invalid(validated.error);
+        const room = rooms.get(req.roomName);
+        const participant = room?.participants.get(req.participantIdentity);
+        if (!room || !participant) throw new TwirpFailure(404, "not_found", "participant does not exist");
+        const sipCallId = participant.attributes["sip.callID"];
+        if (sipCallId === undefined) throw invalid("no SIP session associated with participant");
+        // No SIP node serves this call id's topic (the fake's only SIP calls are SIP participants).
+        if (participant.kind !== ParticipantInfo_Kind.SIP) throw new TwirpFailure(503, "unavailable", "no response from servers");
+        const ringing = req.ringingTimeout;
+        transferred.push({
+          room: req.roomName,
+          identity: req.participantIdentity,
+          participantSid: participant.sid,
+          sipCallId,
+          transferTo: req.transferTo,
+          referTo: validated.referTo,
+          playDialtone: req.playDialtone,
+          headers: { ...req.headers },
+          ringingTimeoutMs: ringing ? Number(ringing.seconds) * 1000 + Math.floor(ringing.nanos / 1e6) : 30_000,
+          at: new Date(),
+        });
+        // The bridge hangs up after the REFER succeeded (within referByeTimeout, 1 s): the
+        // participant leaves with a leave request of UNKNOWN_REASON, taken as CLIENT_INITIATED.
+        removeParticipant(room, req.participantIdentity, "TransferSIPParticipant", DisconnectReason.CLIENT_INITIATED);
+        return new TransferSIPParticipantResponse();
+      },
+    },
   };
 
   async function handle(httpReq: Request): Promise<Response> {
@@ -746,24 +955,30 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
     if (queue && queue.length === 0) failures.delete(record.method);
     if (injected) return fail(injected.status, injected.code, injected.msg);
 
-    // Authentication, as livekit/livekit's APIKeyAuthMiddleware + Ensure*Permission do.
-    if (!authorization) return fail(401, "unauthenticated", "permissions denied");
-    if (!authorization.startsWith("Bearer ")) {
-      return fail(401, "unauthenticated", "invalid authorization header. Must start with Bearer ");
+    // Authentication, as livekit/livekit's APIKeyAuthMiddleware + Ensure*Permission do: a request
+    // without a token goes on with no grants, and the method's permission check refuses it.
+    let grants: ClaimGrants = {};
+    if (authorization) {
+      if (!authorization.startsWith("Bearer ")) {
+        return fail(401, "unauthenticated", "invalid authorization header. Must start with Bearer ");
+      }
+      try {
+        grants = await verifier.verify(authorization.slice("Bearer ".length));
+      } catch (err) {
+        return fail(401, "unauthenticated", `invalid token, error: ${(err as Error).message}`);
+      }
+      record.grants = grants;
     }
-    let grants: ClaimGrants;
-    try {
-      grants = await verifier.verify(authorization.slice("Bearer ".length));
-    } catch (err) {
-      return fail(401, "unauthenticated", `invalid token, error: ${(err as Error).message}`);
-    }
-    record.grants = grants;
-    if (route.room) {
-      const room = route.room(record.request);
-      if (!grants.video?.roomAdmin || grants.video.room !== room) return fail(401, "unauthenticated", "permissions denied");
-    } else if (!grants.sip?.admin) {
-      return fail(401, "unauthenticated", "permissions denied");
-    }
+    const refused = route.authorize
+      ? route.authorize(record.request, grants)
+      : route.room
+        ? hasRoomAdmin(grants, route.room(record.request))
+          ? undefined
+          : permissionDenied()
+        : grants.sip?.admin
+          ? undefined
+          : permissionDenied();
+    if (refused) return fail(refused.status, refused.code, refused.message);
 
     let result: Message;
     try {
@@ -849,6 +1064,34 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
     deleteRoom(name) {
       return rooms.delete(name);
     },
+    addParticipant(roomName, init) {
+      const room = getOrCreateRoom(roomName);
+      const joined = new Date();
+      const participant = new ParticipantInfo({
+        sid: livekitId("PA_"),
+        state: ParticipantInfo_State.ACTIVE,
+        joinedAt: BigInt(Math.floor(joined.getTime() / 1000)),
+        joinedAtMs: BigInt(joined.getTime()),
+        ...(Object.fromEntries(Object.entries(init).filter(([, v]) => v !== undefined)) as ParticipantInit),
+      });
+      const existing = room.participants.get(participant.identity);
+      if (existing && existing.sid !== participant.sid) {
+        removeParticipant(room, participant.identity, "DuplicateIdentity", DisconnectReason.DUPLICATE_IDENTITY);
+      }
+      // A Map keeps the first insertion's place: an update in place keeps the join order.
+      room.participants.set(participant.identity, participant);
+      room.info.numParticipants = room.participants.size;
+      return participant.clone();
+    },
+    participants(roomName) {
+      return [...(rooms.get(roomName)?.participants.values() ?? [])].map((p) => p.clone());
+    },
+    removedParticipants(room) {
+      return removed.filter((r) => room === undefined || r.room === room).map((r) => ({ ...r, participant: r.participant.clone() }));
+    },
+    transfers(room) {
+      return transferred.filter((t) => room === undefined || t.room === room).map((t) => ({ ...t, headers: { ...t.headers } }));
+    },
     trunks() {
       return [...trunks.values()].map((t) => t.clone());
     },
@@ -860,6 +1103,8 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
       rooms.clear();
       trunks.clear();
       rules.clear();
+      removed.length = 0;
+      transferred.length = 0;
       recorded.length = 0;
       failures.clear();
     },

@@ -217,13 +217,18 @@ export interface CallerJoinOptions extends Partial<Omit<SipJoinedOptions, "room"
  * room in LiveKit (livekit/sip joins with the dispatch rule's room_config; the server creates the
  * room and its dispatches, the implicit empty-name one when the rule has no agents), and the
  * webhook then carries that room, with its real sid. A room of that name still live is reused.
+ * The caller is then in the fake's room too, as the webhook's participant (same sid, identity,
+ * kind SIP, attributes with sip.callID), so RemoveParticipant / TransferSIPParticipant find it;
+ * building the join again for the same call updates that participant in place.
  * `options` may also set any sipParticipantJoined field (hidePhoneNumber, attributes, roomSid, ...).
  */
 export function sipCallerJoinedEvent(fake: FakeLiveKit, call: Call | SipJoinedOptions, options: CallerJoinOptions = {}): WebhookEvent {
   const { agents, ...fields } = options;
   const join = { ...call, ...fields } as SipJoinedOptions;
   const roomInfo = fake.createRoom(join.room, { agents, createdAt: join.roomCreatedAt ?? join.at, sid: join.roomSid });
-  return sipParticipantJoined({ ...join, roomSid: roomInfo.sid, roomInfo });
+  const event = sipParticipantJoined({ ...join, roomSid: roomInfo.sid, roomInfo });
+  if (event.participant) fake.addParticipant(join.room, event.participant);
+  return event;
 }
 
 /** sipCallerJoinedEvent, signed as LiveKit signs it (TEST_KEYS unless `signing` says otherwise). */
