@@ -62,13 +62,17 @@ CREATE TRIGGER blocklist_entries_directory_changed AFTER INSERT OR UPDATE OR DEL
 -- call rejected or transferred is over, as far as Switchboard goes, when it is routed: it is
 -- recorded ended then, with the status and reason it carries. A caller refused by a blocklist (or
 -- for withholding their number) gets no lead: spam is not a lead. A lead's status follows its
--- newest call's (lead_status). The answer gains the outcome, so a repeat gets the stored one.
+-- newest call's (lead_status). The answer gains the outcome, so a repeat gets the stored one, and
+-- what the agent may want to know of the caller: the lead's name, email and status as they were
+-- before this call, how many calls it had and when the last was (the statement's snapshot is
+-- taken before its own writes, so `prior` sees the lead as it was). That is kept in the call's
+-- metadata (`caller`), so a repeated delivery tells the agent the same.
 DROP FUNCTION record_calls(jsonb);
 --> statement-breakpoint
 CREATE FUNCTION record_calls(calls jsonb)
 RETURNS TABLE (call_id text, call_log_id uuid, lead_id uuid, tenant_id uuid, campaign_id uuid, phone_number_id uuid,
                agent_name text, agent_source text, from_number text, to_number text, dispatch_claimed boolean,
-               outcome text, outcome_reason text, transfer_to text)
+               outcome text, outcome_reason text, transfer_to text, caller jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
@@ -95,6 +99,10 @@ BEGIN
            (array_agg(coalesce(f.lead_status, 'calling') ORDER BY f.created_at DESC))[1] AS lead_status
     FROM fresh f WHERE f.known_tenant IS NOT NULL AND f.from_number IS NOT NULL AND f.makes_lead IS NOT FALSE
     GROUP BY f.known_tenant, f.known_campaign, f.from_number
+  ), prior AS (
+    SELECT l.id, l.status, l.last_call_at, (SELECT count(*) FROM call_logs c WHERE c.lead_id = l.id)::int AS previous_calls
+    FROM leads l JOIN callers k ON l.tenant_id = k.known_tenant AND l.campaign_id IS NOT DISTINCT FROM k.known_campaign
+                                AND l.phone_number = k.from_number
   ), lead AS (
     INSERT INTO leads AS l (tenant_id, campaign_id, phone_number, name, status, last_call_at)
     SELECT k.known_tenant, k.known_campaign, k.from_number, 'Inbound Caller ' || k.from_number, k.lead_status, k.last_call_at
@@ -102,25 +110,30 @@ BEGIN
     ON CONFLICT (tenant_id, campaign_id, phone_number)
     DO UPDATE SET status = CASE WHEN excluded.last_call_at >= l.last_call_at THEN excluded.status ELSE l.status END,
                   last_call_at = greatest(l.last_call_at, excluded.last_call_at), updated_at = now()
-    RETURNING l.id, l.tenant_id, l.campaign_id, l.phone_number
+    RETURNING l.id, l.tenant_id, l.campaign_id, l.phone_number, l.name, l.email
   )
   INSERT INTO call_logs AS cl (provider_call_id, room_name, room_sid, trunk_id, from_number, from_raw, to_number, to_raw,
                                tenant_id, campaign_id, lead_id, phone_number_id, agent_name, agent_source, metadata, created_at,
                                caller_joined_at, dispatch_claimed_at, dispatch_attempts,
                                outcome, outcome_reason, transfer_to, status, ended_at, disconnect_reason)
   SELECT f.call_id, f.room_name, f.room_sid, f.trunk_id, f.from_number, f.from_raw, f.to_number, f.to_raw,
-         f.known_tenant, f.known_campaign, ld.id, f.known_number, f.agent_name, f.agent_source, f.metadata, f.created_at,
+         f.known_tenant, f.known_campaign, ld.id, f.known_number, f.agent_name, f.agent_source,
+         f.metadata || CASE WHEN ld.id IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('caller', jsonb_build_object(
+           'lead_id', ld.id, 'name', ld.name, 'email', ld.email, 'status', coalesce(p.status, 'new'),
+           'previous_calls', coalesce(p.previous_calls, 0), 'last_call_at', p.last_call_at)) END,
+         f.created_at,
          f.caller_joined_at, CASE WHEN f.claim_dispatch THEN now() END, CASE WHEN f.claim_dispatch THEN 1 ELSE 0 END,
          coalesce(f.outcome, 'dispatched'), f.outcome_reason, f.transfer_to, coalesce(f.ended_status, 'ringing'),
          CASE WHEN f.ended_status IS NOT NULL THEN f.created_at END, f.end_reason
   FROM fresh f
   LEFT JOIN lead ld ON ld.tenant_id = f.known_tenant AND ld.campaign_id IS NOT DISTINCT FROM f.known_campaign
                    AND ld.phone_number = f.from_number
+  LEFT JOIN prior p ON p.id = ld.id
   ORDER BY f.call_id
   ON CONFLICT (provider_call_id) DO NOTHING
   RETURNING cl.provider_call_id, cl.id, cl.lead_id, cl.tenant_id, cl.campaign_id, cl.phone_number_id,
             cl.agent_name, cl.agent_source, cl.from_number, cl.to_number, cl.dispatch_claimed_at IS NOT NULL,
-            cl.outcome, cl.outcome_reason, cl.transfer_to;
+            cl.outcome, cl.outcome_reason, cl.transfer_to, cl.metadata->'caller';
 END
 $$;
 --> statement-breakpoint
@@ -136,7 +149,7 @@ $$;
 CREATE FUNCTION record_capped_call(call jsonb, cap jsonb)
 RETURNS TABLE (call_id text, call_log_id uuid, lead_id uuid, tenant_id uuid, campaign_id uuid, phone_number_id uuid,
                agent_name text, agent_source text, from_number text, to_number text, dispatch_claimed boolean,
-               outcome text, outcome_reason text, transfer_to text)
+               outcome text, outcome_reason text, transfer_to text, caller jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE

@@ -215,4 +215,4 @@ function countingDispatcher(dispatcher: AgentDispatcher, metrics: Metrics): Agen
 }
 
 /** The admin API's resources the routing directory is built from. */
-const isDirectoryPath = (path: string) => /^\/api\/v1\/(tenants|agents|campaigns|phone-numbers)(\/|$)/.test(path);
+const isDirectoryPath = (path: string) => /^\/api\/v1\/(tenants|agents|campaigns|phone-numbers|schedules|blocklist-entries)(\/|$)/.test(path);

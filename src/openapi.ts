@@ -34,6 +34,8 @@ export function apiDocs() {
         { name: "agents" },
         { name: "campaigns" },
         { name: "phone-numbers" },
+        { name: "schedules", description: "Business hours, named by campaigns and phone numbers" },
+        { name: "blocklist-entries", description: "Callers refused before any agent starts; global entries (tenant_id null) are admin-only" },
         { name: "leads", description: "Made by calls; read, corrected and deleted here" },
         { name: "call-logs", description: "Read-only but for a forward-only status fix" },
         { name: "api-keys" },

@@ -17,10 +17,22 @@ const NO_SUCH_ID = "00000000-0000-4000-8000-000000000000";
 
 /** The fields of each resource, exactly as the contract lists them. */
 const FIELDS = {
-  tenant: ["id", "name", "is_active", "created_at"],
+  tenant: ["id", "name", "is_active", "max_concurrent_calls", "overflow", "variables", "created_at"],
   agent: ["id", "tenant_id", "name", "is_default", "is_active", "description", "metadata", "created_at"],
-  campaign: ["id", "tenant_id", "name", "agent_id", "status", "created_at"],
-  phoneNumber: ["id", "tenant_id", "number", "campaign_id", "type", "is_active", "created_at"],
+  campaign: ["id", "tenant_id", "name", "agent_id", "status", "schedule_id", "variables", "created_at"],
+  phoneNumber: [
+    "id",
+    "tenant_id",
+    "number",
+    "campaign_id",
+    "type",
+    "is_active",
+    "block_anonymous",
+    "schedule_id",
+    "max_concurrent_calls",
+    "overflow",
+    "created_at",
+  ],
   lead: [
     "id",
     "tenant_id",
@@ -48,6 +60,9 @@ const FIELDS = {
     "to_number",
     "agent_name",
     "agent_source",
+    "outcome",
+    "outcome_reason",
+    "transfer_to",
     "status",
     "created_at",
     "caller_joined_at",
@@ -60,6 +75,11 @@ const FIELDS = {
     "updated_at",
   ],
 } as const;
+
+/** What a tenant made without policies has: no cap, no overflow, no variables. */
+const NO_TENANT_POLICY = { max_concurrent_calls: null, overflow: null, variables: {} };
+/** What a phone number made without policies has. */
+const NO_NUMBER_POLICY = { block_anonymous: false, schedule_id: null, max_concurrent_calls: null, overflow: null };
 
 let ctx: TestContext;
 let api: AdminClient;
@@ -246,7 +266,7 @@ async function acme() {
 describe("the README walk-through", () => {
   test("one admin key sets up a tenant, its calls route to the campaign's agent, and the records are found", async () => {
     const tenant = ok(await api.post("/tenants", { name: "Acme Dental" }), 201);
-    expect(tenant).toEqual({ id: UUID, name: "Acme Dental", is_active: true, created_at: ISO });
+    expect(tenant).toEqual({ id: UUID, name: "Acme Dental", is_active: true, ...NO_TENANT_POLICY, created_at: ISO });
 
     const receptionist = ok(
       await api.post("/agents", { tenant_id: tenant.id, name: "acme-receptionist", is_default: true }),
@@ -339,7 +359,7 @@ describe("tenants", () => {
   test("create, get, list, filter and patch (partial)", async () => {
     const acmeTenant = ok(await api.post("/tenants", { name: "Acme" }), 201);
     expectFields(acmeTenant, "tenant");
-    expect(acmeTenant).toEqual({ id: UUID, name: "Acme", is_active: true, created_at: ISO });
+    expect(acmeTenant).toEqual({ id: UUID, name: "Acme", is_active: true, ...NO_TENANT_POLICY, created_at: ISO });
     expect(ok(await api.get(`/tenants/${acmeTenant.id}`))).toEqual(acmeTenant);
 
     const closed = ok(await api.post("/tenants", { name: "Closed", is_active: false }), 201);
@@ -585,7 +605,7 @@ describe("campaigns", () => {
   test("create, get, patch (partial) and delete", async () => {
     const { tenant, sales, desk, shared, spring, fall, overflow } = await campaignsWorld();
     expectFields(spring, "campaign");
-    expect(spring).toEqual({ id: UUID, tenant_id: tenant.id, name: "Spring", agent_id: sales.id, status: "active", created_at: ISO });
+    expect(spring).toEqual({ id: UUID, tenant_id: tenant.id, name: "Spring", agent_id: sales.id, status: "active", schedule_id: null, variables: {}, created_at: ISO });
     expect(snapshotOf(fall)).toMatchObject({ agent_id: null, status: "paused" });
     expect(overflow.agent_id).toBe(shared.id);
     expect(ok(await api.get(`/campaigns/${spring.id}`))).toEqual(spring);
@@ -713,6 +733,7 @@ describe("phone numbers", () => {
       campaign_id: campaign.id,
       type: "LOCAL",
       is_active: true,
+      ...NO_NUMBER_POLICY,
       created_at: ISO,
     });
     const tollFree = await newNumber(tenant.id, "1-800-555-0199", { type: "TOLL_FREE" });

@@ -1,5 +1,6 @@
 // Who answers an inbound call, through the endpoint LiveKit-side glue calls, and what the
 // service remembers about it: the call log and the caller's lead.
+import type { CallerContext } from "../src/calls/context";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { callLogs, leads, phoneNumbers, tenants } from "../src/db/schema";
@@ -82,6 +83,11 @@ interface Metadata {
   from_number: string | null;
   to_number: string | null;
   agent_source: string;
+  outcome: string;
+  outcome_reason: string | null;
+  caller: CallerContext | null;
+  variables: Record<string, unknown>;
+  sip_headers: Record<string, string>;
 }
 
 interface SipAnswer {
@@ -269,6 +275,10 @@ describe("the answer", () => {
       from_number: CALLER,
       to_number: LIVE_CAMPAIGN_NUMBER,
       agent_source: "campaign",
+      // A first call: the lead is new, with no calls before this one.
+      caller: { lead_id: lead!.id, name: `Inbound Caller ${CALLER}`, email: null, status: "new", previous_calls: 0, last_call_at: null },
+      variables: {},
+      sip_headers: {},
     });
     expect(answer.attributes).toEqual({ inbound: "true", phone_number: LIVE_CAMPAIGN_NUMBER, caller: CALLER });
     expect(log).toMatchObject({

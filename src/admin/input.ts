@@ -1,11 +1,13 @@
 // Checks on what a caller sends that the models cannot express: phone numbers in any common
-// shape, times PostgreSQL reads as meant, JSON it can store. Each failure is a 400 naming the field.
+// shape, times PostgreSQL reads as meant, JSON it can store (and variables' size). Each failure
+// is a 400 naming the field.
 import { eq } from "drizzle-orm";
 import type { PgColumn } from "drizzle-orm/pg-core";
 import { normalizePhoneNumber } from "../calls/phone";
 import { BadRequestError } from "../errors";
 import { isStorableText, NOT_STORABLE } from "../text";
 import { METADATA_MAX_DEPTH } from "./model";
+import { VARIABLES_MAX_BYTES } from "./policy-model";
 
 /** The number as E.164, read in `region` when it has no country code. */
 export function e164Of(value: string, region: string, field = "number"): string {
@@ -67,5 +69,17 @@ export function assertStorableJson(value: unknown, field: string, depth = 0): vo
   for (const [key, inner] of Object.entries(value)) {
     if (!isStorableText(key)) throw new BadRequestError(`${field}: a key ${NOT_STORABLE}`, field);
     assertStorableJson(inner, field, depth + 1);
+  }
+}
+
+/**
+ * Variables travel with every call to the agent (its job metadata), so they are kept small: at
+ * most VARIABLES_MAX_BYTES of compact JSON text, and storable as jsonb like metadata.
+ */
+export function assertVariables(value: Record<string, unknown>, field = "variables"): void {
+  assertStorableJson(value, field);
+  const bytes = Buffer.byteLength(JSON.stringify(value));
+  if (bytes > VARIABLES_MAX_BYTES) {
+    throw new BadRequestError(`${field}: ${bytes} bytes as JSON text; at most ${VARIABLES_MAX_BYTES} are allowed`, field);
   }
 }

@@ -1,11 +1,12 @@
 // The admin API's models (below) and the directory file `switchboard seed FILE` loads: tenants with their agents, campaigns and numbers.
-import type { TUnsafe } from "@sinclair/typebox";
+import { Type } from "@sinclair/typebox";
 import { type Static, type TSchema, t } from "elysia";
-import { AGENT_SOURCES, CALL_STATUSES, CAMPAIGN_STATUSES, NUMBER_TYPES } from "../db/schema";
+import { AGENT_SOURCES, CALL_OUTCOMES, CALL_STATUSES, CAMPAIGN_STATUSES, NUMBER_TYPES, OUTCOME_REASONS } from "../db/schema";
 import { STORABLE_TEXT_PATTERN, StorableText } from "../text";
+import { DEFAULT_PAGE, MAX_PAGE, Nullable, OneOf, PhoneInput, Timestamp, Uuid, name, paging, strict, tenantFilter } from "./fields";
+import { PolicyAction, PolicyActionInput, Variables } from "./policy-model";
 
-// Every string the admin API takes in is StorableText: text PostgreSQL stores exactly as sent.
-const name = StorableText({ minLength: 1, maxLength: 200 });
+export { DEFAULT_PAGE, MAX_PAGE };
 
 export const DirectoryAgent = t.Object(
   {
@@ -58,32 +59,15 @@ export type DirectoryFile = Static<typeof DirectoryFile>;
 
 // ---- The admin API: bodies, query strings, path parameters and answers. ----
 
-const Uuid = t.String({ format: "uuid" });
-const Timestamp = t.String({ format: "date-time" });
-/** One of the values. Not t.UnionEnum: Elysia fills a missing UnionEnum with its first value. */
-const OneOf = <T extends string>(values: readonly T[]) =>
-  t.Union(values.map((v) => t.Literal(v))) as unknown as TUnsafe<T>;
-const Nullable = <T extends TSchema>(schema: T, options: { description?: string } = {}) =>
-  t.Union([schema, t.Null()], options);
 export const METADATA_MAX_DEPTH = 16;
 const Metadata = t.Record(t.String(), t.Unknown(), {
   description: `Free-form JSON object (nested at most ${METADATA_MAX_DEPTH} levels, no NUL characters)`,
 });
 const LeadStatus = StorableText({ minLength: 1, maxLength: 50 });
 const Email = t.String({ format: "email", pattern: STORABLE_TEXT_PATTERN, maxLength: 320 });
-const strict = { additionalProperties: false } as const;
 
 export const IdParams = t.Object({ id: Uuid });
 export const CallIdParams = t.Object({ provider_call_id: StorableText({ minLength: 1, maxLength: 512 }) });
-
-export const DEFAULT_PAGE = 50;
-export const MAX_PAGE = 500;
-const paging = {
-  // The range is checked by the service: Elysia's coerced query numbers report range errors without the field's name.
-  limit: t.Optional(t.Integer({ description: `Page size, 1 to ${MAX_PAGE} (default ${DEFAULT_PAGE})` })),
-  cursor: t.Optional(StorableText({ maxLength: 200, description: "next_cursor of the previous page" })),
-};
-const tenantFilter = { tenant_id: t.Optional(Uuid) };
 
 export const Page = <T extends TSchema>(item: T) =>
   t.Object({ data: t.Array(item), next_cursor: Nullable(t.String({ description: "Pass as cursor for the next page" })) });
@@ -99,9 +83,30 @@ export const ErrorBody = t.Object(
   { description: "Every error, from every endpoint" },
 );
 
+// TypeBox's own Integer: Elysia's also takes numeric text, and a union in a union hides why a value is refused.
+const MaxConcurrentCalls = Nullable(Type.Integer({ minimum: 1 }), { description: "Calls at once, at least 1; null: no limit" });
+const Overflow = Nullable(PolicyAction, { description: "What happens to a call over max_concurrent_calls" });
+const overflowInput = {
+  max_concurrent_calls: t.Optional(MaxConcurrentCalls),
+  overflow: t.Optional(
+    Nullable(PolicyActionInput, { description: "What happens to a call over max_concurrent_calls; null: the call is rejected" }),
+  ),
+};
+
 // Tenants
-export const Tenant = t.Object({ id: Uuid, name: t.String(), is_active: t.Boolean(), created_at: Timestamp });
-export const TenantCreate = t.Object({ name, is_active: t.Optional(t.Boolean()) }, strict);
+export const Tenant = t.Object({
+  id: Uuid,
+  name: t.String(),
+  is_active: t.Boolean(),
+  max_concurrent_calls: Nullable(t.Integer()),
+  overflow: Overflow,
+  variables: Variables,
+  created_at: Timestamp,
+});
+export const TenantCreate = t.Object(
+  { name, is_active: t.Optional(t.Boolean()), ...overflowInput, variables: t.Optional(Variables) },
+  strict,
+);
 export const TenantUpdate = t.Partial(TenantCreate, strict);
 export const TenantQuery = t.Object({ is_active: t.Optional(t.Boolean()), ...paging }, strict);
 
@@ -148,16 +153,24 @@ export const Campaign = t.Object({
   name: t.String(),
   agent_id: Nullable(Uuid),
   status: CampaignStatus,
+  schedule_id: Nullable(Uuid),
+  variables: Variables,
   created_at: Timestamp,
 });
-const campaignFields = { name, agent_id: t.Optional(Nullable(Uuid)), status: t.Optional(CampaignStatus) };
+const scheduleIdInput = t.Optional(Nullable(Uuid, { description: "A schedule of the same tenant; null: none" }));
+const campaignFields = {
+  name,
+  agent_id: t.Optional(Nullable(Uuid)),
+  status: t.Optional(CampaignStatus),
+  schedule_id: scheduleIdInput,
+  variables: t.Optional(Variables),
+};
 export const CampaignCreate = t.Object({ tenant_id: t.Optional(Uuid), ...campaignFields }, strict);
 export const CampaignUpdate = t.Partial(t.Object(campaignFields), strict);
 export const CampaignQuery = t.Object({ ...tenantFilter, status: t.Optional(CampaignStatus), agent_id: t.Optional(Uuid), ...paging }, strict);
 
 // Phone numbers
 const NumberType = OneOf(NUMBER_TYPES);
-const PhoneInput = StorableText({ minLength: 1, maxLength: 64, description: "Any common shape; stored as E.164" });
 export const PhoneNumber = t.Object({
   id: Uuid,
   tenant_id: Uuid,
@@ -165,6 +178,10 @@ export const PhoneNumber = t.Object({
   campaign_id: Nullable(Uuid),
   type: NumberType,
   is_active: t.Boolean(),
+  block_anonymous: t.Boolean({ description: "Callers who withhold their number are rejected" }),
+  schedule_id: Nullable(Uuid, { description: "Business hours; wins over the campaign's" }),
+  max_concurrent_calls: Nullable(t.Integer()),
+  overflow: Overflow,
   created_at: Timestamp,
 });
 const numberFields = {
@@ -172,9 +189,17 @@ const numberFields = {
   campaign_id: t.Optional(Nullable(Uuid)),
   type: t.Optional(NumberType),
   is_active: t.Optional(t.Boolean()),
+  block_anonymous: t.Optional(t.Boolean()),
+  schedule_id: scheduleIdInput,
+  ...overflowInput,
 };
 export const PhoneNumberCreate = t.Object({ tenant_id: t.Optional(Uuid), ...numberFields }, strict);
-export const PhoneNumberUpdate = t.Partial(t.Object({ tenant_id: Uuid, ...numberFields }), strict);
+export const PhoneNumberUpdate = t.Partial(t.Object({ tenant_id: Uuid, ...numberFields }), {
+  ...strict,
+  description:
+    "A number moving to another tenant (tenant_id) drops its campaign_id and schedule_id unless they are given, and " +
+    "its overflow unless given or still usable there (a dispatch to an agent of the tenant it leaves is not)",
+});
 export const PhoneNumberQuery = t.Object(
   { ...tenantFilter, campaign_id: t.Optional(Uuid), is_active: t.Optional(t.Boolean()), number: t.Optional(PhoneInput), ...paging },
   strict,
@@ -205,6 +230,8 @@ export const LeadQuery = t.Object(
 
 // Call logs
 const CallStatus = OneOf(CALL_STATUSES);
+const CallOutcome = OneOf(CALL_OUTCOMES);
+const OutcomeReason = OneOf(OUTCOME_REASONS);
 export const CallLog = t.Object({
   id: Uuid,
   provider_call_id: t.String(),
@@ -218,8 +245,11 @@ export const CallLog = t.Object({
   trunk_id: Nullable(t.String()),
   from_number: Nullable(t.String()),
   to_number: Nullable(t.String()),
-  agent_name: t.String(),
-  agent_source: OneOf(AGENT_SOURCES),
+  agent_name: Nullable(t.String(), { description: "null when the call was rejected or transferred" }),
+  agent_source: Nullable(OneOf(AGENT_SOURCES)),
+  outcome: CallOutcome,
+  outcome_reason: Nullable(OutcomeReason, { description: "The policy behind the outcome; null: routed as usual" }),
+  transfer_to: Nullable(t.String({ description: "E.164, where a transferred call went" })),
   status: CallStatus,
   created_at: Timestamp,
   caller_joined_at: Nullable(Timestamp),
@@ -238,6 +268,8 @@ export const CallLogQuery = t.Object(
     campaign_id: t.Optional(Uuid),
     lead_id: t.Optional(Uuid),
     status: t.Optional(CallStatus),
+    outcome: t.Optional(CallOutcome),
+    outcome_reason: t.Optional(OutcomeReason),
     from_number: t.Optional(PhoneInput),
     to_number: t.Optional(PhoneInput),
     since: t.Optional(t.String({ format: "date-time", description: "Calls created at or after" })),

@@ -4,11 +4,13 @@
 import { Elysia } from "elysia";
 import { agentRoutes } from "./agents/routes";
 import { apiKeyRoutes } from "./api-keys/routes";
+import { blocklistRoutes } from "./blocklist-entries/routes";
 import { callLogRoutes } from "./call-logs/routes";
 import { campaignRoutes } from "./campaigns/routes";
 import type { AdminDeps } from "./context";
 import { leadRoutes } from "./leads/routes";
 import { phoneNumberRoutes } from "./phone-numbers/routes";
+import { scheduleRoutes } from "./schedules/routes";
 import { tenantRoutes } from "./tenants/routes";
 
 export type { AdminDeps } from "./context";
@@ -19,6 +21,8 @@ export const adminRoutes = (deps: AdminDeps) =>
     .use(agentRoutes(deps))
     .use(campaignRoutes(deps))
     .use(phoneNumberRoutes(deps))
+    .use(scheduleRoutes(deps))
+    .use(blocklistRoutes(deps))
     .use(leadRoutes(deps))
     .use(callLogRoutes(deps))
     .use(apiKeyRoutes(deps));

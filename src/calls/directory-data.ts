@@ -28,10 +28,13 @@ export interface DirectoryEntry {
 
 type CapRule = { limit: number; overflow: PolicyOutcome | null };
 
-/** A tenant's policies that are not a number's. */
+type Variables = Record<string, unknown>;
+
+/** A tenant's policies that are not a number's, and its custom variables. */
 export interface TenantRules {
   blocklist: string[];
   cap: CapRule | null;
+  variables: Variables;
 }
 
 export type ScheduleRule = BusinessHours & { afterHours: PolicyOutcome };
@@ -42,9 +45,17 @@ export interface DirectoryData {
   schedules: Map<string, ScheduleRule>;
   /** Blocklist entries of every tenant (tenant_id null). */
   globalBlocklist: string[];
+  /** The custom variables of campaigns that have any. */
+  campaignVariables: Map<string, Variables>;
 }
 
-export const emptyDirectory = (): DirectoryData => ({ numbers: new Map(), tenants: new Map(), schedules: new Map(), globalBlocklist: [] });
+export const emptyDirectory = (): DirectoryData => ({
+  numbers: new Map(),
+  tenants: new Map(),
+  schedules: new Map(),
+  globalBlocklist: [],
+  campaignVariables: new Map(),
+});
 
 /** A policy action as stored, with its agent's name (null when the agent is gone or inactive). */
 function outcomeOf(action: PolicyAction | null, agentName: string | null): PolicyOutcome | null {
@@ -108,11 +119,14 @@ async function readNumbers(database: Database): Promise<Map<string, DirectoryEnt
   );
 }
 
-/** The tenants' caps and blocklists, the schedules, and the global blocklist. */
+/** The tenants' caps, blocklists and variables; the schedules; the global blocklist; the campaigns' variables. */
 async function readRules(database: Database): Promise<Omit<DirectoryData, "numbers">> {
-  const tenantRows = await database.rows<{ id: string; max_concurrent_calls: number | null; overflow: PolicyAction | null; overflow_agent: string | null }>(sql`
-    select t.id, t.max_concurrent_calls, t.overflow, ${actionAgent("t.overflow")} as overflow_agent from tenants t where t.active`);
-  const tenants = new Map(tenantRows.map((row) => [row.id, { blocklist: [] as string[], cap: capOf(row.max_concurrent_calls, row.overflow, row.overflow_agent) }]));
+  type TenantRow = { id: string; max_concurrent_calls: number | null; overflow: PolicyAction | null; overflow_agent: string | null; variables: Variables };
+  const tenantRows = await database.rows<TenantRow>(sql`
+    select t.id, t.max_concurrent_calls, t.overflow, ${actionAgent("t.overflow")} as overflow_agent, t.variables from tenants t where t.active`);
+  const tenants = new Map(
+    tenantRows.map((row) => [row.id, { blocklist: [] as string[], cap: capOf(row.max_concurrent_calls, row.overflow, row.overflow_agent), variables: row.variables }]),
+  );
   const globalBlocklist: string[] = [];
   for (const entry of await database.rows<{ tenant_id: string | null; pattern: string }>(sql`select tenant_id, pattern from blocklist_entries`)) {
     if (entry.tenant_id === null) globalBlocklist.push(entry.pattern);
@@ -128,7 +142,9 @@ async function readRules(database: Database): Promise<Omit<DirectoryData, "numbe
       { time_zone: hours.time_zone, weekly_hours: hours.weekly_hours, holidays: hours.holidays, afterHours: outcomeOf(after_hours, after_hours_agent)! },
     ]),
   );
-  return { tenants, schedules, globalBlocklist };
+  const campaignRows = await database.rows<{ id: string; variables: Variables }>(sql`
+    select c.id, c.variables from campaigns c where c.variables <> '{}'::jsonb and c.deleted_at is null`);
+  return { tenants, schedules, globalBlocklist, campaignVariables: new Map(campaignRows.map((row) => [row.id, row.variables])) };
 }
 
 export async function readDirectory(database: Database): Promise<DirectoryData> {
@@ -161,7 +177,21 @@ export function compilePolicies(data: DirectoryData, logger: Logger): (entry: Di
   });
 }
 
-type Snapshot = { saved_at: string; entries: [string, DirectoryEntry][]; tenants?: [string, TenantRules][]; schedules?: [string, ScheduleRule][]; global_blocklist?: string[] };
+/** The variables a number's calls carry: the tenant's, overridden key by key by the campaign's. */
+export function variablesOf(data: DirectoryData, entry: DirectoryEntry | null): Variables {
+  if (!entry) return {};
+  const campaign = entry.campaignId ? data.campaignVariables.get(entry.campaignId) : undefined;
+  return { ...data.tenants.get(entry.tenantId)?.variables, ...campaign };
+}
+
+type Snapshot = {
+  saved_at: string;
+  entries: [string, DirectoryEntry][];
+  tenants?: [string, TenantRules][];
+  schedules?: [string, ScheduleRule][];
+  global_blocklist?: string[];
+  campaign_variables?: [string, Variables][];
+};
 
 /** Written whole to a temporary file, then renamed: a crash leaves the old snapshot or the new one. */
 export async function saveSnapshot(path: string, data: DirectoryData, savedAt: Date, logger: Logger) {
@@ -175,6 +205,7 @@ export async function saveSnapshot(path: string, data: DirectoryData, savedAt: D
       tenants: [...data.tenants],
       schedules: [...data.schedules],
       global_blocklist: data.globalBlocklist,
+      campaign_variables: [...data.campaignVariables],
     };
     await writeFile(temporary, JSON.stringify(snapshot));
     await rename(temporary, path);
@@ -194,6 +225,7 @@ export async function readSnapshot(path: string, logger: Logger): Promise<{ data
       tenants: new Map(snapshot.tenants ?? []),
       schedules: new Map(snapshot.schedules ?? []),
       globalBlocklist: snapshot.global_blocklist ?? [],
+      campaignVariables: new Map(snapshot.campaign_variables ?? []),
     };
     return { data, loadedAt: new Date(snapshot.saved_at) };
   } catch (error) {

@@ -10,7 +10,16 @@
 import type { Database } from "../db/client";
 import { withDeadline } from "../errors";
 import type { Logger } from "../logger";
-import { compilePolicies, type DirectoryData, type DirectoryEntry, emptyDirectory, readDirectory, readSnapshot, saveSnapshot } from "./directory-data";
+import {
+  compilePolicies,
+  type DirectoryData,
+  type DirectoryEntry,
+  emptyDirectory,
+  readDirectory,
+  readSnapshot,
+  saveSnapshot,
+  variablesOf,
+} from "./directory-data";
 import type { CallPolicies } from "./policy";
 
 export type { DirectoryEntry } from "./directory-data";
@@ -33,6 +42,8 @@ export interface RoutingDirectory {
   lookup(toNumber: string | null): Promise<DirectoryEntry | null>;
   /** The policies of a number's calls (a looked-up entry; null: a number no tenant owns, only global entries apply). */
   policies(entry: DirectoryEntry | null): CallPolicies;
+  /** The custom variables of a number's calls (tenant's, then campaign's). */
+  variables(entry: DirectoryEntry | null): Record<string, unknown>;
   /** Announces a change made through this process; the next lookups wait (briefly) for it. */
   changed(): void;
   /** Resolves once a load that started after this call has finished (rejects if it fails). */
@@ -101,6 +112,8 @@ class MemoryDirectory implements RoutingDirectory {
   }
 
   policies = (entry: DirectoryEntry | null): CallPolicies => this.#policies(entry);
+
+  variables = (entry: DirectoryEntry | null) => variablesOf(this.#data, entry);
 
   /** A change made through this process: the next lookups wait for it, so its API's answer holds. */
   changed = () => {

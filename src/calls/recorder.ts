@@ -24,6 +24,18 @@ export type StoredCall = {
   outcome: CallOutcome;
   outcome_reason: OutcomeReason | null;
   transfer_to: string | null;
+  /** The caller's lead as it was before this call (null without a lead), kept in the call's metadata. */
+  caller: StoredCaller | null;
+};
+
+/** The caller's lead as record_calls saw it before the call (0010_policies.sql). */
+export type StoredCaller = {
+  lead_id: string;
+  name: string | null;
+  email: string | null;
+  status: string | null;
+  previous_calls: number;
+  last_call_at: string | null;
 };
 
 export interface WrittenCall {
@@ -296,10 +308,10 @@ async function revisitCalls(database: Database, calls: CallRow[]): Promise<Map<s
       where provider_call_id in (select call_id from x where caller_joined_at is null)
         and provider_call_id not in (select provider_call_id from joined)
     )
-    select provider_call_id as call_id, id as call_log_id, lead_id, tenant_id, campaign_id, phone_number_id,
-           agent_name, agent_source, from_number, to_number, outcome, outcome_reason, transfer_to,
-           dispatch_claimed_at = now() as dispatch_claimed,
-           dispatch_attempts, dispatch_id is not null as dispatched, ended_at is not null as ended
-    from stored`);
+    select s.provider_call_id as call_id, s.id as call_log_id, s.lead_id, s.tenant_id, s.campaign_id, s.phone_number_id,
+           s.agent_name, s.agent_source, s.from_number, s.to_number, s.outcome, s.outcome_reason, s.transfer_to,
+           s.metadata->'caller' as caller, s.dispatch_claimed_at = now() as dispatch_claimed,
+           s.dispatch_attempts, s.dispatch_id is not null as dispatched, s.ended_at is not null as ended
+    from stored s`);
   return new Map(rows.map((row) => [row.call_id, row]));
 }

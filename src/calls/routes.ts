@@ -9,7 +9,8 @@ import {
   TestCallResponse,
 } from "./model";
 import { ACTION_OF } from "./policy";
-import { type CallRouting, callMetadata, type RoutingDeps, routeInboundCall } from "./service";
+import { callMetadata } from "./context";
+import { type CallRouting, type RoutingDeps, routeInboundCall } from "./service";
 
 export interface CallRoutesOptions {
   testEndpointEnabled: boolean;

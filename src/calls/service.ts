@@ -10,6 +10,7 @@ import { type AgentSource, CALL_STATUS_RANK, type CallStatus } from "../db/schem
 import { withDeadline } from "../errors";
 import type { Journal } from "../journal/journal";
 import type { Logger } from "../logger";
+import { type CallerContext, callerOf } from "./context";
 import type { DirectoryEntry, RoutingDirectory } from "./directory";
 import { normalizePhoneNumber } from "./phone";
 import { applyPolicies, type CapCheck, type RoutedOutcome } from "./policy";
@@ -53,6 +54,8 @@ export interface InboundCall {
   source: string;
   /** Extra facts worth keeping with the call (SIP attributes, provider ids). */
   details?: Record<string, unknown>;
+  /** The SIP X- headers the trunk passed on, for the agent (not recorded). */
+  sipHeaders?: Record<string, string>;
   /**
    * The caller is in the call's room (a LiveKit join): when they joined, and, when this delivery
    * is to send the agent, how long its claim on the dispatch holds against other deliveries.
@@ -89,6 +92,11 @@ export type DispatchedRouting = Extract<CallRouting, { outcome: "dispatched" }>;
 
 interface RoutingRecord {
   callId: string;
+  /** Who is calling, from their lead before this call; null without a lead (or before the record is written). */
+  caller: CallerContext | null;
+  /** The tenant's custom variables, overridden key by key by the campaign's. */
+  variables: Record<string, unknown>;
+  sipHeaders: Record<string, string>;
   callLogId: string | null;
   leadId: string | null;
   tenantId: string | null;
@@ -139,7 +147,8 @@ export async function routeInboundCall(deps: RoutingDeps, call: InboundCall): Pr
     phoneNumberId: entry?.phoneNumberId ?? null,
     cap: cap && !deps.ignoreCaps ? { ...cap, maxCallSeconds: settings.maxCallSeconds } : null,
   };
-  const routing = await recordCall(deps, decision);
+  const context = { variables: deps.directory.variables(entry), sipHeaders: call.sipHeaders ?? {} };
+  const routing = { ...(await recordCall(deps, decision)), ...context } as CallRouting;
   deps.onRouted?.(routing, (performance.now() - started) / 1000);
   const fields = { ...logFields(routing), source: call.source, room: call.roomName ?? null, ms: elapsed(started) };
   if (routing.record === "recorded") {
@@ -156,13 +165,16 @@ export async function routeInboundCall(deps: RoutingDeps, call: InboundCall): Pr
 }
 
 /** Writes the call, waiting at most recordWaitMs; past that (or with the database down) journals it. */
-async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<CallRouting> {
+/** A routed call as its record has it; routeInboundCall adds what the directory and the call say. */
+type RecordedCall = Omit<RoutingRecord, "variables" | "sipHeaders"> & RoutedOutcome;
+
+async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<RecordedCall> {
   // While the database is known to be down this fails at once (db/client.ts): no caller waits on it.
   const write = deps.recorder.write(decision);
   let failure: unknown;
   try {
     const written = await withDeadline(write, deps.settings.recordWaitMs, "call record");
-    return { ...fromStored(decision.call.callId, written.row, !written.inserted), dispatchClaim: written.dispatchClaim } as CallRouting;
+    return { ...fromStored(decision.call.callId, written.row, !written.inserted), dispatchClaim: written.dispatchClaim } as RecordedCall;
   } catch (error) {
     // A write that finishes after all is harmless: the journal's replay of it finds the call there.
     write.catch(() => {});
@@ -174,6 +186,7 @@ async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<Ca
     callId: decision.call.callId,
     callLogId: null,
     leadId: null,
+    caller: null,
     replayed: false,
     dispatchClaim: null,
     recordError: failure,
@@ -198,26 +211,10 @@ export async function replayCallRecord(database: Database, decision: CallDecisio
   await writeCall(database, { ...decision, call: { ...decision.call, joined }, cap: null }, at);
 }
 
-/** The JSON the agent receives as job metadata, from sip-inbound and from LiveKit dispatch alike. */
-export function callMetadata(routing: CallRouting): Record<string, string | null> {
-  return {
-    call_type: "inbound",
-    outcome: routing.outcome,
-    outcome_reason: routing.outcomeReason,
-    phone_number_id: routing.phoneNumberId,
-    tenant_id: routing.tenantId,
-    campaign_id: routing.campaignId,
-    lead_id: routing.leadId,
-    call_log_id: routing.callLogId,
-    from_number: routing.fromNumber,
-    to_number: routing.toNumber,
-    agent_source: routing.agentSource,
-  };
-}
-
-function fromStored(callId: string, row: StoredCall, replayed: boolean): Omit<RoutingRecord, "dispatchClaim"> & RoutedOutcome {
+function fromStored(callId: string, row: StoredCall, replayed: boolean): Omit<RoutingRecord, "dispatchClaim" | "variables" | "sipHeaders"> & RoutedOutcome {
   return {
     callId,
+    caller: callerOf(row.caller),
     // The database holds the outcome's invariants (call_logs_dispatched_has_agent and the like).
     ...({ outcome: row.outcome, outcomeReason: row.outcome_reason, agentName: row.agent_name, agentSource: row.agent_source, transferTo: row.transfer_to } as RoutedOutcome),
     callLogId: row.call_log_id,

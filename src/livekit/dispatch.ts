@@ -10,7 +10,8 @@
 // or an earlier delivery of this call) is, and no second agent is sent.
 import type { AgentDispatch } from "@livekit/protocol";
 import { sql } from "drizzle-orm";
-import { callMetadata, type DispatchedRouting } from "../calls/service";
+import { callMetadata } from "../calls/context";
+import type { DispatchedRouting } from "../calls/service";
 import type { Database } from "../db/client";
 import type { AgentSource } from "../db/schema";
 import { withDeadline } from "../errors";

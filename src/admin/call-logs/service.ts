@@ -24,6 +24,8 @@ export const listCallLogs = (deps: AdminDeps, principal: Principal, query: typeo
       filter(callLogs.campaignId, query.campaign_id),
       filter(callLogs.leadId, query.lead_id),
       filter(callLogs.status, query.status),
+      filter(callLogs.outcome, query.outcome),
+      filter(callLogs.outcomeReason, query.outcome_reason),
       phoneFilter(callLogs.fromNumber, query.from_number, "from_number", deps.region),
       phoneFilter(callLogs.toNumber, query.to_number, "to_number", deps.region),
       query.since ? gte(callLogs.createdAt, sql`${timeParam(query.since, "since")}::timestamptz`) : undefined,

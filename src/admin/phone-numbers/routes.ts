@@ -2,6 +2,7 @@
 import { Elysia } from "elysia";
 import { type AdminDeps, adminContext, deleted, resource } from "../context";
 import { IdParams, Page, PhoneNumber, PhoneNumberCreate, PhoneNumberQuery, PhoneNumberUpdate } from "../model";
+import { overflowShape } from "../policies";
 import { createPhoneNumber, deletePhoneNumber, getPhoneNumber, listPhoneNumbers, updatePhoneNumber } from "./service";
 
 export function phoneNumberRoutes(deps: AdminDeps) {
@@ -22,6 +23,7 @@ export function phoneNumberRoutes(deps: AdminDeps) {
       },
       {
         parse: "json",
+        transform: overflowShape,
         body: PhoneNumberCreate,
         response: { 201: PhoneNumber },
         detail: { summary: "Add a phone number (any common shape; stored as E.164)" },
@@ -35,6 +37,7 @@ export function phoneNumberRoutes(deps: AdminDeps) {
     .patch("/phone-numbers/:id", ({ principal, params, body }) => updatePhoneNumber(deps, principal, params.id, body), {
       params: IdParams,
       parse: "json",
+      transform: overflowShape,
       body: PhoneNumberUpdate,
       response: { 200: PhoneNumber },
       detail: { summary: "Update a phone number" },
