@@ -157,6 +157,10 @@ DECLARE
   capped_number uuid := (cap->>'phone_number_id')::uuid;
   since timestamptz := now() - make_interval(secs => (cap->>'max_call_seconds')::int);
 BEGIN
+  -- Everything done while the locks are held delays every call of the number: record_calls is run
+  -- once on nothing first, so that this connection's first use of it (catalog caches, parsing: tens
+  -- of milliseconds) is paid before the locks rather than under them.
+  PERFORM FROM record_calls('[]'::jsonb);
   IF cap ? 'tenant_limit' THEN
     PERFORM pg_advisory_xact_lock(hashtextextended('switchboard.cap:' || capped_tenant, 0));
   END IF;

@@ -41,6 +41,8 @@ export interface AppDeps {
   schemaReady?: () => boolean;
   /** Traces every request when given (OTEL_EXPORTER_OTLP_ENDPOINT set); the database and LiveKit clients trace their calls with it. */
   tracer?: Tracer;
+  /** The time business hours are judged at: the system clock unless a test sets another. */
+  now?: () => Date;
 }
 
 /** The safety net under NOTIFY: how often the directory is reloaded whole. */
@@ -124,6 +126,7 @@ function routingDeps(deps: AppDeps, directory: RoutingDirectory, metrics: Metric
     recorder: createCallRecorder(database, recorderLanes(database.kind, config.dbPoolMax)),
     journal,
     logger,
+    now: deps.now,
     onRouted: (routed: CallRouting, seconds: number) => {
       // A repeated webhook gets its call's stored decision back: one call, counted once.
       if (routed.replayed) return;

@@ -49,6 +49,8 @@ export const EnvSchema = t.Object({
   LIVEKIT_ROOM_PREFIX: t.String({ default: "call-", minLength: 1 }),
   LIVEKIT_TRUNK_NAME: t.String({ default: "switchboard-inbound", minLength: 1 }),
   LIVEKIT_DISPATCH_RULE_NAME: t.String({ default: "switchboard-inbound", minLength: 1 }),
+  // The outbound SIP trunk (ST_...) a policy's transfer dials its destination through.
+  LIVEKIT_TRANSFER_TRUNK_ID: t.Optional(t.String({ pattern: "^ST_\\w+$" })),
 });
 type Env = Static<typeof EnvSchema>;
 
@@ -140,6 +142,8 @@ export interface Config {
     roomPrefix: string;
     trunkName: string;
     dispatchRuleName: string;
+    /** Outbound trunk for policy transfers; without one a transfer is a SIP REFER (see livekit/handoff.ts). */
+    transferTrunkId?: string;
   };
 }
 
@@ -212,6 +216,7 @@ function liveKitConfig(env: Env): Config["livekit"] {
     roomPrefix: env.LIVEKIT_ROOM_PREFIX,
     trunkName: env.LIVEKIT_TRUNK_NAME,
     dispatchRuleName: env.LIVEKIT_DISPATCH_RULE_NAME,
+    transferTrunkId: env.LIVEKIT_TRANSFER_TRUNK_ID,
   };
 }
 

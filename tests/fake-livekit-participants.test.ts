@@ -1,23 +1,31 @@
-// The stand-in LiveKit's room participants, RoomService.RemoveParticipant and SIP.TransferSIPParticipant,
-// driven with the real livekit-server-sdk clients. Each expectation follows the Go source cited in
-// tests/support/fake-livekit.ts's header (livekit/livekit pkg/service/roomservice.go, sip.go,
-// pkg/rtc/types/interfaces.go; livekit/protocol livekit/sip.go; livekit/sip pkg/sip/inbound.go).
+// The stand-in LiveKit's room participants, RoomService.RemoveParticipant, SIP.TransferSIPParticipant
+// and SIP.CreateSIPParticipant, driven with the real livekit-server-sdk clients. Each expectation
+// follows the Go source cited in tests/support/fake-livekit.ts's header (livekit/livekit
+// pkg/service/roomservice.go, sip.go, pkg/rtc/types/interfaces.go; livekit/protocol livekit/sip.go,
+// rpc/sip.go; livekit/sip pkg/sip/inbound.go, outbound.go, client.go; psrpc errors.go for the 412).
 import { describe, expect, test } from "bun:test";
-import { DisconnectReason, ParticipantInfo_Kind, ParticipantInfo_State } from "@livekit/protocol";
+import { CreateSIPParticipantRequest, DisconnectReason, ParticipantInfo_Kind, ParticipantInfo_State, SIPParticipantInfo } from "@livekit/protocol";
 import { AccessToken, RoomServiceClient, SipClient } from "livekit-server-sdk";
+import { startFakeLiveKit } from "./support/fake-livekit";
 import { newCall, sipCallerJoinedEvent, TEST_KEYS, useFakeLiveKit } from "./support/livekit-app";
 
-describe("the stand-in LiveKit's participants, RemoveParticipant and TransferSIPParticipant", () => {
+describe("the stand-in LiveKit's participants, RemoveParticipant, TransferSIPParticipant and CreateSIPParticipant", () => {
   const fake = useFakeLiveKit();
   const rooms = () => new RoomServiceClient(fake.url, TEST_KEYS.apiKey, TEST_KEYS.apiSecret);
   const sip = () => new SipClient(fake.url, TEST_KEYS.apiKey, TEST_KEYS.apiSecret);
   const roomName = () => `room-${crypto.randomUUID()}`;
 
-  /** A SIP caller in a fresh room, put there by the same helper the app's tests use for a caller's join. */
+  /** A SIP caller in a fresh room, put there by the same helper the app's tests use for a caller's join: still ringing. */
   const sipCaller = () => {
     const call = newCall();
     const joined = sipCallerJoinedEvent(fake, call);
     return { call, identity: joined.participant!.identity, joined };
+  };
+  /** sipCaller, then answered (an agent subscribed to its audio): a call that can be transferred. */
+  const answeredCaller = () => {
+    const caller = sipCaller();
+    fake.answerCall(caller.call.room, caller.identity);
+    return caller;
   };
 
   /** A token signed with the fake's keys carrying exactly these grants. */
@@ -103,8 +111,8 @@ describe("the stand-in LiveKit's participants, RemoveParticipant and TransferSIP
     expect(fake.removedParticipants().map((r) => r.identity)).toEqual([identity]);
   });
 
-  test("TransferSIPParticipant of a SIP caller to a tel: URI: recorded, and the caller leaves (CLIENT_INITIATED)", async () => {
-    const { call, identity, joined } = sipCaller();
+  test("TransferSIPParticipant of an answered SIP caller to a tel: URI: recorded, and the caller leaves (CLIENT_INITIATED)", async () => {
+    const { call, identity, joined } = answeredCaller();
 
     await sip().transferSipParticipant(call.room, identity, "tel:+15551234567");
 
@@ -137,7 +145,7 @@ describe("the stand-in LiveKit's participants, RemoveParticipant and TransferSIP
   });
 
   test("a sip: transfer target is passed on as <sip:...>; the options reach the record", async () => {
-    const { call, identity } = sipCaller();
+    const { call, identity } = answeredCaller();
     await sip().transferSipParticipant(call.room, identity, "sip:desk@example.com", {
       playDialtone: true,
       ringingTimeout: 12,
@@ -188,7 +196,7 @@ describe("the stand-in LiveKit's participants, RemoveParticipant and TransferSIP
   });
 
   test("a token without the needed grant is refused with 401 unauthenticated, and nothing changes", async () => {
-    const { call, identity } = sipCaller();
+    const { call, identity } = answeredCaller();
     const denied = { status: 401, code: "unauthenticated", message: "permissions denied" };
     const withToken = async (video?: Record<string, unknown>, sipGrant?: { admin?: boolean; call?: boolean }) => ({
       rooms: new RoomServiceClient(fake.url, undefined, undefined, { token: await token(video, sipGrant) }),
@@ -224,7 +232,7 @@ describe("the stand-in LiveKit's participants, RemoveParticipant and TransferSIP
   });
 
   test("failNext and delayNext work for the new methods: an injected failure changes nothing, a delayed call is carried out", async () => {
-    const { call, identity } = sipCaller();
+    const { call, identity } = answeredCaller();
     fake.failNext("RemoveParticipant", 1, 503);
     await expect(rooms().removeParticipant(call.room, identity)).rejects.toMatchObject({ status: 503, code: "unavailable" });
     expect(fake.participants(call.room).map((p) => p.identity)).toEqual([identity]);
@@ -249,7 +257,7 @@ describe("the stand-in LiveKit's participants, RemoveParticipant and TransferSIP
     expect(fake.participants(first.call.room)).toEqual([]);
 
     const second = sipCaller();
-    const third = sipCaller();
+    const third = answeredCaller();
     await rooms().removeParticipant(second.call.room, second.identity);
     await sip().transferSipParticipant(third.call.room, third.identity, "tel:+15551234567");
     const kept = fake.addParticipant(third.call.room, { identity: "agent" });
@@ -258,5 +266,248 @@ describe("the stand-in LiveKit's participants, RemoveParticipant and TransferSIP
     expect(fake.participants(third.call.room)).toEqual([]);
     expect(fake.removedParticipants()).toEqual([]);
     expect(fake.transfers()).toEqual([]);
+  });
+  // ---- TransferSIPParticipant of a call that is not established ----
+
+  test("TransferSIPParticipant of a caller still ringing: 412 failed_precondition 'can't transfer non established call', and nothing changes", async () => {
+    const { call, identity, joined } = sipCaller();
+    expect(fake.participants(call.room)[0]!.attributes["sip.callStatus"]).toBe("ringing");
+
+    await expect(sip().transferSipParticipant(call.room, identity, "tel:+15551234567")).rejects.toMatchObject({
+      status: 412,
+      code: "failed_precondition",
+      message: "can't transfer non established call",
+    });
+
+    // Still in the room, as it was: not removed, not transferred, still ringing.
+    expect(fake.participants(call.room)).toMatchObject([{ sid: joined.participant!.sid, identity, attributes: { "sip.callStatus": "ringing" } }]);
+    expect(fake.removedParticipants()).toEqual([]);
+    expect(fake.transfers()).toEqual([]);
+    expect(fake.calls("TransferSIPParticipant")).toMatchObject([{ status: 412, errorCode: "failed_precondition" }]);
+  });
+
+  test("answerCall makes the caller's sip.callStatus active (nothing else changes), and the same transfer then goes through", async () => {
+    const { call, identity, joined } = sipCaller();
+    await expect(sip().transferSipParticipant(call.room, identity, "tel:+15551234567")).rejects.toMatchObject({ status: 412 });
+
+    const answered = fake.answerCall(call.room, identity);
+    expect(answered.sid).toBe(joined.participant!.sid);
+    expect(answered.attributes).toEqual({ ...joined.participant!.attributes, "sip.callStatus": "active" });
+    expect(fake.participants(call.room)[0]!.attributes["sip.callStatus"]).toBe("active");
+
+    await sip().transferSipParticipant(call.room, identity, "tel:+15551234567");
+    expect(fake.transfers(call.room).map((t) => t.identity)).toEqual([identity]);
+    expect(fake.participants(call.room)).toEqual([]);
+    expect(fake.calls("TransferSIPParticipant").map((c) => c.status)).toEqual([412, 200]);
+  });
+
+  test("the checks before the SIP node still come first for a ringing caller; answerCall of nobody throws", async () => {
+    const { call, identity } = sipCaller();
+    await expect(sip().transferSipParticipant(call.room, identity, "+15551234567")).rejects.toMatchObject({ status: 400, code: "invalid_argument" });
+    await expect(sip().transferSipParticipant(call.room, "nobody", "tel:+15551234567")).rejects.toMatchObject({ status: 404, code: "not_found" });
+    expect(() => fake.answerCall(call.room, "nobody")).toThrow();
+    expect(() => fake.answerCall(roomName(), identity)).toThrow();
+  });
+
+  // ---- CreateSIPParticipant ----
+
+  /** An outbound trunk the way a test provisions one. */
+  const outboundTrunk = (numbers = ["+15550001111"], address = "sip.carrier.example") => fake.createOutboundTrunk({ name: "out", address, numbers });
+
+  test("createSipParticipant dials the number into the room (created by the join): the SIP participant is there, answered SIPParticipantInfo, recorded", async () => {
+    const trunk = outboundTrunk();
+    expect(trunk.sipTrunkId).toMatch(/^ST_/);
+    const name = roomName();
+    expect(fake.room(name)).toBeUndefined();
+
+    const info = await sip().createSipParticipant(trunk.sipTrunkId, "+15557654321", name, {
+      participantIdentity: "transfer-1",
+      participantName: "Transfer",
+      participantAttributes: { "switchboard.leg": "transfer" },
+    });
+
+    expect(info).toBeInstanceOf(SIPParticipantInfo);
+    expect(info.participantId).toMatch(/^PA_/);
+    expect(info.sipCallId).toMatch(/^SCL_/);
+    expect(info).toMatchObject({ participantIdentity: "transfer-1", roomName: name });
+    expect(fake.room(name)?.sid).toMatch(/^RM_/);
+    const [dialed, ...others] = fake.participants(name);
+    expect(others).toEqual([]);
+    expect(dialed).toMatchObject({ sid: info.participantId, identity: "transfer-1", name: "Transfer", kind: ParticipantInfo_Kind.SIP, state: ParticipantInfo_State.ACTIVE });
+    expect(dialed!.attributes).toEqual({
+      "switchboard.leg": "transfer",
+      "sip.callID": info.sipCallId,
+      "sip.trunkID": trunk.sipTrunkId,
+      "sip.phoneNumber": "+15557654321",
+      "sip.hostname": "sip.carrier.example",
+      "sip.trunkPhoneNumber": "+15550001111",
+      "sip.callStatus": "dialing", // not waiting until answered: the answer comes while it dials
+    });
+    expect(fake.outboundCalls()).toMatchObject([
+      {
+        room: name,
+        trunkId: trunk.sipTrunkId,
+        number: "+15557654321",
+        fromNumber: "+15550001111",
+        identity: "transfer-1",
+        name: "Transfer",
+        attributes: dialed!.attributes,
+        waitUntilAnswered: false,
+        participantSid: info.participantId,
+        sipCallId: info.sipCallId,
+      },
+    ]);
+    // The SDK's token: sip { call } and no room grant.
+    const [recorded] = fake.calls("CreateSIPParticipant");
+    expect(recorded).toMatchObject({ service: "SIP", status: 200, request: { sipTrunkId: trunk.sipTrunkId, sipCallTo: "+15557654321", roomName: name } });
+    expect(recorded!.grants?.sip).toMatchObject({ call: true });
+    expect(recorded!.grants?.sip?.admin).toBeFalsy();
+    expect(recorded!.grants?.video?.roomAdmin).toBeFalsy();
+  });
+
+  test("a dialed participant still dialing cannot be transferred; answered, it can", async () => {
+    const trunk = outboundTrunk();
+    const name = roomName();
+    const info = await sip().createSipParticipant(trunk.sipTrunkId, "+15557654321", name, { participantIdentity: "callee" });
+    await expect(sip().transferSipParticipant(name, "callee", "tel:+15551234567")).rejects.toMatchObject({ status: 412, code: "failed_precondition" });
+    fake.answerCall(name, "callee");
+    await sip().transferSipParticipant(name, "callee", "tel:+15551234567");
+    expect(fake.transfers(name)).toMatchObject([{ identity: "callee", sipCallId: info.sipCallId, participantSid: info.participantId }]);
+  });
+
+  test("waitUntilAnswered: answered as if the callee picked up at once (active, transferable); the options reach the record", async () => {
+    const trunk = outboundTrunk(["15550001111", "15550002222"]);
+    const name = roomName();
+    fake.createRoom(name);
+    fake.addParticipant(name, { identity: "caller" });
+    await sip().createSipParticipant(trunk.sipTrunkId, "+15557654321", name, {
+      participantIdentity: "callee",
+      waitUntilAnswered: true,
+      fromNumber: "+15559990000",
+      dtmf: "1234#",
+      playDialtone: true,
+      headers: { "X-Leg": "b" },
+    });
+    expect(fake.participants(name).map((p) => p.identity)).toEqual(["caller", "callee"]);
+    const [call] = fake.outboundCalls(name);
+    expect(call).toMatchObject({
+      waitUntilAnswered: true,
+      fromNumber: "+15559990000", // sip_number wins over the trunk's numbers
+      dtmf: "1234#",
+      playDialtone: true,
+      headers: { "X-Leg": "b" },
+      ringingTimeoutMs: 30_000, // the SDK sets its default ringing timeout with waitUntilAnswered
+      attributes: { "sip.callStatus": "active", "sip.trunkPhoneNumber": "+15559990000" },
+    });
+    await sip().transferSipParticipant(name, "callee", "tel:+15551234567");
+    expect(fake.transfers(name).map((t) => t.identity)).toEqual(["callee"]);
+  });
+
+  test("identities: the SDK sends 'sip-participant' when none is given; the server's own default is sip_<number>; hidePhoneNumber leaves the number attributes out", async () => {
+    const trunk = outboundTrunk();
+    const name = roomName();
+    await sip().createSipParticipant(trunk.sipTrunkId, "+15557654321", name, { hidePhoneNumber: true });
+    expect(fake.participants(name).map((p) => p.identity)).toEqual(["sip-participant"]);
+    expect(Object.keys(fake.participants(name)[0]!.attributes).sort()).toEqual(["sip.callID", "sip.callStatus", "sip.trunkID"]);
+
+    // Another client leaving participant_identity empty.
+    const at = new AccessToken(TEST_KEYS.apiKey, TEST_KEYS.apiSecret);
+    at.addSIPGrant({ call: true });
+    const body = new CreateSIPParticipantRequest({ sipTrunkId: trunk.sipTrunkId, sipCallTo: "+15550009999", roomName: name }).toJsonString();
+    const response = await fetch(`${fake.url}/twirp/livekit.SIP/CreateSIPParticipant`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${await at.toJwt()}` },
+      body,
+    });
+    expect(response.status).toBe(200);
+    expect(SIPParticipantInfo.fromJsonString(await response.text())).toMatchObject({ participantIdentity: "sip_+15550009999", roomName: name });
+    expect(fake.participants(name).map((p) => p.identity)).toEqual(["sip-participant", "sip_+15550009999"]);
+  });
+
+  test("createSipParticipant creates the room even with room.auto_create off (a join, not a dispatch)", async () => {
+    const strict = await startFakeLiveKit({ ...TEST_KEYS, autoCreate: false });
+    try {
+      const trunk = strict.createOutboundTrunk({ address: "sip.carrier.example", numbers: ["+15550001111"] });
+      const name = roomName();
+      await new SipClient(strict.url, TEST_KEYS.apiKey, TEST_KEYS.apiSecret).createSipParticipant(trunk.sipTrunkId, "+15557654321", name);
+      expect(strict.room(name)?.sid).toMatch(/^RM_/);
+      expect(strict.participants(name).map((p) => p.identity)).toEqual(["sip-participant"]);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  test("createSipParticipant validation: 400 invalid_argument in the server's order, then 404 for an unknown trunk, 412 for a trunk without numbers; nobody joins", async () => {
+    const trunk = outboundTrunk();
+    const name = roomName();
+    const bad = (status: number, code: string, message: string) => ({ status, code, message });
+    await expect(sip().createSipParticipant("", "+15557654321", name)).rejects.toMatchObject(bad(400, "invalid_argument", "missing sip trunk id and sip number"));
+    await expect(sip().createSipParticipant(trunk.sipTrunkId, "", name)).rejects.toMatchObject(bad(400, "invalid_argument", "missing sip callee number"));
+    await expect(sip().createSipParticipant(trunk.sipTrunkId, "bob@example.com", name)).rejects.toMatchObject(
+      bad(400, "invalid_argument", "SipCallTo should be a phone number or SIP user, not a full SIP URI"),
+    );
+    await expect(sip().createSipParticipant(trunk.sipTrunkId, "+15557654321", "")).rejects.toMatchObject(bad(400, "invalid_argument", "missing room name"));
+    // Validation before the trunk lookup: an unknown trunk with no room is still "missing room name".
+    await expect(sip().createSipParticipant("ST_unknown", "+15557654321", "")).rejects.toMatchObject(bad(400, "invalid_argument", "missing room name"));
+    await expect(sip().createSipParticipant("ST_unknown", "+15557654321", name)).rejects.toMatchObject(bad(404, "not_found", "requested sip trunk does not exist"));
+    const empty = outboundTrunk([]);
+    await expect(sip().createSipParticipant(empty.sipTrunkId, "+15557654321", name)).rejects.toMatchObject(
+      bad(412, "failed_precondition", "no numbers on outbound trunk"),
+    );
+    // A sip_number makes up for a trunk without numbers.
+    await sip().createSipParticipant(empty.sipTrunkId, "+15557654321", name, { fromNumber: "+15559990000" });
+    expect(fake.outboundCalls().map((c) => c.fromNumber)).toEqual(["+15559990000"]);
+    expect(fake.participants(name).map((p) => p.identity)).toEqual(["sip-participant"]);
+    expect(fake.calls("CreateSIPParticipant").map((c) => c.status)).toEqual([400, 400, 400, 400, 400, 404, 412, 200]);
+  });
+
+  test("an inbound trunk's id is not an outbound trunk (404); DeleteSIPTrunk removes an outbound trunk", async () => {
+    const admin = sip();
+    const inbound = await admin.createSipInboundTrunk("in", ["+15550001111"]);
+    await expect(sip().createSipParticipant(inbound.sipTrunkId, "+15557654321", roomName())).rejects.toMatchObject({ status: 404, code: "not_found" });
+    const trunk = outboundTrunk();
+    await admin.deleteSipTrunk(trunk.sipTrunkId);
+    expect(fake.outboundTrunks()).toEqual([]);
+    await expect(sip().createSipParticipant(trunk.sipTrunkId, "+15557654321", roomName())).rejects.toMatchObject({ status: 404, code: "not_found" });
+    expect(fake.outboundCalls()).toEqual([]);
+  });
+
+  test("createSipParticipant needs sip.call only: without it 401 (before any validation), and nothing joins", async () => {
+    const trunk = outboundTrunk();
+    const name = roomName();
+    const denied = { status: 401, code: "unauthenticated", message: "permissions denied" };
+    const client = async (video?: Record<string, unknown>, sipGrant?: { admin?: boolean; call?: boolean }) =>
+      new SipClient(fake.url, undefined, undefined, { token: await token(video, sipGrant) });
+
+    await expect((await client({ roomAdmin: true, roomCreate: true, room: name })).createSipParticipant(trunk.sipTrunkId, "+15557654321", name)).rejects.toMatchObject(denied);
+    await expect((await client(undefined, { admin: true })).createSipParticipant(trunk.sipTrunkId, "+15557654321", name)).rejects.toMatchObject(denied);
+    // No grant and an invalid request: the grant is checked first.
+    await expect((await client({ roomList: true })).createSipParticipant(trunk.sipTrunkId, "+15557654321", "")).rejects.toMatchObject(denied);
+    expect(fake.room(name)).toBeUndefined();
+    expect(fake.outboundCalls()).toEqual([]);
+
+    // sip.call alone, without any room grant, is enough.
+    await (await client(undefined, { call: true })).createSipParticipant(trunk.sipTrunkId, "+15557654321", name);
+    expect(fake.participants(name).map((p) => p.identity)).toEqual(["sip-participant"]);
+  });
+
+  test("failNext and delayNext work for CreateSIPParticipant", async () => {
+    const trunk = outboundTrunk();
+    const name = roomName();
+    fake.failNext("CreateSIPParticipant", 1, 503);
+    await expect(sip().createSipParticipant(trunk.sipTrunkId, "+15557654321", name)).rejects.toMatchObject({ status: 503, code: "unavailable" });
+    expect(fake.room(name)).toBeUndefined();
+    expect(fake.outboundCalls()).toEqual([]);
+
+    fake.delayNext("CreateSIPParticipant", 300);
+    const started = Date.now();
+    await sip().createSipParticipant(trunk.sipTrunkId, "+15557654321", name);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    expect(fake.outboundCalls().map((c) => c.room)).toEqual([name]);
+    expect(fake.calls("CreateSIPParticipant").map((c) => c.status)).toEqual([503, 200]);
+
+    fake.reset();
+    expect(fake.outboundCalls()).toEqual([]);
+    expect(fake.outboundTrunks()).toEqual([]);
   });
 });

@@ -4,7 +4,7 @@
 // removal, a SIP transfer). Blocklists, withheld numbers, business hours and concurrency caps; the
 // call log and lead each outcome leaves. Policies are set with SQL (the admin API for them is
 // tested elsewhere) and the directory is reloaded before the call.
-import { describe, expect, test } from "bun:test";
+import { beforeEach, describe, expect, test } from "bun:test";
 import { type SQL, sql } from "drizzle-orm";
 import {
   type Call,
@@ -33,6 +33,8 @@ const BETA_DEFAULT = "beta-default";
 const NIGHT_AGENT = "acme-night";
 const OVERFLOW_AGENT = "acme-overflow";
 const TRANSFER_TO = "+14155550999";
+/** The outbound trunk transfers are dialed through (LIVEKIT_TRANSFER_TRUNK_ID). */
+const TRANSFER_TRUNK = "ST_transfers";
 const CALLER = "+12125550142";
 const OTHER_CALLER = "+12125550143";
 const PREMIUM_CALLER = "+19005550123";
@@ -49,7 +51,11 @@ const directory = {
   ],
 };
 
-const { ctx, fake } = useLiveKitApp({ seed: directory });
+const { ctx, fake } = useLiveKitApp({ seed: directory, env: { LIVEKIT_TRANSFER_TRUNK_ID: TRANSFER_TRUNK } });
+// The stand-in forgets its trunks between tests; the transfer trunk is provisioned again.
+beforeEach(() => {
+  fake.createOutboundTrunk({ sipTrunkId: TRANSFER_TRUNK, name: "transfers", numbers: ["+14155550000"], address: "sip.example.com" });
+});
 
 // ---------------------------------------------------------------------------------------------
 // Policies, set with SQL
@@ -157,12 +163,6 @@ async function deliver(event: WebhookEvent) {
   expect(res.status).toBe(200);
 }
 
-/** Waits (briefly) for the stand-in LiveKit to have carried out a transfer in `room`: transfers start in the background. */
-async function transfersIn(room: string, count = 1) {
-  for (let i = 0; i < 300 && fake.transfers(room).length < count; i++) await Bun.sleep(10);
-  return fake.transfers(room);
-}
-
 /** The CreateDispatch requests LiveKit received for `room`. */
 const createsIn = (room: string) => fake.calls("CreateDispatch").filter((c) => c.request?.room === room);
 
@@ -213,13 +213,12 @@ async function expectTransferred(via: Via, placed: Placed, to: string, reason: s
   if (via === "sip-inbound") {
     expect(placed.body).toMatchObject({ action: "transfer", agent_name: null, transfer_to: to, reason });
   } else {
-    const identity = callerIdentity(placed.call);
-    expect((await transfersIn(placed.call.room)).map((t) => ({ transferTo: t.transferTo, identity: t.identity }))).toEqual([
-      { transferTo: `tel:${to}`, identity: identity! },
-    ]);
-    // Passed on, not hung up on: the caller left the room only through the transfer.
-    expect(fake.calls("RemoveParticipant").filter((c) => c.request?.room === placed.call.room)).toEqual([]);
-    expect(fake.removedParticipants(placed.call.room).map((r) => r.cause)).toEqual(["TransferSIPParticipant"]);
+    // The destination is dialed into the caller's room (LiveKit will not REFER a call still ringing).
+    const dialed = fake.outboundCalls(placed.call.room).map((c) => ({ trunkId: c.trunkId, number: c.number, identity: c.identity }));
+    expect(dialed).toEqual([{ trunkId: TRANSFER_TRUNK, number: to, identity: `transfer-${placed.call.callId}` }]);
+    // Passed on, not hung up on: the caller stays in the room, with no agent.
+    expect(fake.removedParticipants(placed.call.room)).toEqual([]);
+    expect(fake.transfers(placed.call.room)).toEqual([]);
     expect(fake.agentDispatches(placed.call.room)).toEqual([]);
     expect(createsIn(placed.call.room)).toEqual([]);
   }
@@ -590,21 +589,29 @@ describe("LiveKit hand-off failures", () => {
     expect(logs.map((l) => [l.providerCallId, l.outcome, l.outcomeReason, l.status])).toEqual([[call.callId, "rejected", "blocklist", "failed"]]);
   });
 
-  test("a transfer LiveKit refuses: the webhook is still answered 200 and the call log keeps the error", async () => {
+  test("a transfer dial LiveKit refuses: the webhook is answered 200, the caller removed, the call log says TRANSFER_FAILED", async () => {
     const schedule = await acmeSchedule("Day", "closed", { action: "transfer", transfer_to: TRANSFER_TO });
     await setPolicies(numberSchedule(A_CAMPAIGN, schedule));
-    fake.failNext("TransferSIPParticipant");
+    fake.failNext("CreateSIPParticipant");
     const placed = await place("livekit", { to: A_CAMPAIGN });
     expect(placed.status).toBe(200);
+    expect(fake.calls("CreateSIPParticipant").map((c) => c.status)).toEqual([503]);
     expect(fake.agentDispatches(placed.call.room)).toEqual([]);
-    let log = await callLog(ctx, placed.call.callId);
-    for (let i = 0; i < 300 && !log.metadata.transfer_error; i++) {
-      await Bun.sleep(10);
-      log = await callLog(ctx, placed.call.callId);
-    }
-    expect(fake.calls("TransferSIPParticipant").map((c) => c.status)).toEqual([503]);
-    expect(fake.transfers()).toEqual([]);
-    expect(log).toMatchObject({ outcome: "transferred", transferTo: TRANSFER_TO });
+    // Not left ringing with no one to answer: the caller hears the call end.
+    expect(fake.removedParticipants(placed.call.room)).toMatchObject([{ cause: "RemoveParticipant" }]);
+    const log = await callLog(ctx, placed.call.callId);
+    expect(log).toMatchObject({ outcome: "transferred", transferTo: TRANSFER_TO, status: "failed", disconnectReason: "TRANSFER_FAILED" });
     expect(log.metadata.transfer_error).toEqual(expect.any(String));
+  });
+
+  test("the caller of a transferred call hangs up: the dialed destination is removed from the room too", async () => {
+    const schedule = await acmeSchedule("Day", "closed", { action: "transfer", transfer_to: TRANSFER_TO });
+    await setPolicies(numberSchedule(A_CAMPAIGN, schedule));
+    const placed = await place("livekit", { to: A_CAMPAIGN });
+    expect(fake.participants(placed.call.room).map((p) => p.identity)).toContain(`transfer-${placed.call.callId}`);
+    await deliver(sipParticipantLeft({ room: placed.call.room, callId: placed.call.callId }));
+    expect(fake.removedParticipants(placed.call.room).map((r) => [r.identity, r.cause])).toEqual([
+      [`transfer-${placed.call.callId}`, "RemoveParticipant"],
+    ]);
   });
 });

@@ -1,6 +1,7 @@
 // Who answers an inbound call, through the endpoint LiveKit-side glue calls, and what the
 // service remembers about it: the call log and the caller's lead.
 import type { CallerContext } from "../src/calls/context";
+import type { SipInboundResponse } from "../src/calls/model";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { callLogs, leads, phoneNumbers, tenants } from "../src/db/schema";
@@ -90,12 +91,7 @@ interface Metadata {
   sip_headers: Record<string, string>;
 }
 
-interface SipAnswer {
-  agent_name: string;
-  metadata: string;
-  attributes: { inbound: string; phone_number: string; caller: string };
-  record: string;
-}
+type SipAnswer = typeof SipInboundResponse.static;
 
 let ctx: TestContext;
 let callSeq = 0;
@@ -280,7 +276,14 @@ describe("the answer", () => {
       variables: {},
       sip_headers: {},
     });
-    expect(answer.attributes).toEqual({ inbound: "true", phone_number: LIVE_CAMPAIGN_NUMBER, caller: CALLER });
+    expect(answer.attributes).toEqual({
+      inbound: "true",
+      phone_number: LIVE_CAMPAIGN_NUMBER,
+      caller: CALLER,
+      caller_name: `Inbound Caller ${CALLER}`,
+      tenant_id: await tenantId("Acme"),
+      campaign_id: number.campaignId!,
+    });
     expect(log).toMatchObject({
       trunkId: "ST_trunk",
       roomName: "call-room-1",

@@ -13,6 +13,11 @@ export const SipInboundRequest = t.Object(
     from_number: text("Caller; empty, 'anonymous' or absent when withheld"),
     to_number: text("Number dialed"),
     room_name: text("Room the call is bridged into"),
+    sip_headers: t.Optional(
+      t.Record(t.String({ maxLength: 256 }), StorableText({ maxLength: 1024 }), {
+        description: "SIP X- headers of the call (name -> value), passed to the agent in metadata.sip_headers",
+      }),
+    ),
   },
   // Glue code in front of LiveKit may pass along more SIP facts; they are not a reason to drop a call.
   { additionalProperties: true },
@@ -32,11 +37,17 @@ export const SipInboundResponse = t.Object({
   }),
   /** JSON string of callMetadata(): what the agent reads as its job metadata. */
   metadata: t.String(),
-  attributes: t.Object({
-    inbound: t.Literal("true"),
-    phone_number: t.String(),
-    caller: t.String(),
-  }),
+  attributes: t.Object(
+    {
+      inbound: t.Literal("true"),
+      phone_number: t.String(),
+      caller: t.String(),
+      caller_name: t.Optional(t.String({ description: "The caller's lead name, when there is a lead" })),
+      tenant_id: t.Optional(t.String({ description: "When the number belongs to a tenant" })),
+      campaign_id: t.Optional(t.String({ description: "When the number has a campaign" })),
+    },
+    { description: "Participant attributes for the caller; LiveKit drops empty values, so unknown ones are left out" },
+  ),
   record: t.Union([t.Literal("recorded"), t.Literal("pending"), t.Literal("unrecorded")], {
     description:
       "recorded: the call log is in the database (metadata.call_log_id names it). pending: the database was unavailable; " +

@@ -9,7 +9,7 @@ import type { CompiledSchedule } from "./schedule";
 /**
  * A policy's action with its agent resolved to a name: what a schedule does after hours, what a
  * cap does with a call past it. A dispatch whose agent is gone or inactive (agentName null) sends
- * the agent the call would have had anyway.
+ * the agent the call would have had anyway after hours, and rejects the call past a cap.
  */
 export type PolicyOutcome =
   | { action: "dispatch"; agentName: string | null }
@@ -82,9 +82,11 @@ function outcomeOf(
 ): RoutedOutcome {
   switch (action.action) {
     case "dispatch":
-      return action.agentName
-        ? { outcome: "dispatched", outcomeReason: reason, agentName: action.agentName, agentSource: source, transferTo: null }
-        : { outcome: "dispatched", outcomeReason: reason, ...usual, transferTo: null };
+      if (action.agentName) return { outcome: "dispatched", outcomeReason: reason, agentName: action.agentName, agentSource: source, transferTo: null };
+      // An overflow agent that is gone cannot mean "the usual agent": the cap would then admit
+      // every call. After hours it can: the caller still gets the agent they would have had.
+      if (source === "overflow") return rejected(reason);
+      return { outcome: "dispatched", outcomeReason: reason, ...usual, transferTo: null };
     case "transfer":
       return { outcome: "transferred", outcomeReason: reason, agentName: null, agentSource: null, transferTo: action.transferTo };
     case "reject":

@@ -26,10 +26,19 @@ export function toSipInboundResponse(routing: CallRouting): SipInboundResponseBo
     transfer_to: routing.transferTo,
     reason: routing.outcomeReason,
     metadata: JSON.stringify(callMetadata(routing)),
-    attributes: { inbound: "true", phone_number: routing.toNumber ?? "", caller: routing.fromNumber ?? "" },
+    attributes: {
+      inbound: "true",
+      phone_number: routing.toNumber ?? "",
+      caller: routing.fromNumber ?? "",
+      ...known({ caller_name: routing.caller?.name, tenant_id: routing.tenantId, campaign_id: routing.campaignId }),
+    },
     record: routing.record,
   };
 }
+
+/** The attributes whose value is known; LiveKit treats an empty attribute as one to delete. */
+const known = (values: Record<string, string | null | undefined>) =>
+  Object.fromEntries(Object.entries(values).filter((entry): entry is [string, string] => Boolean(entry[1])));
 
 export function callRoutes(deps: RoutingDeps, options: CallRoutesOptions) {
   const app = new Elysia({ name: "calls", prefix: "/api/v1/webhooks" }).post(
@@ -66,6 +75,7 @@ function routeSipInbound(deps: RoutingDeps, body: SipInboundRequest): Promise<Ca
     to,
     trunkId: body.trunk_id,
     roomName: body.room_name,
+    sipHeaders: body.sip_headers,
     source: "sip-inbound",
   });
 }

@@ -54,7 +54,7 @@ export interface InboundCall {
   source: string;
   /** Extra facts worth keeping with the call (SIP attributes, provider ids). */
   details?: Record<string, unknown>;
-  /** The SIP X- headers the trunk passed on, for the agent (not recorded). */
+  /** The SIP X- headers the trunk passed on (header name -> value), for the agent's metadata. */
   sipHeaders?: Record<string, string>;
   /**
    * The caller is in the call's room (a LiveKit join): when they joined, and, when this delivery
@@ -173,7 +173,10 @@ async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<Re
   const write = deps.recorder.write(decision);
   let failure: unknown;
   try {
-    const written = await withDeadline(write, deps.settings.recordWaitMs, "call record");
+    // A capped call's outcome is the database's to decide: it waits for the answer (bounded by the
+    // database's own deadlines), since a write left behind could still admit the call or overflow it
+    // after this answer said otherwise. Only a database that fails it is failed open (journaled).
+    const written = await (decision.cap ? write : withDeadline(write, deps.settings.recordWaitMs, "call record"));
     return { ...fromStored(decision.call.callId, written.row, !written.inserted), dispatchClaim: written.dispatchClaim } as RecordedCall;
   } catch (error) {
     // A write that finishes after all is harmless: the journal's replay of it finds the call there.

@@ -16,7 +16,7 @@ import { UnavailableError } from "../errors";
 import { isLastDelivery } from "./delivery";
 import { dispatchAgent } from "./dispatch";
 import { type EventClaim, HOLD_MS } from "./event-lease";
-import { handOff } from "./handoff";
+import { handOff, transferIdentity } from "./handoff";
 import { joinedAt } from "./event-time";
 import { eventKey, participantIdentity, sipCall } from "./event-values";
 import type { EventOutcome, LiveKitEventDeps } from "./service";
@@ -209,11 +209,22 @@ async function callerLeft(deps: LiveKitEventDeps, { event, room, at, claim }: De
   };
   let ended = await recordCallEnded(deps.database, end);
   if (ended.length === 0) {
-    const recordFailure = callRecordFailure(await routeInboundCall(deps, call));
+    // A call this leave is the first news of was admitted when it rang: no cap applies now.
+    const routing = await routeInboundCall({ ...deps, ignoreCaps: true }, call);
+    const recordFailure = callRecordFailure(routing);
     if (recordFailure) throw recordFailure;
+    if (routing.outcome === "transferred") await hangUpTransfer(deps, room, routing.callId);
     ended = await recordCallEnded(deps.database, end);
   }
   return { result: "handled", action: ended.length ? `call ended (${ended[0]!.status})` : "call already ended" };
+}
+
+/** The caller of a transferred call hung up: the destination dialed into the room is not left talking to no one. */
+async function hangUpTransfer(deps: LiveKitEventDeps, room: RoomRef, callId: string) {
+  if (!deps.handoff?.dialIntoRoom) return;
+  await deps.handoff.removeParticipant(room.name, transferIdentity(callId)).catch((error) => {
+    if ((error as { status?: unknown })?.status !== 404) deps.logger.warn({ call_id: callId, err: error }, "transfer destination not removed");
+  });
 }
 
 /** The room is gone: every call in it that has not ended ends, unanswered ones as abandoned. */

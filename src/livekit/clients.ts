@@ -38,7 +38,16 @@ export function createLiveKitClients(settings: Config["livekit"], tracer?: Trace
       removeParticipant: (room, identity) => rooms.removeParticipant(room, identity),
       // The SDK waits as long as the destination may ring (its own ringing timeout): see handoff.ts.
       transferSipParticipant: (room, identity, transferTo) => sip.transferSipParticipant(room, identity, transferTo),
+      dialIntoRoom: settings.transferTrunkId ? dialer(sip, settings.transferTrunkId) : undefined,
     },
+  };
+}
+
+/** Dials a transfer's destination into the caller's room; answers once the dial has started, not when it is answered. */
+function dialer(sip: SipClient, trunkId: string): NonNullable<CallHandoff["dialIntoRoom"]> {
+  return async (room, number, identity) => {
+    const dialed = await sip.createSipParticipant(trunkId, number, room, { participantIdentity: identity, participantName: "Transfer", waitUntilAnswered: false });
+    return { sipCallId: dialed.sipCallId };
   };
 }
 

@@ -4,6 +4,7 @@
 // as they are become a digest (the same value always gives the same key, so deduplication and
 // matching still hold) and free text is cleaned.
 import type { ParticipantInfo, WebhookEvent } from "@livekit/protocol";
+import { sipHeadersOf } from "../calls/context";
 import type { InboundCall, RoomRef } from "../calls/service";
 import { BadRequestError } from "../errors";
 import { isStorableText, toStorableText } from "../text";
@@ -64,6 +65,8 @@ export function sipCall(participant: ParticipantInfo, room: RoomRef): InboundCal
     roomName: room.name,
     roomSid: room.sid,
     source: "livekit",
+    // The trunk's X- headers (include_headers), for the agent; they stay in the call's details too.
+    sipHeaders: sipHeadersOf(attributes),
     details: {
       participant: { sid: optionalKey(participant.sid), identity: participantIdentity(participant) ?? null },
       sip,

@@ -45,7 +45,7 @@ export function testEnv(overrides: Record<string, string> = {}): Record<string, 
 
 export async function openTestContext(
   overrides: Record<string, string> = {},
-  extra: { database?: Database; journal?: Journal } = {},
+  extra: { database?: Database; journal?: Journal; now?: () => Date } = {},
 ): Promise<TestContext> {
   const config = loadConfig(testEnv(overrides));
   const own = extra.database
@@ -62,7 +62,7 @@ export async function openTestContext(
   // Wiped before the app starts: its journal replay (if it has a journal) starts at once.
   await resetData(database);
   const directory = createRoutingDirectory({ database, logger, waitMs: 10_000, reloadIntervalMs: 60_000 });
-  const app = createApp({ database, config, logger, directory, journal: extra.journal });
+  const app = createApp({ database, config, logger, directory, journal: extra.journal, now: extra.now });
   const reset = async () => {
     await resetData(database);
     await directory.reload();

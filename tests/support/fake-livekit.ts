@@ -71,6 +71,55 @@
 //   participant_left webhook says CLIENT_INITIATED. The fake removes the participant when it answers.
 // - A participant joining with an identity already in the room replaces it (pkg/service/roommanager.go:
 //   the old one is removed with ParticipantCloseReasonDuplicateIdentity -> DUPLICATE_IDENTITY).
+// - Only an established call can be transferred. livekit/sip pkg/sip/inbound.go (*sipInbound).newReferReq
+//   (and outbound.go, the same for dialed calls): `if c.invite == nil || c.inviteOk == nil` ->
+//   psrpc.NewErrorf(FailedPrecondition, "can't transfer non established call"). An inbound call
+//   gets its 200 OK (inviteOk, accepted()) only in handleInvite's acceptCall, which runs after
+//   waitSubscribe: someone (an agent) subscribed to the caller's track; until then the caller's
+//   "sip.callStatus" attribute is "ringing" (joinRoom with CallRinging), then setStatus(CallActive)
+//   makes it "active" (pkg/sip/participant.go CallStatus.Attribute). A dialed call gets inviteOk
+//   when the callee answers: "dialing" -> "ringing" (180) -> "automation" while its dtmf is sent
+//   -> "active" (outbound.go connectToRoom, sipSignal, dialSIP). The error travels back unchanged:
+//   pkg/sip/service.go TransferSIPParticipant (siperrors.ApplySIPStatus leaves a non-SIPStatus error
+//   alone), psrpc NewErrorFromResponse keeps code and message, livekit/livekit pkg/service/sip.go
+//   TransferSIPParticipant returns it (wrapSIPContextError passes psrpc errors through), and the
+//   generated twirp writeError (protocol livekit/*.twirp.go) takes it with errors.As -> psrpc
+//   errors.go psrpcError.As -> twirp.NewError(FailedPrecondition.ToTwirp(), msg), status from
+//   twirp.ServerHTTPStatusFromErrorCode: 412 {"code":"failed_precondition","msg":"can't transfer
+//   non established call"}. The fake refuses so a participant whose sip.callStatus is neither
+//   "active" nor "automation"; answerCall() stands for the answer. Nothing is removed or recorded.
+//
+// SIP.CreateSIPParticipant (livekit/livekit pkg/service/sip.go CreateSIPParticipant +
+// CreateSIPParticipantRequest, livekit/protocol rpc/sip.go NewCreateSIPParticipantRequestResult,
+// livekit/sip pkg/sip/client.go createSIPParticipant, outbound.go):
+// - SipClient.createSipParticipant(sipTrunkId, number, roomName, opts?, outboundTrunkConfig?) sends
+//   participant_identity opts.participantIdentity || "sip-participant" (so the server's own default,
+//   "sip_" + sip_call_to, applies only to other clients), sip_number = opts.fromNumber, and a token
+//   with an empty video grant and sip { call: true }. With waitUntilAnswered the SDK also sets
+//   ringing_timeout (30 s unless told) and a longer request timeout.
+// - Server order: EnsureSIPCallPermission (401 "permissions denied"; no room grant is looked at,
+//   and this comes before any validation), then req.ValidateResult() (protocol livekit/sip.go) as
+//   400 invalid_argument: "missing sip trunk id and sip number", "missing sip callee number",
+//   "SipCallTo should be a phone number or SIP user, not a full SIP URI", "missing room name",
+//   "DisplayName too long (max 128 characters)", header checks; then, for a sip_trunk_id, the store's
+//   LoadSIPOutboundTrunk (outbound trunks, then legacy ones; an inbound trunk's id is not found):
+//   404 not_found "requested sip trunk does not exist". No sip_number and a trunk without numbers:
+//   412 failed_precondition "no numbers on outbound trunk"; else sip_number, or a random trunk number
+//   ("+" put in front for a *twilio.com address). No address at all (no trunk, no inline trunk
+//   hostname): livekit/sip buildRequestURI -> 400 "invalid request URI: address must be set".
+// - The dialed participant joins before the answer (newCall -> connectToRoom, with a token from
+//   protocol sip/token.go BuildSIPToken: kind SIP); a join creates a missing room whatever
+//   room.auto_create says (rtcservice.go startConnection -> SelectRoomNode; ValidateCreateRoom has
+//   no caller). Identity req.participant_identity or "sip_" + sip_call_to; name, metadata as sent;
+//   attributes: the request's, plus sip.callID (a new "SCL_" id, protocol sip.NewCallID), sip.trunkID
+//   and, unless hide_phone_number, sip.phoneNumber (sip_call_to), sip.hostname (the trunk's address),
+//   sip.trunkPhoneNumber (the number dialed from); sip.callStatus "dialing". Without
+//   wait_until_answered the answer comes at once (DialAsync) and the call is still dialing (the fake
+//   leaves it at "dialing" until answerCall); with it the answer waits for the callee, and the fake
+//   answers as if the callee picked up at once ("active").
+// - Answer SIPParticipantInfo { participant_id, participant_identity, room_name, sip_call_id }.
+//   The fake has no CreateSIPOutboundTrunk RPC: tests provision outbound trunks with
+//   createOutboundTrunk(); DeleteSIPTrunk removes them too (the store HDels all three trunk keys).
 import {
   AgentDispatch,
   AgentDispatchState,
@@ -78,6 +127,7 @@ import {
   CreateAgentDispatchRequest,
   CreateSIPDispatchRuleRequest,
   CreateSIPInboundTrunkRequest,
+  CreateSIPParticipantRequest,
   DeleteAgentDispatchRequest,
   DeleteSIPDispatchRuleRequest,
   DeleteSIPTrunkRequest,
@@ -99,6 +149,8 @@ import {
   RoomParticipantIdentity,
   SIPDispatchRuleInfo,
   SIPInboundTrunkInfo,
+  SIPOutboundTrunkInfo,
+  SIPParticipantInfo,
   SIPTrunkInfo,
   TransferSIPParticipantRequest,
   TransferSIPParticipantResponse,
@@ -124,7 +176,8 @@ export type FakeLiveKitMethod =
   | "UpdateSIPDispatchRule"
   | "DeleteSIPDispatchRule"
   | "RemoveParticipant"
-  | "TransferSIPParticipant";
+  | "TransferSIPParticipant"
+  | "CreateSIPParticipant";
 
 /** One request the fake received, whatever its outcome. */
 export interface RecordedCall {
@@ -229,6 +282,34 @@ export interface SIPTransfer {
   at: Date;
 }
 
+/** A CreateSIPParticipant the fake carried out: a number dialed into a room. */
+export interface OutboundCall {
+  room: string;
+  /** sip_trunk_id as sent ("" when the request carried an inline trunk or none). */
+  trunkId: string;
+  /** sip_call_to: the number dialed. */
+  number: string;
+  /** The number dialed from: sip_number, else one of the trunk's numbers. */
+  fromNumber: string;
+  /** The dialed participant's identity (request's, else "sip_" + number). */
+  identity: string;
+  /** participant_name as sent. */
+  name: string;
+  /** The dialed participant's attributes when it joined (sip.callStatus "dialing", or "active" with waitUntilAnswered). */
+  attributes: Record<string, string>;
+  waitUntilAnswered: boolean;
+  /** The dialed participant's sid (SIPParticipantInfo.participant_id). */
+  participantSid: string;
+  /** The new call's sip.callID ("SCL_..."). */
+  sipCallId: string;
+  dtmf: string;
+  playDialtone: boolean;
+  headers: Record<string, string>;
+  /** ringing_timeout as sent, in ms; undefined when not sent (livekit/sip then uses its default). */
+  ringingTimeoutMs?: number;
+  at: Date;
+}
+
 export interface FakeLiveKit {
   /** http://127.0.0.1:PORT — pass to AgentDispatchClient / SipClient. */
   readonly url: string;
@@ -281,11 +362,28 @@ export interface FakeLiveKit {
   removedParticipants(room?: string): RemovedParticipant[];
   /** Completed TransferSIPParticipant calls, oldest first (optionally of one room). */
   transfers(room?: string): SIPTransfer[];
+  /**
+   * The SIP call of `identity` in `room` is answered: for an inbound caller, an agent subscribed
+   * to the caller's audio, so livekit/sip sends the 200 OK; for a dialed participant, the callee
+   * picked up. Its sip.callStatus becomes "active", and from then on TransferSIPParticipant can
+   * transfer it (before, it is refused 412 failed_precondition). Throws when there is no such
+   * participant. Returns the participant as the room has it.
+   */
+  answerCall(room: string, identity: string): ParticipantInfo;
+  /** CreateSIPParticipant calls carried out, oldest first (optionally of one room). */
+  outboundCalls(room?: string): OutboundCall[];
+  /**
+   * Provisions an outbound trunk, as CreateSIPOutboundTrunk would (the fake has no RPC for it):
+   * sid "ST_..." unless given. CreateSIPParticipant finds it by id.
+   */
+  createOutboundTrunk(trunk: NonNullable<ConstructorParameters<typeof SIPOutboundTrunkInfo>[0]>): SIPOutboundTrunkInfo;
+  /** Current outbound trunks. */
+  outboundTrunks(): SIPOutboundTrunkInfo[];
   /** Current inbound trunks. */
   trunks(): SIPInboundTrunkInfo[];
   /** Current dispatch rules. */
   rules(): SIPDispatchRuleInfo[];
-  /** Forget state (rooms, dispatches, participants, removals, transfers, trunks, rules), recorded calls and pending failures (the server keeps running). */
+  /** Forget state (rooms, dispatches, participants, removals, transfers, outbound calls, trunks, rules), recorded calls and pending failures (the server keeps running). */
   reset(): void;
   close(): Promise<void>;
 }
@@ -499,12 +597,40 @@ function validateTransfer(req: TransferSIPParticipantRequest): { error: string }
   if (!sip && !inner.startsWith("tel:")) {
     return { error: "transfer_to must be a valid SIP(s) or TEL URI (sip:, sips: or tel:)" };
   }
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (name === "") return { error: "invalid header name: header name cannot be empty" };
-    if (name.length > 255) return { error: "invalid header name: header name too long (max 255 characters)" };
-    if (value.length > 1024) return { error: `invalid header value for ${name}: header ${name}: value too long (max 1024 characters)` };
-  }
+  const headers = headersError(req.headers);
+  if (headers) return { error: headers };
   return { referTo: sip ? `<${inner}>` : inner };
+}
+
+/**
+ * The sip.callStatus values of a call that has its 200 OK (livekit/sip pkg/sip/participant.go):
+ * "active", and "automation" (a dialed call sending its initial dtmf, after the answer).
+ */
+const ESTABLISHED_STATUSES = new Set(["active", "automation"]);
+
+/** A header map's first error as livekit/protocol validateHeaders reports it (names and lengths). */
+function headersError(headers: Record<string, string>): string | undefined {
+  for (const [name, value] of Object.entries(headers)) {
+    if (name === "") return "invalid header name: header name cannot be empty";
+    if (name.length > 255) return "invalid header name: header name too long (max 255 characters)";
+    if (value.length > 1024) return `invalid header value for ${name}: header ${name}: value too long (max 1024 characters)`;
+  }
+  return undefined;
+}
+
+/**
+ * livekit/protocol livekit/sip.go (*CreateSIPParticipantRequest).ValidateResult, in its order
+ * (the inline trunk's own Validate, to_user_override's character set, destination and media are
+ * not followed): the error, if any.
+ */
+function validateCreateSIPParticipant(req: CreateSIPParticipantRequest): string | undefined {
+  if (req.sipTrunkId === "" && req.trunk === undefined && req.sipNumber === "") return "missing sip trunk id and sip number";
+  if (req.sipCallTo === "") return "missing sip callee number";
+  if (req.sipCallTo.includes("@")) return "SipCallTo should be a phone number or SIP user, not a full SIP URI";
+  if (req.toUserOverride.includes("@")) return "ToUserOverride should be a phone number or SIP user, not a full SIP URI";
+  if (req.roomName === "") return "missing room name";
+  if (req.displayName !== undefined && req.displayName.length > 128) return "DisplayName too long (max 128 characters)";
+  return headersError(req.headers);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -529,6 +655,8 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
   const rules = new Map<string, SIPDispatchRuleInfo>();
   const removed: RemovedParticipant[] = [];
   const transferred: SIPTransfer[] = [];
+  const outboundTrunks = new Map<string, SIPOutboundTrunkInfo>();
+  const dialed: OutboundCall[] = [];
   const recorded: RecordedCall[] = [];
   const failures = new Map<string, Array<{ status: number; code: string; msg: string }>>();
   const delays = new Map<string, number[]>();
@@ -742,6 +870,7 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
       handle(req: DeleteSIPTrunkRequest) {
         if (!req.sipTrunkId) throw invalid("trunk ID is required");
         trunks.delete(req.sipTrunkId);
+        outboundTrunks.delete(req.sipTrunkId);
         return new SIPTrunkInfo({ sipTrunkId: req.sipTrunkId });
       },
     },
@@ -886,6 +1015,10 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
         if (sipCallId === undefined) throw invalid("no SIP session associated with participant");
         // No SIP node serves this call id's topic (the fake's only SIP calls are SIP participants).
         if (participant.kind !== ParticipantInfo_Kind.SIP) throw new TwirpFailure(503, "unavailable", "no response from servers");
+        // livekit/sip newReferReq: no 200 OK yet (inviteOk nil) -> FailedPrecondition, which twirp answers 412.
+        if (!ESTABLISHED_STATUSES.has(participant.attributes["sip.callStatus"] ?? "")) {
+          throw new TwirpFailure(412, "failed_precondition", "can't transfer non established call");
+        }
         const ringing = req.ringingTimeout;
         transferred.push({
           room: req.roomName,
@@ -903,6 +1036,71 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
         // participant leaves with a leave request of UNKNOWN_REASON, taken as CLIENT_INITIATED.
         removeParticipant(room, req.participantIdentity, "TransferSIPParticipant", DisconnectReason.CLIENT_INITIATED);
         return new TransferSIPParticipantResponse();
+      },
+    },
+
+    // ---- SIP: dial out (livekit/livekit pkg/service/sip.go CreateSIPParticipant) ----
+    CreateSIPParticipant: {
+      service: "SIP",
+      request: CreateSIPParticipantRequest,
+      // EnsureSIPCallPermission only, before any validation; no room grant is needed.
+      authorize: (_req: CreateSIPParticipantRequest, grants: ClaimGrants) => (grants.sip?.call ? undefined : permissionDenied()),
+      handle(req: CreateSIPParticipantRequest) {
+        const error = validateCreateSIPParticipant(req);
+        if (error) throw invalid(error);
+        let trunk: SIPOutboundTrunkInfo | undefined;
+        if (req.sipTrunkId) {
+          trunk = outboundTrunks.get(req.sipTrunkId);
+          if (!trunk) throw new TwirpFailure(404, "not_found", "requested sip trunk does not exist");
+        }
+        const hostname = trunk ? trunk.address : (req.trunk?.hostname ?? "");
+        let fromNumber = req.sipNumber;
+        if (!fromNumber) {
+          if (!trunk || trunk.numbers.length === 0) throw new TwirpFailure(412, "failed_precondition", "no numbers on outbound trunk");
+          fromNumber = trunk.numbers[Math.floor(Math.random() * trunk.numbers.length)]!;
+        }
+        if (hostname.endsWith("twilio.com") && !fromNumber.startsWith("+")) fromNumber = `+${fromNumber}`;
+        // livekit/sip buildOutboundHeaders -> buildRequestURI -> buildLegacyURI.
+        if (!req.sipRequestUri && hostname === "") throw invalid("invalid request URI: address must be set");
+
+        const sipCallId = livekitId("SCL_");
+        const identity = req.participantIdentity || `sip_${req.sipCallTo}`;
+        const attributes: Record<string, string> = { ...req.participantAttributes, "sip.callID": sipCallId };
+        // An empty trunk id would be an empty attribute, which LiveKit does not keep.
+        if (req.sipTrunkId) attributes["sip.trunkID"] = req.sipTrunkId;
+        if (!req.hidePhoneNumber) {
+          attributes["sip.phoneNumber"] = req.sipCallTo;
+          if (hostname) attributes["sip.hostname"] = hostname;
+          attributes["sip.trunkPhoneNumber"] = fromNumber;
+        }
+        attributes["sip.callStatus"] = req.waitUntilAnswered ? "active" : "dialing";
+        // The SIP bridge's join; a missing room is created by it (whatever room.auto_create says).
+        const participant = fake.addParticipant(req.roomName, {
+          identity,
+          name: req.participantName,
+          metadata: req.participantMetadata,
+          kind: ParticipantInfo_Kind.SIP,
+          attributes,
+        });
+        const ringing = req.ringingTimeout;
+        dialed.push({
+          room: req.roomName,
+          trunkId: req.sipTrunkId,
+          number: req.sipCallTo,
+          fromNumber,
+          identity,
+          name: req.participantName,
+          attributes: { ...attributes },
+          waitUntilAnswered: req.waitUntilAnswered,
+          participantSid: participant.sid,
+          sipCallId,
+          dtmf: req.dtmf,
+          playDialtone: req.playDialtone || req.playRingtone,
+          headers: { ...req.headers },
+          ringingTimeoutMs: ringing ? Number(ringing.seconds) * 1000 + Math.floor(ringing.nanos / 1e6) : undefined,
+          at: new Date(),
+        });
+        return new SIPParticipantInfo({ participantId: participant.sid, participantIdentity: identity, roomName: req.roomName, sipCallId });
       },
     },
   };
@@ -1092,6 +1290,26 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
     transfers(room) {
       return transferred.filter((t) => room === undefined || t.room === room).map((t) => ({ ...t, headers: { ...t.headers } }));
     },
+    answerCall(roomName, identity) {
+      const participant = rooms.get(roomName)?.participants.get(identity);
+      if (!participant) throw new Error(`fake LiveKit: no participant ${identity} in room ${roomName}`);
+      participant.attributes = { ...participant.attributes, "sip.callStatus": "active" };
+      return participant.clone();
+    },
+    outboundCalls(room) {
+      return dialed
+        .filter((c) => room === undefined || c.room === room)
+        .map((c) => ({ ...c, attributes: { ...c.attributes }, headers: { ...c.headers } }));
+    },
+    createOutboundTrunk(init) {
+      const trunk = new SIPOutboundTrunkInfo(init);
+      if (!trunk.sipTrunkId) trunk.sipTrunkId = livekitId("ST_");
+      outboundTrunks.set(trunk.sipTrunkId, trunk);
+      return trunk.clone();
+    },
+    outboundTrunks() {
+      return [...outboundTrunks.values()].map((t) => t.clone());
+    },
     trunks() {
       return [...trunks.values()].map((t) => t.clone());
     },
@@ -1105,6 +1323,8 @@ export async function startFakeLiveKit(options: FakeLiveKitOptions): Promise<Fak
       rules.clear();
       removed.length = 0;
       transferred.length = 0;
+      outboundTrunks.clear();
+      dialed.length = 0;
       recorded.length = 0;
       failures.clear();
     },
