@@ -59,12 +59,13 @@ CREATE TRIGGER blocklist_entries_directory_changed AFTER INSERT OR UPDATE OR DEL
   FOR EACH STATEMENT EXECUTE FUNCTION switchboard_directory_changed();
 --> statement-breakpoint
 -- record_calls (0008) learns the call's outcome. A call routed as usual is recorded as before. A
--- call rejected or transferred is over, as far as Switchboard goes, when it is routed: it is
--- recorded ended then, with the status and reason it carries. A caller refused by a blocklist (or
+-- call that is rejected is over when it is routed: it is recorded ended then, with the status and
+-- reason it carries (ended_status, end_reason). A caller refused by a blocklist (or
 -- for withholding their number) gets no lead: spam is not a lead. A lead's status follows its
 -- newest call's (lead_status). The answer gains the outcome, so a repeat gets the stored one, and
 -- what the agent may want to know of the caller: the lead's name, email and status as they were
--- before this call, how many calls it had and when the last was (the statement's snapshot is
+-- before this call (no name while it has only the placeholder one), how many calls it had and
+-- when the last of them came in (the statement's snapshot is
 -- taken before its own writes, so `prior` sees the lead as it was). That is kept in the call's
 -- metadata (`caller`), so a repeated delivery tells the agent the same.
 DROP FUNCTION record_calls(jsonb);
@@ -100,8 +101,11 @@ BEGIN
     FROM fresh f WHERE f.known_tenant IS NOT NULL AND f.from_number IS NOT NULL AND f.makes_lead IS NOT FALSE
     GROUP BY f.known_tenant, f.known_campaign, f.from_number
   ), prior AS (
-    SELECT l.id, l.status, l.last_call_at, (SELECT count(*) FROM call_logs c WHERE c.lead_id = l.id)::int AS previous_calls
-    FROM leads l JOIN callers k ON l.tenant_id = k.known_tenant AND l.campaign_id IS NOT DISTINCT FROM k.known_campaign
+    SELECT l.id, l.status, calls.previous_calls, calls.last_call_at
+    FROM leads l
+    CROSS JOIN LATERAL (SELECT count(*)::int AS previous_calls, max(c.created_at) AS last_call_at
+                        FROM call_logs c WHERE c.lead_id = l.id) calls
+    JOIN callers k ON l.tenant_id = k.known_tenant AND l.campaign_id IS NOT DISTINCT FROM k.known_campaign
                                 AND l.phone_number = k.from_number
   ), lead AS (
     INSERT INTO leads AS l (tenant_id, campaign_id, phone_number, name, status, last_call_at)
@@ -119,7 +123,8 @@ BEGIN
   SELECT f.call_id, f.room_name, f.room_sid, f.trunk_id, f.from_number, f.from_raw, f.to_number, f.to_raw,
          f.known_tenant, f.known_campaign, ld.id, f.known_number, f.agent_name, f.agent_source,
          f.metadata || CASE WHEN ld.id IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('caller', jsonb_build_object(
-           'lead_id', ld.id, 'name', ld.name, 'email', ld.email, 'status', coalesce(p.status, 'new'),
+           'lead_id', ld.id, 'name', nullif(ld.name, 'Inbound Caller ' || ld.phone_number), 'email', ld.email,
+           'status', coalesce(p.status, 'new'),
            'previous_calls', coalesce(p.previous_calls, 0), 'last_call_at', p.last_call_at)) END,
          f.created_at,
          f.caller_joined_at, CASE WHEN f.claim_dispatch THEN now() END, CASE WHEN f.claim_dispatch THEN 1 ELSE 0 END,
@@ -157,6 +162,11 @@ DECLARE
   capped_number uuid := (cap->>'phone_number_id')::uuid;
   since timestamptz := now() - make_interval(secs => (cap->>'max_call_seconds')::int);
 BEGIN
+  -- A call id recorded before keeps its stored outcome (record_calls inserts nothing): no lock needed.
+  IF EXISTS (SELECT 1 FROM call_logs cl WHERE cl.provider_call_id = call->>'call_id') THEN
+    RETURN QUERY SELECT * FROM record_calls(jsonb_build_array(call));
+    RETURN;
+  END IF;
   -- Everything done while the locks are held delays every call of the number: record_calls is run
   -- once on nothing first, so that this connection's first use of it (catalog caches, parsing: tens
   -- of milliseconds) is paid before the locks rather than under them.
@@ -167,11 +177,9 @@ BEGIN
   IF cap ? 'number_limit' THEN
     PERFORM pg_advisory_xact_lock(hashtextextended('switchboard.cap:' || capped_number, 0));
   END IF;
-  -- Counted after the locks, so every call admitted before (and committed) is in the count.
-  -- A call id recorded before keeps its stored outcome: record_calls then inserts nothing.
-  IF EXISTS (SELECT 1 FROM call_logs cl WHERE cl.provider_call_id = call->>'call_id') THEN
-    NULL;
-  ELSIF cap ? 'number_limit' AND (SELECT count(*) FROM call_logs cl
+  -- Counted after the locks, so every call admitted before (and committed) is in the count. A
+  -- repeat that raced past the check above meets the first delivery's row in record_calls.
+  IF cap ? 'number_limit' AND (SELECT count(*) FROM call_logs cl
           WHERE cl.phone_number_id = capped_number AND cl.created_at > since
             AND cl.ended_at IS NULL AND cl.outcome = 'dispatched' AND cl.outcome_reason IS NULL) >= (cap->>'number_limit')::int THEN
     call := call || (cap->'number_overflow');

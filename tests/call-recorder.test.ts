@@ -5,12 +5,12 @@
 // the PostgreSQL named by DATABASE_URL (the two-process test only there).
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { eq, type SQL, sql } from "drizzle-orm";
+import { recordCallEnded } from "../src/calls/lifecycle";
 import { type CallRecorder, createCallRecorder, type RecorderOptions, type StoredCall, type WrittenCall } from "../src/calls/recorder";
 import {
   type CallDecision,
   chooseAgent,
   type InboundCall,
-  recordCallEnded,
   replayCallRecord,
   routeInboundCall,
   type RoutingDeps,

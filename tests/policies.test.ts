@@ -222,9 +222,10 @@ async function expectTransferred(via: Via, placed: Placed, to: string, reason: s
     expect(fake.agentDispatches(placed.call.room)).toEqual([]);
     expect(createsIn(placed.call.room)).toEqual([]);
   }
+  // The call goes on, with its destination: it ends when the caller leaves, like any call.
   const log = await callLog(ctx, placed.call.callId);
-  expect(log).toMatchObject({ outcome: "transferred", outcomeReason: reason, agentName: null, agentSource: null, transferTo: to, status: "completed" });
-  expect(log.endedAt).not.toBeNull();
+  expect(log).toMatchObject({ outcome: "transferred", outcomeReason: reason, agentName: null, agentSource: null, transferTo: to, status: "ringing" });
+  expect(log.endedAt).toBeNull();
   return log;
 }
 
@@ -372,13 +373,18 @@ describe.each(VIAS)("business hours (%s)", (via) => {
     expect(log.agentSource).toBe("campaign");
   });
 
-  test("closed now, after hours transfer: action transfer to the E.164, the call logged transferred and ended", async () => {
+  test("closed now, after hours transfer: action transfer to the E.164, the call logged transferred; completed when the caller leaves", async () => {
     const schedule = await acmeSchedule("Day", "closed", { action: "transfer", transfer_to: TRANSFER_TO });
     await setPolicies(numberSchedule(A_CAMPAIGN, schedule));
-    const log = await expectTransferred(via, await place(via, { to: A_CAMPAIGN }), TRANSFER_TO, "after_hours");
-    expect(log.disconnectReason).toBe("TRANSFERRED");
+    const placed = await place(via, { to: A_CAMPAIGN });
+    await expectTransferred(via, placed, TRANSFER_TO, "after_hours");
     const leads = await leadRows(ctx);
     expect(leads.map((l) => ({ phone: l.phoneNumber, status: l.status }))).toEqual([{ phone: CALLER, status: "transferred" }]);
+    if (via === "livekit") {
+      await deliver(sipParticipantLeft({ room: placed.call.room, callId: placed.call.callId }));
+      // Switchboard's part was done: the call is completed, though no agent answered it.
+      expect(await callLog(ctx, placed.call.callId)).toMatchObject({ outcome: "transferred", status: "completed", disconnectReason: "CLIENT_INITIATED" });
+    }
   });
 
   test("closed now, after hours reject: rejected with reason after_hours, and the caller still makes a lead", async () => {
@@ -613,5 +619,49 @@ describe("LiveKit hand-off failures", () => {
     expect(fake.removedParticipants(placed.call.room).map((r) => [r.identity, r.cause])).toEqual([
       [`transfer-${placed.call.callId}`, "RemoveParticipant"],
     ]);
+  });
+});
+
+describe("transfers over LiveKit: one dial per call, and a destination that does not answer", () => {
+  async function transferAfterHours() {
+    const schedule = await acmeSchedule("Day", "closed", { action: "transfer", transfer_to: TRANSFER_TO });
+    await setPolicies(numberSchedule(A_CAMPAIGN, schedule));
+  }
+
+  test("sip-inbound decided the transfer, then LiveKit's join of the same call arrives, twice: the destination is dialed once", async () => {
+    await transferAfterHours();
+    const call = newCall({ to: A_CAMPAIGN });
+    const decided = await place("sip-inbound", { to: A_CAMPAIGN, call });
+    expect(decided.body).toMatchObject({ action: "transfer", transfer_to: TRANSFER_TO });
+    const delivery = await sipCallerJoins(fake, call);
+    for (let i = 0; i < 2; i++) expect((await postEvent(ctx, delivery)).status).toBe(200);
+    expect(fake.outboundCalls(call.room).map((c) => [c.number, c.identity])).toEqual([[TRANSFER_TO, `transfer-${call.callId}`]]);
+    expect(fake.removedParticipants(call.room)).toEqual([]);
+  });
+
+  test("the destination does not answer: the caller is removed, the call fails with TRANSFER_FAILED", async () => {
+    await transferAfterHours();
+    const placed = await place("livekit", { to: A_CAMPAIGN });
+    const [dialed] = fake.outboundCalls(placed.call.room);
+    const caller = callerIdentity(placed.call)!;
+    await deliver(
+      sipParticipantLeft({ room: placed.call.room, callId: dialed!.sipCallId, outbound: true, identity: dialed!.identity, from: TRANSFER_TO, reason: "USER_UNAVAILABLE" }),
+    );
+    expect(fake.removedParticipants(placed.call.room).map((r) => [r.identity, r.cause])).toEqual([[caller, "RemoveParticipant"]]);
+    const log = await callLog(ctx, placed.call.callId);
+    expect(log).toMatchObject({ outcome: "transferred", status: "failed", disconnectReason: "TRANSFER_FAILED" });
+    expect(log.endedAt).not.toBeNull();
+  });
+});
+
+describe("a policy's agent that moved to another tenant", () => {
+  test("a system-wide after-hours agent given to Beta no longer takes Acme's after-hours calls", async () => {
+    await ctx.database.rows(sql`insert into agents (tenant_id, name) values (null, 'shared-night')`);
+    const schedule = await acmeSchedule("Day", "closed", { action: "dispatch", agent_id: await idOf("agents", "shared-night") });
+    await setPolicies(numberSchedule(A_CAMPAIGN, schedule));
+    expect((await place("sip-inbound", { to: A_CAMPAIGN })).body).toMatchObject({ agent_name: "shared-night", reason: "after_hours" });
+    await setPolicies(sql`update agents set tenant_id = (select id from tenants where name = 'Beta') where name = 'shared-night'`);
+    // Acme's callers are not sent to Beta's agent: they get the agent they would have had, after hours.
+    expect((await place("sip-inbound", { to: A_CAMPAIGN })).body).toMatchObject({ action: "dispatch", agent_name: CAMPAIGN_AGENT, reason: "after_hours" });
   });
 });

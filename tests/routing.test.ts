@@ -272,7 +272,7 @@ describe("the answer", () => {
       to_number: LIVE_CAMPAIGN_NUMBER,
       agent_source: "campaign",
       // A first call: the lead is new, with no calls before this one.
-      caller: { lead_id: lead!.id, name: `Inbound Caller ${CALLER}`, email: null, status: "new", previous_calls: 0, last_call_at: null },
+      caller: { lead_id: lead!.id, name: null, email: null, status: "new", previous_calls: 0, last_call_at: null },
       variables: {},
       sip_headers: {},
     });
@@ -280,7 +280,6 @@ describe("the answer", () => {
       inbound: "true",
       phone_number: LIVE_CAMPAIGN_NUMBER,
       caller: CALLER,
-      caller_name: `Inbound Caller ${CALLER}`,
       tenant_id: await tenantId("Acme"),
       campaign_id: number.campaignId!,
     });

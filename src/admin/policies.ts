@@ -77,8 +77,8 @@ export async function policyActionOf(
 /**
  * The agent exists and is the tenant's own or system-wide; another tenant's agent is answered
  * like a missing one, as campaigns' agent_id is. FOR KEY SHARE waits for an agent moving tenant
- * at this moment, so the check sees where it ends up. A later move is routing's to catch: it
- * reads the agent at call time.
+ * at this moment, so the check sees where it ends up. A later move is routing's to catch: the
+ * directory uses a policy's agent only while it is the tenant's own or system-wide (calls/directory-data.ts).
  */
 async function assertUsableAgent(tx: Drizzle, agentId: string, tenantId: string | null, field: string) {
   const usable = tenantId === null ? isNull(agents.tenantId) : or(isNull(agents.tenantId), eq(agents.tenantId, tenantId));

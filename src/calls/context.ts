@@ -57,6 +57,7 @@ export function callMetadata(routing: MetadataFacts): Record<string, unknown> {
   const truncated: string[] = [];
   for (const field of ["sip_headers", "variables"]) {
     if (bytes(metadata) <= MAX_METADATA_BYTES) break;
+    if (Object.keys(metadata[field] as object).length === 0) continue;
     metadata[field] = {};
     truncated.push(field);
   }
@@ -70,13 +71,4 @@ export function callerOf(stored: StoredCaller | null): CallerContext | null {
   // JSON of a timestamptz has PostgreSQL's offset form; the agent gets ISO 8601 in UTC.
   const lastCallAt = stored.last_call_at === null ? null : new Date(stored.last_call_at).toISOString();
   return { ...stored, previous_calls: Number(stored.previous_calls), last_call_at: lastCallAt };
-}
-
-/** The SIP X- headers among a SIP participant's attributes (sip.h.<header>), by header name. */
-export function sipHeadersOf(attributes: Record<string, string>): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const [key, value] of Object.entries(attributes)) {
-    if (key.startsWith("sip.h.")) headers[key.slice("sip.h.".length)] = value;
-  }
-  return headers;
 }

@@ -83,8 +83,13 @@ type NumberRow = {
   overflow_agent: string | null;
 };
 
-/** The agent a policy action names, when it is active: `name` of the action's jsonb column. */
-const actionAgent = (column: string) => sql.raw(`(select a.name from agents a where a.id = (${column}->>'agent_id')::uuid and a.active)`);
+/**
+ * The agent a policy action names, when it is active and still the tenant's own or system-wide: an
+ * agent moved to another tenant since the policy named it must not take this tenant's callers.
+ */
+const actionAgent = (column: string, tenant: string) =>
+  sql.raw(`(select a.name from agents a where a.id = (${column}->>'agent_id')::uuid and a.active
+            and (a.tenant_id is null or a.tenant_id = ${tenant}))`);
 
 /** Every active number of an active tenant, with what the routing rule and its policies need. */
 async function readNumbers(database: Database): Promise<Map<string, DirectoryEntry>> {
@@ -94,7 +99,7 @@ async function readNumbers(database: Database): Promise<Map<string, DirectoryEnt
            case when ca.active then ca.name end as campaign_agent,
            td.name as tenant_default_agent,
            pn.block_anonymous, coalesce(pn.schedule_id, c.schedule_id) as schedule_id,
-           pn.max_concurrent_calls, pn.overflow, ${actionAgent("pn.overflow")} as overflow_agent
+           pn.max_concurrent_calls, pn.overflow, ${actionAgent("pn.overflow", "pn.tenant_id")} as overflow_agent
     from phone_numbers pn
     join tenants t on t.id = pn.tenant_id and t.active
     left join campaigns c on c.id = pn.campaign_id
@@ -123,7 +128,7 @@ async function readNumbers(database: Database): Promise<Map<string, DirectoryEnt
 async function readRules(database: Database): Promise<Omit<DirectoryData, "numbers">> {
   type TenantRow = { id: string; max_concurrent_calls: number | null; overflow: PolicyAction | null; overflow_agent: string | null; variables: Variables };
   const tenantRows = await database.rows<TenantRow>(sql`
-    select t.id, t.max_concurrent_calls, t.overflow, ${actionAgent("t.overflow")} as overflow_agent, t.variables from tenants t where t.active`);
+    select t.id, t.max_concurrent_calls, t.overflow, ${actionAgent("t.overflow", "t.id")} as overflow_agent, t.variables from tenants t where t.active`);
   const tenants = new Map(
     tenantRows.map((row) => [row.id, { blocklist: [] as string[], cap: capOf(row.max_concurrent_calls, row.overflow, row.overflow_agent), variables: row.variables }]),
   );
@@ -134,7 +139,7 @@ async function readRules(database: Database): Promise<Omit<DirectoryData, "numbe
   }
   type ScheduleRow = BusinessHours & { id: string; after_hours: PolicyAction; after_hours_agent: string | null };
   const scheduleRows = await database.rows<ScheduleRow>(sql`
-    select s.id, s.time_zone, s.weekly_hours, s.holidays, s.after_hours, ${actionAgent("s.after_hours")} as after_hours_agent
+    select s.id, s.time_zone, s.weekly_hours, s.holidays, s.after_hours, ${actionAgent("s.after_hours", "s.tenant_id")} as after_hours_agent
     from schedules s join tenants t on t.id = s.tenant_id and t.active`);
   const schedules = new Map(
     scheduleRows.map(({ id, after_hours, after_hours_agent, ...hours }) => [

@@ -7,6 +7,7 @@ import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { isDatabaseUnavailable } from "../db/errors";
 import type { AgentSource, CallOutcome, CallStatus, OutcomeReason } from "../db/schema";
+import { capQueue } from "./cap-queue";
 import type { RoutedOutcome } from "./policy";
 import type { CallDecision } from "./service";
 
@@ -102,15 +103,20 @@ export function createCallRecorder(database: Database, options: RecorderOptions)
       });
     }
   };
+  const inTurn = capQueue();
+  const enqueue = (decision: CallDecision) =>
+    new Promise<WrittenCall>((resolve, reject) => {
+      queue.push({ decision, at: new Date(), resolve, reject });
+      flush();
+    });
   return {
-    // A capped call is counted against its cap and written in one statement of its own (see writeCall).
-    write: (decision) =>
-      decision.cap
-        ? writeCall(database, decision, new Date())
-        : new Promise<WrittenCall>((resolve, reject) => {
-            queue.push({ decision, at: new Date(), resolve, reject });
-            flush();
-          }),
+    write: (decision) => {
+      if (!decision.cap) return enqueue(decision);
+      // A capped call is counted against its cap and written in one statement of its own (see
+      // writeCall), in its turn; it is recorded as of when it came in, however long it waited.
+      const at = new Date();
+      return inTurn(decision, () => writeCall(database, decision, at));
+    },
   };
 }
 
@@ -212,10 +218,15 @@ function cappedInsert(cap: NonNullable<CallDecision["cap"]>) {
   };
 }
 
-/** How a call's record is ended at once when it is not dispatched, and what its caller's lead becomes. */
-const UNDISPATCHED: Record<Exclude<CallOutcome, "dispatched">, { ended_status: CallStatus; end_reason: string; lead_status: string }> = {
+/**
+ * What a call's record starts as, by outcome, and what its caller's lead becomes. A rejected call
+ * is over when routed. A transferred one goes on, to its destination: it ends like any call, when
+ * the caller leaves (then completed: Switchboard's part was done).
+ */
+const STARTS: Record<CallOutcome, { ended_status: CallStatus | null; end_reason: string | null; lead_status: string }> = {
+  dispatched: { ended_status: null, end_reason: null, lead_status: "calling" },
   rejected: { ended_status: "failed", end_reason: "REJECTED", lead_status: "missed" },
-  transferred: { ended_status: "completed", end_reason: "TRANSFERRED", lead_status: "transferred" },
+  transferred: { ended_status: null, end_reason: null, lead_status: "transferred" },
 };
 
 /** The record's columns for an outcome (record_calls' input); a journal entry older than outcomes was dispatched. */
@@ -229,7 +240,7 @@ function outcomeColumns(outcome: Partial<RoutedOutcome>) {
     transfer_to: outcome.transferTo ?? null,
     // Spam is not a lead: a caller refused by a blocklist, or for withholding their number, makes none.
     makes_lead: outcome.outcomeReason !== "blocklist" && outcome.outcomeReason !== "anonymous_blocked",
-    ...(kind === "dispatched" ? { ended_status: null, end_reason: null, lead_status: "calling" } : UNDISPATCHED[kind]),
+    ...STARTS[kind],
   };
 }
 

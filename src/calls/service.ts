@@ -1,12 +1,11 @@
 // The routing decision and the call record. Every entry point (sip-inbound, the LiveKit
 // participant_joined webhook, the test endpoint) routes through routeInboundCall, in four
 // steps: look the dialed number up in the in-memory directory, decide the agent, apply the
-// policies (policy.ts: blocklist, business hours, caps), record the call. The record waits on the database only briefly: past that, or while the database is
-// down, the decision goes to the journal on disk and is written once the database answers.
-import { sql } from "drizzle-orm";
+// policies (policy.ts: blocklist, business hours, caps), record the call. The record waits on
+// the database only briefly (a capped call: for the database's decision): past that, or while the
+// database is down, the decision goes to the journal on disk and is written once the database answers.
 import type { Database } from "../db/client";
 import { isDatabaseUnavailable } from "../db/errors";
-import { type AgentSource, CALL_STATUS_RANK, type CallStatus } from "../db/schema";
 import { withDeadline } from "../errors";
 import type { Journal } from "../journal/journal";
 import type { Logger } from "../logger";
@@ -164,10 +163,10 @@ export async function routeInboundCall(deps: RoutingDeps, call: InboundCall): Pr
   return routing;
 }
 
-/** Writes the call, waiting at most recordWaitMs; past that (or with the database down) journals it. */
 /** A routed call as its record has it; routeInboundCall adds what the directory and the call say. */
 type RecordedCall = Omit<RoutingRecord, "variables" | "sipHeaders"> & RoutedOutcome;
 
+/** Writes the call, waiting at most recordWaitMs (unless capped); past that (or with the database down) journals it. */
 async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<RecordedCall> {
   // While the database is known to be down this fails at once (db/client.ts): no caller waits on it.
   const write = deps.recorder.write(decision);
@@ -251,111 +250,4 @@ function logFields(routing: CallRouting) {
 
 function elapsed(started: number) {
   return Math.round((performance.now() - started) * 10) / 10;
-}
-
-/** A room as events name it: by its sid when they carry one, else by its (reusable) name. */
-export interface RoomRef {
-  name: string;
-  sid: string | null;
-}
-
-/** The calls of this room and no other: by sid, so a later room of the same name is not matched. */
-const inRoom = (room: RoomRef) => (room.sid ? sql`room_sid = ${room.sid}` : sql`room_name = ${room.name}`);
-
-/** An agent is in the room: the ringing call there is answered. Status only moves forward. */
-export async function recordCallAnswered(
-  database: Database,
-  answer: { room: RoomRef; answeredAt: Date; agentIdentity?: string },
-): Promise<number> {
-  const rows = await database.rows<{ id: string }>(sql`
-    update call_logs
-    set status = 'in_progress',
-        answered_at = coalesce(answered_at, ${answer.answeredAt.toISOString()}::timestamptz),
-        metadata = metadata || jsonb_build_object('answered_by', ${answer.agentIdentity ?? null}::text),
-        updated_at = now()
-    where ${inRoom(answer.room)} and status = 'ringing'
-    returning id`);
-  return rows.length;
-}
-
-export interface CallEnd {
-  /** End the call with this provider id, or every unfinished call in this room. */
-  callId?: string;
-  room?: RoomRef;
-  endedAt: Date;
-  /** When the caller joined, if the ending event knows it better than the record does. */
-  joinedAt?: Date | null;
-  /** When an agent answered, if that is known from elsewhere (an agent join the record missed). */
-  answeredAt?: Date | null;
-  disconnectReason: string;
-  /** Final status when no agent ever answered: abandoned (caller hung up) or failed. */
-  unansweredStatus: "abandoned" | "failed";
-}
-
-/**
- * Closes calls: ended time, duration from the caller's join, reason and final status
- * (completed when an agent answered), and moves the caller's lead on, in one statement.
- * Calls already ended are left alone, so repeated and late events change nothing.
- */
-export async function recordCallEnded(database: Database, end: CallEnd): Promise<{ id: string; status: string }[]> {
-  if (!end.callId && !end.room) throw new Error("recordCallEnded needs a callId or a room");
-  const endedAt = end.endedAt.toISOString();
-  const joinedAt = end.joinedAt ? end.joinedAt.toISOString() : null;
-  const answeredAt = end.answeredAt ? end.answeredAt.toISOString() : null;
-  const which = end.callId ? sql`provider_call_id = ${end.callId}` : inRoom(end.room!);
-  return database.rows<{ id: string; status: string }>(sql`
-    with ended as (
-      update call_logs
-      set ended_at = ${endedAt}::timestamptz,
-          caller_joined_at = coalesce(caller_joined_at, ${joinedAt}::timestamptz),
-          -- Negative (events out of order) is 0; beyond a week is no call's duration: left unknown.
-          duration_ms = (select case when d <= 604800000 then greatest(0, d)::int end
-                         from (select round(extract(epoch from (${endedAt}::timestamptz
-                                 - coalesce(caller_joined_at, ${joinedAt}::timestamptz))) * 1000) as d) as span),
-          disconnect_reason = ${end.disconnectReason},
-          answered_at = coalesce(answered_at, ${answeredAt}::timestamptz),
-          status = case when coalesce(answered_at, ${answeredAt}::timestamptz) is not null then 'completed'
-                        else ${end.unansweredStatus} end,
-          updated_at = now()
-      where ${which} and ended_at is null
-      returning id, lead_id, status, ended_at
-    ), lead_moved as (
-      update leads
-      set status = case when ended.status = 'completed' then 'contacted' else 'missed' end,
-          last_call_at = greatest(leads.last_call_at, ended.ended_at),
-          updated_at = now()
-      from ended
-      where leads.id = ended.lead_id
-      returning leads.id
-    )
-    select id, status from ended`);
-}
-
-/** A status's place in the only order calls move through, as SQL over the status column. */
-const statusRank = sql.raw(
-  `case status ${Object.entries(CALL_STATUS_RANK)
-    .map(([status, rank]) => `when '${status}' then ${rank}`)
-    .join(" ")} end`,
-);
-
-/**
- * A person's correction of a call's status, held to the webhooks' rule: forward only (a final
- * status is final). Returns false when the call is already at or past that point.
- */
-export async function correctCallStatus(
-  database: Database,
-  fix: { id: string; status: CallStatus; /** Only a call of this tenant. */ tenantId?: string },
-): Promise<boolean> {
-  const rank = CALL_STATUS_RANK[fix.status];
-  const final = rank === CALL_STATUS_RANK.completed;
-  const rows = await database.rows(sql`
-    update call_logs
-    set status = ${fix.status},
-        answered_at = case when ${fix.status} = 'in_progress' then coalesce(answered_at, now()) else answered_at end,
-        ended_at = case when ${final} then coalesce(ended_at, now()) else ended_at end,
-        updated_at = now()
-    where id = ${fix.id} and ${statusRank} < ${rank}
-      and (${fix.tenantId ?? null}::uuid is null or tenant_id = ${fix.tenantId ?? null}::uuid)
-    returning id`);
-  return rows.length > 0;
 }

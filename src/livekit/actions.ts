@@ -3,25 +3,18 @@
 // statements see to that), so a repeated or overtaken delivery does no harm. Events find their
 // call by the room's sid, never by its name alone: LiveKit reuses room names, not sids.
 import { DisconnectReason, ParticipantInfo_Kind, type WebhookEvent } from "@livekit/protocol";
-import {
-  type CallEnd,
-  type CallRouting,
-  type DispatchedRouting,
-  type RoomRef,
-  recordCallAnswered,
-  recordCallEnded,
-  routeInboundCall,
-} from "../calls/service";
+import { type CallEnd, type RoomRef, recordCallAnswered, recordCallEnded } from "../calls/lifecycle";
+import { type CallRouting, type DispatchedRouting, routeInboundCall } from "../calls/service";
 import { UnavailableError } from "../errors";
 import { isLastDelivery } from "./delivery";
 import { dispatchAgent } from "./dispatch";
 import { type EventClaim, HOLD_MS } from "./event-lease";
-import { handOff, transferIdentity } from "./handoff";
+import { handOff, isGone, transferDestinationLeft, transferIdentity, transferredCallOf } from "./handoff";
 import { joinedAt } from "./event-time";
 import { eventKey, participantIdentity, sipCall } from "./event-values";
 import type { EventOutcome, LiveKitEventDeps } from "./service";
 
-export type Action = "caller_joined" | "agent_joined" | "caller_left" | "room_finished";
+export type Action = "caller_joined" | "agent_joined" | "caller_left" | "transfer_left" | "room_finished";
 
 /** One delivery of an event: what it asks for, its room as the database keys it, when it happened, what its claim found. */
 export interface Delivery {
@@ -78,7 +71,10 @@ export function actionFor(event: WebhookEvent): Action | null {
       return null;
     case "participant_left":
     case "participant_connection_aborted":
-      return inboundCaller ? "caller_left" : null;
+      if (inboundCaller) return "caller_left";
+      // The destination a transfer dialed into the room (handoff.ts): without it the caller is alone.
+      if (participant?.kind === ParticipantInfo_Kind.SIP && transferredCallOf(participant.identity)) return "transfer_left";
+      return null;
     case "room_finished":
       return event.room?.name || event.room?.sid ? "room_finished" : null;
     default:
@@ -95,6 +91,7 @@ const HANDLERS: Record<Action, (deps: LiveKitEventDeps, delivery: Delivery) => P
   caller_joined: callerJoined,
   agent_joined: agentJoined,
   caller_left: callerLeft,
+  transfer_left: transferLeft,
   room_finished: roomFinished,
 };
 
@@ -210,20 +207,29 @@ async function callerLeft(deps: LiveKitEventDeps, { event, room, at, claim }: De
   let ended = await recordCallEnded(deps.database, end);
   if (ended.length === 0) {
     // A call this leave is the first news of was admitted when it rang: no cap applies now.
-    const routing = await routeInboundCall({ ...deps, ignoreCaps: true }, call);
-    const recordFailure = callRecordFailure(routing);
+    const recordFailure = callRecordFailure(await routeInboundCall({ ...deps, ignoreCaps: true }, call));
     if (recordFailure) throw recordFailure;
-    if (routing.outcome === "transferred") await hangUpTransfer(deps, room, routing.callId);
     ended = await recordCallEnded(deps.database, end);
   }
+  if (ended.some((row) => row.outcome === "transferred")) await hangUpTransfer(deps, room, call.callId);
   return { result: "handled", action: ended.length ? `call ended (${ended[0]!.status})` : "call already ended" };
+}
+
+/** The destination of a transfer left: the caller is removed (and the call failed, if it never answered). */
+async function transferLeft(deps: LiveKitEventDeps, { event, room }: Delivery): Promise<EventOutcome> {
+  const participant = event.participant!;
+  if (!deps.handoff || !deps.dispatch) return { result: "handled", action: "transfer destination left (dispatch off)" };
+  const reason = participant.disconnectReason;
+  const destination = { callId: transferredCallOf(participant.identity)!, answered: !FAILED_REASONS.has(reason), reason: DisconnectReason[reason] ?? String(reason) };
+  const handoffDeps = { handoff: deps.handoff, database: deps.database, logger: deps.logger, budgetMs: deps.dispatch.budgetMs };
+  return { result: "handled", action: await transferDestinationLeft(handoffDeps, room.name, destination) };
 }
 
 /** The caller of a transferred call hung up: the destination dialed into the room is not left talking to no one. */
 async function hangUpTransfer(deps: LiveKitEventDeps, room: RoomRef, callId: string) {
   if (!deps.handoff?.dialIntoRoom) return;
   await deps.handoff.removeParticipant(room.name, transferIdentity(callId)).catch((error) => {
-    if ((error as { status?: unknown })?.status !== 404) deps.logger.warn({ call_id: callId, err: error }, "transfer destination not removed");
+    if (!isGone(error)) deps.logger.warn({ call_id: callId, err: error }, "transfer destination not removed");
   });
 }
 

@@ -4,7 +4,7 @@
 // died). Taking the row, and what the room's earlier events tell, is one statement; so is every
 // change after it: the database, not a read in between, decides who acts.
 import { sql } from "drizzle-orm";
-import type { RoomRef } from "../calls/service";
+import type { RoomRef } from "../calls/lifecycle";
 import type { Database } from "../db/client";
 
 /**

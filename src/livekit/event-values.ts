@@ -4,8 +4,8 @@
 // as they are become a digest (the same value always gives the same key, so deduplication and
 // matching still hold) and free text is cleaned.
 import type { ParticipantInfo, WebhookEvent } from "@livekit/protocol";
-import { sipHeadersOf } from "../calls/context";
-import type { InboundCall, RoomRef } from "../calls/service";
+import type { RoomRef } from "../calls/lifecycle";
+import type { InboundCall } from "../calls/service";
 import { BadRequestError } from "../errors";
 import { isStorableText, toStorableText } from "../text";
 
@@ -72,4 +72,13 @@ export function sipCall(participant: ParticipantInfo, room: RoomRef): InboundCal
       sip,
     },
   };
+}
+
+/** The SIP X- headers among a SIP participant's attributes (LiveKit's sip.h.<header>), by header name. */
+function sipHeadersOf(attributes: Record<string, string>): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [key, value] of Object.entries(attributes)) {
+    if (key.startsWith("sip.h.")) headers[key.slice("sip.h.".length)] = value;
+  }
+  return headers;
 }

@@ -35,10 +35,13 @@ type Undispatched = Exclude<CallRouting, { outcome: "dispatched" }>;
 type Transferred = Extract<CallRouting, { outcome: "transferred" }>;
 
 /** Twirp's not_found: the participant (or its room) is gone already, which is what a removal wants. */
-const isGone = (error: unknown) => (error as { status?: unknown })?.status === 404;
+export const isGone = (error: unknown) => (error as { status?: unknown })?.status === 404;
 
+const TRANSFER_PREFIX = "transfer-";
 /** The identity of the participant a transfer dials into the caller's room. */
-export const transferIdentity = (callId: string) => `transfer-${callId}`;
+export const transferIdentity = (callId: string) => `${TRANSFER_PREFIX}${callId}`;
+/** The call a transfer's participant was dialed for, or null for any other participant. */
+export const transferredCallOf = (identity: string) => (identity.startsWith(TRANSFER_PREFIX) ? identity.slice(TRANSFER_PREFIX.length) : null);
 
 /** Hands the caller off as routing decided; answers what was done, for the webhook's answer. */
 export async function handOff(deps: HandoffDeps, routing: Undispatched, room: string, caller: string): Promise<string> {
@@ -97,18 +100,45 @@ async function recordDial(deps: HandoffDeps, routing: Transferred, sipCallId: st
     .catch((error) => deps.logger.warn({ call_id: routing.callId, err: error }, "transfer dial not recorded"));
 }
 
-/** A transfer that failed ends the call: the caller is removed, the record says why. */
+/**
+ * A transfer that failed ends the call: the caller is removed (and a dial that may land late with
+ * them), the record says why.
+ */
 async function transferFailed(deps: HandoffDeps, routing: Transferred, room: string, caller: string, error: unknown) {
   deps.logger.error({ call_id: routing.callId, transfer_to: routing.transferTo, err: error }, "caller transfer failed; removing the caller");
-  await deps.handoff.removeParticipant(room, caller).catch((failure) => {
-    if (!isGone(failure)) deps.logger.warn({ call_id: routing.callId, err: failure }, "caller not removed after a failed transfer");
+  await Promise.all([removeQuietly(deps, room, caller, routing.callId), removeQuietly(deps, room, transferIdentity(routing.callId), routing.callId)]);
+  await recordTransferFailure(deps, routing.callId, error instanceof Error ? error.message : String(error));
+}
+
+/**
+ * The destination dialed into the room left: it never answered (busy, no answer, rejected), or it
+ * hung up. Either way the caller has no one left to talk to and is removed; a destination that
+ * never answered makes the call a failed transfer.
+ */
+export async function transferDestinationLeft(
+  deps: HandoffDeps,
+  room: string,
+  destination: { callId: string; answered: boolean; reason: string },
+): Promise<string> {
+  const rows = await deps.database.rows<{ identity: string | null }>(sql`
+    select metadata->'participant'->>'identity' as identity from call_logs where provider_call_id = ${destination.callId}`);
+  const caller = rows[0]?.identity;
+  if (!destination.answered) await recordTransferFailure(deps, destination.callId, `the destination did not answer (${destination.reason})`);
+  if (caller) await removeQuietly(deps, room, caller, destination.callId);
+  return destination.answered ? "transfer destination hung up; caller removed" : `transfer destination did not answer (${destination.reason}); caller removed`;
+}
+
+async function removeQuietly(deps: HandoffDeps, room: string, identity: string, callId: string) {
+  await deps.handoff.removeParticipant(room, identity).catch((failure) => {
+    if (!isGone(failure)) deps.logger.warn({ call_id: callId, identity, err: failure }, "participant not removed");
   });
-  if (!routing.callLogId) return;
-  const message = (error instanceof Error ? error.message : String(error)).slice(0, 1000);
+}
+
+async function recordTransferFailure(deps: HandoffDeps, callId: string, message: string) {
   await deps.database
     .rows(sql`update call_logs
-              set status = 'failed', disconnect_reason = 'TRANSFER_FAILED', updated_at = now(),
-                  metadata = metadata || jsonb_build_object('transfer_error', ${message}::text)
-              where id = ${routing.callLogId} returning id`)
-    .catch((failure) => deps.logger.warn({ call_id: routing.callId, err: failure }, "transfer failure not recorded"));
+              set status = 'failed', disconnect_reason = 'TRANSFER_FAILED', ended_at = coalesce(ended_at, now()), updated_at = now(),
+                  metadata = metadata || jsonb_build_object('transfer_error', ${message.slice(0, 1000)}::text)
+              where provider_call_id = ${callId} and outcome = 'transferred' returning id`)
+    .catch((failure) => deps.logger.warn({ call_id: callId, err: failure }, "transfer failure not recorded"));
 }

@@ -3,7 +3,8 @@
 // means to LiveKit. Deliveries repeat and rooms can surprise (left before joined, finished before
 // joined): every action is idempotent and call status only moves forward.
 import { WebhookEvent } from "@livekit/protocol";
-import { type RoomRef, type RoutingDeps, routeInboundCall } from "../calls/service";
+import type { RoomRef } from "../calls/lifecycle";
+import { type RoutingDeps, routeInboundCall } from "../calls/service";
 import { constraintViolation, isDatabaseUnavailable } from "../db/errors";
 import { AppError, TimeoutError, UnavailableError, UnprocessableError, withDeadline } from "../errors";
 import type { Logger } from "../logger";

@@ -1,6 +1,6 @@
 // Call logs: written by calls and LiveKit's events; here they are read, and a status fixed.
 import { and, eq, gte, lt, sql } from "drizzle-orm";
-import { correctCallStatus } from "../../calls/service";
+import { correctCallStatus } from "../../calls/lifecycle";
 import type { Drizzle } from "../../db/client";
 import { type CallStatus, callLogs } from "../../db/schema";
 import { ConflictError } from "../../errors";
