@@ -134,11 +134,12 @@ async function removeQuietly(deps: HandoffDeps, room: string, identity: string, 
   });
 }
 
+/** Ends a transferred call as failed, unless it has ended already (an end is final). */
 async function recordTransferFailure(deps: HandoffDeps, callId: string, message: string) {
   await deps.database
     .rows(sql`update call_logs
-              set status = 'failed', disconnect_reason = 'TRANSFER_FAILED', ended_at = coalesce(ended_at, now()), updated_at = now(),
+              set status = 'failed', disconnect_reason = 'TRANSFER_FAILED', ended_at = now(), updated_at = now(),
                   metadata = metadata || jsonb_build_object('transfer_error', ${message.slice(0, 1000)}::text)
-              where provider_call_id = ${callId} and outcome = 'transferred' returning id`)
+              where provider_call_id = ${callId} and outcome = 'transferred' and ended_at is null returning id`)
     .catch((failure) => deps.logger.warn({ call_id: callId, err: failure }, "transfer failure not recorded"));
 }

@@ -217,8 +217,21 @@ async function leaseEmbeddedDatabase(open: () => Promise<Database>): Promise<Tes
   };
 }
 
+/**
+ * Empties every table. A statement still reading them (the routing directory reloading on the
+ * last test's NOTIFY) can meet TRUNCATE's locks in the other order: PostgreSQL then cancels one
+ * of the two (deadlock detected), and a reset that lost is simply run again.
+ */
 export async function resetData(database: Database): Promise<void> {
-  await database.db.execute(
-    sql`truncate call_logs, leads, phone_numbers, campaigns, agents, api_keys, tenants, webhook_events restart identity cascade`,
-  );
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await database.db.execute(
+        sql`truncate call_logs, leads, phone_numbers, campaigns, schedules, blocklist_entries, agents, api_keys, tenants, webhook_events restart identity cascade`,
+      );
+      return;
+    } catch (error) {
+      const code = (error as { cause?: { code?: string } }).cause?.code;
+      if (code !== "40P01" || attempt === 5) throw error;
+    }
+  }
 }
