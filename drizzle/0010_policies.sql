@@ -100,13 +100,22 @@ BEGIN
            (array_agg(coalesce(f.lead_status, 'calling') ORDER BY f.created_at DESC))[1] AS lead_status
     FROM fresh f WHERE f.known_tenant IS NOT NULL AND f.from_number IS NOT NULL AND f.makes_lead IS NOT FALSE
     GROUP BY f.known_tenant, f.known_campaign, f.from_number
-  ), prior AS (
-    SELECT l.id, l.status, calls.previous_calls, calls.last_call_at
-    FROM leads l
-    CROSS JOIN LATERAL (SELECT count(*)::int AS previous_calls, max(c.created_at) AS last_call_at
-                        FROM call_logs c WHERE c.lead_id = l.id) calls
-    JOIN callers k ON l.tenant_id = k.known_tenant AND l.campaign_id IS NOT DISTINCT FROM k.known_campaign
-                                AND l.phone_number = k.from_number
+  ), prior AS MATERIALIZED (
+    -- Each caller of this batch looks its lead up once (an index scan per caller, never a scan of
+    -- all leads; MATERIALIZED keeps the planner from running it again for every call it joins),
+    -- and the lead's calls through call_logs_lead_created_idx.
+    SELECT p.* FROM callers k
+    CROSS JOIN LATERAL (
+      SELECT l.id, l.status,
+             (SELECT count(*)::int FROM call_logs c WHERE c.lead_id = l.id) AS previous_calls,
+             (SELECT c.created_at FROM call_logs c WHERE c.lead_id = l.id ORDER BY c.created_at DESC LIMIT 1) AS last_call_at
+      FROM leads l
+      WHERE l.tenant_id = k.known_tenant AND l.phone_number = k.from_number
+        AND l.campaign_id IS NOT DISTINCT FROM k.known_campaign
+      -- One lead at most (leads_caller_key); LIMIT also keeps the planner from turning this into a
+      -- join over all leads, which it would on a table it has no statistics for yet.
+      LIMIT 1
+    ) p
   ), lead AS (
     INSERT INTO leads AS l (tenant_id, campaign_id, phone_number, name, status, last_call_at)
     SELECT k.known_tenant, k.known_campaign, k.from_number, 'Inbound Caller ' || k.from_number, k.lead_status, k.last_call_at
