@@ -1,6 +1,6 @@
 // The README's Policies example, run as written: its admin API requests are read out of the
 // README's code block, so a README that drifts from what the API accepts fails here. Then calls
-// at chosen instants (New York time, daylight-saving days included) get what the README promises.
+// README's code block, so a README that drifts from what the API accepts fails here. Then calls
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
 import { createApiKey } from "../src/admin/keys";
@@ -113,5 +113,33 @@ describe("the README's dental office", () => {
     expect(transferred.body.data.map((log: { transfer_to: string; outcome_reason: string }) => [log.transfer_to, log.outcome_reason])).toEqual([
       ["+12125550111", "over_capacity"],
     ]);
+  });
+});
+
+describe("daylight-saving days, through sip-inbound", () => {
+  test("America/New_York on 2026-03-08 and 2026-11-01: a Sunday 01:00-04:00 opening follows the wall clock", async () => {
+    const tenant = (await api.get("/tenants?limit=1")).body.data[0];
+    const night = await api.post("/schedules", {
+      tenant_id: tenant.id,
+      name: "Sunday small hours",
+      time_zone: "America/New_York",
+      weekly_hours: { sun: [{ open: "01:00", close: "04:00" }] },
+      after_hours: { action: "reject" },
+    });
+    expect(night.status).toBe(201);
+    expect((await api.post("/phone-numbers", { tenant_id: tenant.id, number: "(212) 555-0120", schedule_id: night.body.id })).status).toBe(201);
+    const expectations = [
+      ["2026-03-08T06:30:00Z", "dispatch"], // 01:30 EST: open
+      ["2026-03-08T07:30:00Z", "dispatch"], // 03:30 EDT (02:00-03:00 never happens that day): open
+      ["2026-03-08T08:30:00Z", "reject"], // 04:30 EDT: closed
+      ["2026-11-01T05:30:00Z", "dispatch"], // 01:30 EDT: open
+      ["2026-11-01T06:30:00Z", "dispatch"], // 01:30 EST, the hour repeated: open again
+      ["2026-11-01T09:30:00Z", "reject"], // 04:30 EST: closed
+    ] as const;
+    for (const [instant, action] of expectations) {
+      now = new Date(instant);
+      const res = await ctx.post(SIP_INBOUND_PATH, { call_id: crypto.randomUUID(), from_number: "+12125550301", to_number: "+12125550120" });
+      expect({ instant, action: ((await res.json()) as { action: string }).action }).toEqual({ instant, action });
+    }
   });
 });
