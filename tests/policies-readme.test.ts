@@ -1,6 +1,7 @@
 // The README's Policies example, run as written: its admin API requests are read out of the
 // README's code block, so a README that drifts from what the API accepts fails here. Then calls
-// README's code block, so a README that drifts from what the API accepts fails here. Then calls
+// at chosen instants (New York time) get what the README promises, and the two 2026
+// daylight-saving Sundays are routed by the wall clock.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
 import { createApiKey } from "../src/admin/keys";
