@@ -82,6 +82,14 @@ async function freshDatabase(name: string): Promise<string> {
   return `postgresql://${PG.user}@${PG.host}:${PG.port}/${name}`;
 }
 
+/** Drops the databases a run made: every name that ends with the run's stamp. */
+async function dropRunDatabases(stamp: number) {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  const names = await sql<{ datname: string }[]>`select datname from pg_database where datname like ${`%\\_${stamp}`}`;
+  for (const { datname } of names) await sql.unsafe(`drop database if exists "${datname}" with (force)`);
+  await sql.end();
+}
+
 const freePort = () => {
   const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   const port = server.port;
@@ -269,25 +277,31 @@ async function main() {
   if (!givenBinary) run(process.execPath, ["scripts/build.ts", "--outfile", binary]);
   const stamp = Date.now();
   const scratch = () => mkdtempSync(join(tmpdir(), "bench-"));
-  const results: Results = {
-    at: new Date().toISOString(),
-    quick,
-    seconds: SECONDS,
-    postgres: await switchboard(binary, { DATABASE_URL: await freshDatabase(`switchboard_bench_${stamp}`), DATA_DIR: scratch() }, "Switchboard on PostgreSQL"),
-    embedded: await switchboard(binary, { DATA_DIR: scratch() }, "Switchboard on the embedded database"),
-    original: await peer(await freshDatabase(`peer_bench_${stamp}`)),
-    pgbenchCeiling: await pgbench(await freshDatabaseWithSchema(binary, `switchboard_pgbench_${stamp}`)),
-    pgliteCeiling: await pgliteCeiling(),
-    startup: await startup(binary),
-    liveKit: await measureLiveKitStream({
-      binary,
-      databaseUrl: await freshDatabase(`switchboard_lkbench_${stamp}`),
-      dataDir: scratch(),
-      calls: quick ? 500 : 3_000,
-      concurrency: 32,
-    }),
-    scale: quick ? null : await measureScale({ binary, databaseUrl: await freshDatabase(`switchboard_scale_${stamp}`), quick }),
-  };
+  let results: Results;
+  try {
+    results = {
+      at: new Date().toISOString(),
+      quick,
+      seconds: SECONDS,
+      postgres: await switchboard(binary, { DATABASE_URL: await freshDatabase(`switchboard_bench_${stamp}`), DATA_DIR: scratch() }, "Switchboard on PostgreSQL"),
+      embedded: await switchboard(binary, { DATA_DIR: scratch() }, "Switchboard on the embedded database"),
+      original: await peer(await freshDatabase(`peer_bench_${stamp}`)),
+      pgbenchCeiling: await pgbench(await freshDatabaseWithSchema(binary, `switchboard_pgbench_${stamp}`)),
+      pgliteCeiling: await pgliteCeiling(),
+      startup: await startup(binary),
+      liveKit: await measureLiveKitStream({
+        binary,
+        databaseUrl: await freshDatabase(`switchboard_lkbench_${stamp}`),
+        dataDir: scratch(),
+        calls: quick ? 500 : 3_000,
+        concurrency: 32,
+      }),
+      scale: quick ? null : await measureScale({ binary, databaseUrl: await freshDatabase(`switchboard_scale_${stamp}`), quick }),
+    };
+  } finally {
+    // Every run makes databases of its own (named with its stamp): none is left behind.
+    await dropRunDatabases(stamp);
+  }
   report(results);
   writeFileSync(join(root, "bench", "results", "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
 }
