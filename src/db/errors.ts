@@ -28,6 +28,11 @@ const FIELDS: [RegExp, string][] = [
   [/^phone_numbers_campaign_same_tenant_fk$/, "campaign_id"],
   [/may not use deleted campaign/, "campaign_id"],
   [/^api_keys_tenant_id_tenants_id_fk$/, "tenant_id"],
+  [/^blocklist_entries_tenant_pattern_key$/, "pattern"],
+  [/^blocklist_entries_tenant_id_tenants_id_fk$/, "tenant_id"],
+  [/^schedules_tenant_name_key$/, "name"],
+  [/^schedules_tenant_id_tenants_id_fk$/, "tenant_id"],
+  [/^(campaigns|phone_numbers)_schedule_same_tenant_fk$/, "schedule_id"],
 ];
 
 const KINDS: Record<string, ConstraintViolation["kind"]> = {

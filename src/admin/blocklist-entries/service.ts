@@ -11,7 +11,6 @@ import { filter, listPage } from "../pages";
 import { BlocklistEntry, type BlocklistEntryCreate, type BlocklistEntryQuery, type BlocklistEntryUpdate } from "../policy-model";
 import { found, updateOrRead, viewOf } from "../rows";
 import { tenantForCreate, visible } from "../scope";
-import { explainViolation } from "../violations";
 
 const entryView = viewOf(BlocklistEntry);
 
@@ -55,8 +54,7 @@ export async function createBlocklistEntry(deps: AdminDeps, principal: Principal
   const [row] = await deps.database.db
     .insert(blocklistEntries)
     .values({ tenantId, pattern, reason: body.reason ?? null })
-    .returning()
-    .catch(explainViolation);
+    .returning();
   return entryView(row!);
 }
 
@@ -67,7 +65,7 @@ export async function updateBlocklistEntry(
   body: typeof BlocklistEntryUpdate.static,
 ) {
   const set = { pattern: body.pattern === undefined ? undefined : patternOf(body.pattern, deps.region), reason: body.reason };
-  const rows = await updateOrRead(deps.database.db, blocklistEntries, set, entryTarget(principal, id)).catch(explainViolation);
+  const rows = await updateOrRead(deps.database.db, blocklistEntries, set, entryTarget(principal, id));
   return entryView(found(rows, "blocklist entry", id));
 }
 

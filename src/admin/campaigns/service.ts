@@ -8,7 +8,6 @@ import { Campaign, type CampaignCreate, type CampaignQuery, type CampaignUpdate 
 import { filter, listPage } from "../pages";
 import { found, updateOrRead, viewOf } from "../rows";
 import { tenantForCreate, visible } from "../scope";
-import { explainViolation } from "../violations";
 
 const campaignView = viewOf(Campaign);
 
@@ -45,13 +44,12 @@ export async function createCampaign(db: Drizzle, principal: Principal, body: ty
   const [row] = await db
     .insert(campaigns)
     .values({ ...campaignValues(body), tenantId, name: body.name, agentId: body.agent_id ?? null, status: body.status ?? "active" })
-    .returning()
-    .catch(explainViolation);
+    .returning();
   return campaignView(row!);
 }
 
 export async function updateCampaign(db: Drizzle, principal: Principal, id: string, body: typeof CampaignUpdate.static) {
-  const rows = await updateOrRead(db, campaigns, campaignValues(body), liveCampaign(principal, id)).catch(explainViolation);
+  const rows = await updateOrRead(db, campaigns, campaignValues(body), liveCampaign(principal, id));
   return campaignView(found(rows, "campaign", id));
 }
 

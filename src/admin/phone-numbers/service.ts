@@ -12,7 +12,6 @@ import { filter, listPage } from "../pages";
 import { policyActionOf } from "../policies";
 import { found, updateOrRead, viewOf } from "../rows";
 import { assertMayMoveTo, tenantForCreate, visible } from "../scope";
-import { explainViolation } from "../violations";
 
 const numberView = viewOf(PhoneNumber, { number: "e164", type: "numberType", is_active: "active" });
 
@@ -72,8 +71,7 @@ export async function createPhoneNumber(deps: AdminDeps, principal: Principal, b
         })
         .returning();
       return numberView(row!);
-    })
-    .catch(explainViolation);
+    });
 }
 
 export async function updatePhoneNumber(
@@ -100,8 +98,7 @@ export async function updatePhoneNumber(
         overflow: body.overflow !== undefined ? await overflowOf(tx, deps, tenantOf, body.overflow) : overflowOnMove(body.tenant_id),
       };
       return numberView(found(await updateOrRead(tx, phoneNumbers, set, target), "phone number", id));
-    })
-    .catch(explainViolation);
+    });
 }
 
 /**

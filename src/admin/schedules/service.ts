@@ -14,7 +14,6 @@ import { policyActionOf } from "../policies";
 import { Schedule, type ScheduleCreate, type ScheduleQuery, type ScheduleUpdate } from "../policy-model";
 import { found, updateOrRead, viewOf } from "../rows";
 import { tenantForCreate, visible } from "../scope";
-import { explainViolation } from "../violations";
 
 const scheduleView = viewOf(Schedule);
 
@@ -68,8 +67,7 @@ export async function createSchedule(deps: AdminDeps, principal: Principal, body
         })
         .returning();
       return scheduleView(row!);
-    })
-    .catch(explainViolation);
+    });
 }
 
 export async function updateSchedule(deps: AdminDeps, principal: Principal, id: string, body: typeof ScheduleUpdate.static) {
@@ -92,8 +90,7 @@ export async function updateSchedule(deps: AdminDeps, principal: Principal, id: 
         afterHours,
       };
       return scheduleView(found(await updateOrRead(tx, schedules, set, target), "schedule", id));
-    })
-    .catch(explainViolation);
+    });
 }
 
 /**
