@@ -164,7 +164,12 @@ export async function readDirectory(database: Database): Promise<DirectoryData> 
  */
 export function compilePolicies(data: DirectoryData, logger: Logger): (entry: DirectoryEntry | null) => CallPolicies {
   const global = new Blocklist(data.globalBlocklist);
-  const blocklists = new Map([...data.tenants].map(([id, rules]) => [id, new Blocklist([...rules.blocklist, ...data.globalBlocklist])]));
+  // The global entries once, and each tenant's own only when it has some: a copy of the global
+  // list per tenant would grow with tenants times entries.
+  const blocklists = new Map(
+    [...data.tenants].filter(([, rules]) => rules.blocklist.length > 0).map(([id, rules]) => [id, new Blocklist(rules.blocklist)]),
+  );
+  const blocked = (own: Blocklist | undefined) => ({ matches: (caller: string | null) => global.matches(caller) || own?.matches(caller) === true });
   const schedules = new Map<string, CallPolicies["schedule"]>();
   for (const [id, rule] of data.schedules) {
     try {
@@ -174,7 +179,7 @@ export function compilePolicies(data: DirectoryData, logger: Logger): (entry: Di
     }
   }
   return (entry) => ({
-    blocklist: (entry && blocklists.get(entry.tenantId)) || global,
+    blocklist: blocked(entry ? blocklists.get(entry.tenantId) : undefined),
     blockAnonymous: entry?.blockAnonymous ?? false,
     schedule: (entry?.scheduleId && schedules.get(entry.scheduleId)) || null,
     numberCap: entry?.cap ?? null,

@@ -31,7 +31,7 @@ export interface CapCheck {
 
 export interface CallPolicies {
   /** The tenant's entries and the global ones. */
-  blocklist: Blocklist;
+  blocklist: Pick<Blocklist, "matches">;
   blockAnonymous: boolean;
   schedule: { hours: CompiledSchedule; afterHours: PolicyOutcome } | null;
   numberCap: { limit: number; overflow: PolicyOutcome | null } | null;
