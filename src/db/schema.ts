@@ -194,6 +194,8 @@ export const campaigns = pgTable(
       columns: [t.scheduleId, t.tenantId],
       foreignColumns: [schedules.id, schedules.tenantId],
     }),
+    // The campaigns of a schedule: a schedule's deletion looks them up (and its foreign key checks them).
+    index("campaigns_schedule_idx").on(t.scheduleId),
     // Newest-first pages of the admin API across tenants (a tenant's few use campaigns_tenant_name_key).
     index("campaigns_created_idx").on(t.createdAt, t.id),
   ],
@@ -233,6 +235,7 @@ export const phoneNumbers = pgTable(
       columns: [t.scheduleId, t.tenantId],
       foreignColumns: [schedules.id, schedules.tenantId],
     }),
+    index("phone_numbers_schedule_idx").on(t.scheduleId),
     // Newest-first pages of the admin API, per tenant and across tenants; a campaign's numbers
     // (its list, and unlinking them when it is deleted).
     index("phone_numbers_tenant_created_idx").on(t.tenantId, t.createdAt, t.id),
