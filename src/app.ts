@@ -25,6 +25,8 @@ import { createMetrics, type Metrics } from "./metrics/metrics";
 import { metricsRoutes } from "./metrics/routes";
 import { apiDocs } from "./openapi";
 import { traceRequests } from "./tracing/http";
+import { outboxDepth } from "./webhooks/outbox";
+import { startWebhookWorker } from "./webhooks/worker";
 import { annotateRequestSpan } from "./tracing/spans";
 
 export interface AppDeps {
@@ -85,10 +87,12 @@ export function createApp(deps: AppDeps) {
     journalDepth: () => deps.journal?.status().depth ?? 0,
     databaseAvailable: () => database.available,
     databaseStatements: () => ({ inFlight: database.statementsInFlight, connections: database.connections }),
+    outbox: () => outboxDepth(database),
   });
   const routing = routingDeps(deps, directory, metrics);
   const events = eventDeps(routing, config, livekit, metrics);
   const replaying = deps.journal && replayJournal(deps, deps.journal, events);
+  const delivering = config.webhooks.deliver ? deliverWebhooks(deps, metrics) : undefined;
   let routes: { method: string; path: string }[] = [];
   const endpoints = () => routes.map((r) => `${r.method} ${r.path}`);
   // With LiveKit keys configured, sip-inbound must be signed like LiveKit's webhooks.
@@ -107,9 +111,19 @@ export function createApp(deps: AppDeps) {
       directory.close();
       replaying?.stop();
     })
+    // Stopped by its owner before the database closes (serve.ts, the tests): Elysia does not wait for onStop.
+    .decorate("webhookDelivery", { stop: async () => delivering?.stop() })
     .use(healthRoutes({ database, directory, journal: deps.journal, endpoints }))
     .use(callRoutes(routing, { testEndpointEnabled: config.testEndpointEnabled, authorize }))
-    .use(adminRoutes({ database, logger, region: config.defaultRegion, systemDefaultAgent: config.systemDefaultAgent }))
+    .use(
+      adminRoutes({
+        database,
+        logger,
+        region: config.defaultRegion,
+        systemDefaultAgent: config.systemDefaultAgent,
+        requireHttpsWebhooks: config.webhooks.requireHttps,
+      }),
+    )
     .use(liveKitRoutes({ auth: webhookAuth, rawBody: bodies.rawBody, events, observe }))
     .use(metricsRoutes(metrics, config.metricsToken))
     .use(apiDocs());
@@ -187,6 +201,21 @@ function replayJournal(deps: AppDeps, journal: Journal, events: LiveKitEventDeps
     onRecovered: database.onRecovered,
     logger,
     intervalMs: JOURNAL_REPLAY_MS,
+  });
+}
+
+/** Outbound webhooks from the outbox, each attempt counted and timed. */
+function deliverWebhooks(deps: AppDeps, metrics: Metrics) {
+  const { database, logger, config } = deps;
+  return startWebhookWorker({
+    database,
+    logger,
+    settings: config.webhooks,
+    available: () => database.available && (deps.schemaReady?.() ?? true),
+    onAttempt: (outcome, result) => {
+      metrics.webhookDeliveries.inc({ outcome });
+      metrics.webhookAttemptSeconds.observe(result.latencyMs / 1000);
+    },
   });
 }
 

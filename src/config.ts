@@ -8,6 +8,13 @@ import { describeValueError } from "./validation";
 
 const bool = (d: boolean) => t.Boolean({ default: d });
 const int = (d: number, minimum: number, maximum: number) => t.Integer({ default: d, minimum, maximum });
+/** A duration: a whole number and its unit (250ms, 5s, 30m, 2h, 1d). */
+const DURATION = /^([0-9]{1,9})(ms|s|m|h|d)$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+const durationMs = (text: string) => {
+  const [, digits, unit] = DURATION.exec(text.trim())!;
+  return Number(digits) * UNIT_MS[unit as keyof typeof UNIT_MS];
+};
 
 /** Every variable Switchboard understands, with its default. The README's table mirrors this. */
 export const EnvSchema = t.Object({
@@ -51,6 +58,16 @@ export const EnvSchema = t.Object({
   LIVEKIT_DISPATCH_RULE_NAME: t.String({ default: "switchboard-inbound", minLength: 1 }),
   // The outbound SIP trunk (ST_...) a policy's transfer dials its destination through.
   LIVEKIT_TRANSFER_TRUNK_ID: t.Optional(t.String({ pattern: "^ST_\\w+$" })),
+  // Outbound webhooks to the tenants' endpoints (webhooks/): whether this process delivers them,
+  // the waits between tries after a failure, how long an endpoint may fail before it is disabled.
+  WEBHOOK_DELIVERY: bool(true),
+  // Durations are checked in assertConsistent, which says what one looks like.
+  WEBHOOK_RETRY_SCHEDULE: t.String({ default: "5s,5m,30m,2h,5h,10h" }),
+  WEBHOOK_DISABLE_AFTER: t.String({ default: "24h" }),
+  WEBHOOK_TIMEOUT: t.String({ default: "10s" }),
+  WEBHOOK_POLL_INTERVAL: t.String({ default: "1s" }),
+  // Loopback, private, link-local and multicast targets are refused unless this is set.
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: bool(false),
 });
 type Env = Static<typeof EnvSchema>;
 
@@ -126,6 +143,17 @@ export interface Config {
   /** GET /metrics needs this bearer token when set. */
   metricsToken?: string;
   tracing?: TracingConfig;
+  webhooks: {
+    /** Whether this process runs a delivery worker. */
+    deliver: boolean;
+    retryScheduleMs: number[];
+    disableAfterMs: number;
+    timeoutMs: number;
+    pollIntervalMs: number;
+    allowPrivateTargets: boolean;
+    /** Endpoints must be https:// (in production). */
+    requireHttps: boolean;
+  };
   livekit: {
     url?: string;
     apiKey?: string;
@@ -181,6 +209,15 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     metricsToken: env.METRICS_TOKEN,
     tracing: tracingConfig(source),
+    webhooks: {
+      deliver: env.WEBHOOK_DELIVERY,
+      retryScheduleMs: env.WEBHOOK_RETRY_SCHEDULE.split(",").map(durationMs),
+      disableAfterMs: durationMs(env.WEBHOOK_DISABLE_AFTER),
+      timeoutMs: durationMs(env.WEBHOOK_TIMEOUT),
+      pollIntervalMs: durationMs(env.WEBHOOK_POLL_INTERVAL),
+      allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+      requireHttps: production,
+    },
     livekit: liveKitConfig(env),
   };
 }
@@ -193,11 +230,25 @@ function assertConsistent(env: Env) {
   if (Boolean(env.LIVEKIT_API_KEY) !== Boolean(env.LIVEKIT_API_SECRET)) {
     throw new ConfigError("LIVEKIT_API_SECRET", "LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be set together");
   }
+  assertDurations(env);
   if (env.LIVEKIT_DISPATCH_BUDGET_MS >= env.LIVEKIT_WEBHOOK_BUDGET_MS) {
     throw new ConfigError(
       "LIVEKIT_DISPATCH_BUDGET_MS",
       `must be less than LIVEKIT_WEBHOOK_BUDGET_MS (${env.LIVEKIT_WEBHOOK_BUDGET_MS}): the dispatch happens inside the delivery`,
     );
+  }
+}
+
+function assertDurations(env: Env) {
+  const variables = ["WEBHOOK_RETRY_SCHEDULE", "WEBHOOK_DISABLE_AFTER", "WEBHOOK_TIMEOUT", "WEBHOOK_POLL_INTERVAL"] as const;
+  for (const variable of variables) {
+    const given = env[variable];
+    const parts = variable === "WEBHOOK_RETRY_SCHEDULE" ? given.split(",") : [given];
+    if (!parts.every((part) => DURATION.test(part.trim()))) {
+      const shape = parts.length > 1 || variable === "WEBHOOK_RETRY_SCHEDULE" ? "durations separated by commas, like 5s,5m,2h" : "a duration like 10s";
+      throw new ConfigError(variable, `expected ${shape} (units ms, s, m, h, d; got "${given}")`);
+    }
+    if (variable !== "WEBHOOK_RETRY_SCHEDULE" && durationMs(given) === 0) throw new ConfigError(variable, `must be longer than 0 (got "${given}")`);
   }
 }
 

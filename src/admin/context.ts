@@ -16,6 +16,8 @@ export interface AdminDeps {
   region: string;
   /** SYSTEM_DEFAULT_AGENT: the agent name calls no tenant claims are dispatched to. */
   systemDefaultAgent: string;
+  /** Webhook endpoints must be https:// (production). */
+  requireHttpsWebhooks: boolean;
 }
 
 /** The principal, the audit log and `adminOnly`, for the plugin that uses it (scoped: one level up). */

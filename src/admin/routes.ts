@@ -12,6 +12,7 @@ import { leadRoutes } from "./leads/routes";
 import { phoneNumberRoutes } from "./phone-numbers/routes";
 import { scheduleRoutes } from "./schedules/routes";
 import { tenantRoutes } from "./tenants/routes";
+import { webhookEndpointRoutes } from "./webhook-endpoints/routes";
 
 export type { AdminDeps } from "./context";
 
@@ -25,4 +26,5 @@ export const adminRoutes = (deps: AdminDeps) =>
     .use(blocklistRoutes(deps))
     .use(leadRoutes(deps))
     .use(callLogRoutes(deps))
-    .use(apiKeyRoutes(deps));
+    .use(apiKeyRoutes(deps))
+    .use(webhookEndpointRoutes(deps));

@@ -53,6 +53,8 @@ export async function serve(config: Config, logger: Logger): Promise<number> {
     }, config.shutdownTimeoutMs);
     await graceful;
     clearTimeout(timer);
+    // An attempt cut short here is given back untried: another process (or the next start) sends it.
+    await app.decorator.webhookDelivery.stop();
     directory.close();
     await journal?.close();
     await database.close();

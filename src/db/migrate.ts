@@ -15,6 +15,7 @@ import m0008 from "../../drizzle/0008_record_calls.sql" with { type: "text" };
 import m0009 from "../../drizzle/0009_list_indexes.sql" with { type: "text" };
 import m0010 from "../../drizzle/0010_policies.sql" with { type: "text" };
 import m0011 from "../../drizzle/0011_schedule_indexes.sql" with { type: "text" };
+import m0012 from "../../drizzle/0012_webhook_outbox.sql" with { type: "text" };
 import { type Database, rowsOf } from "./database";
 
 const MIGRATION_SQL: Record<string, string> = {
@@ -30,6 +31,7 @@ const MIGRATION_SQL: Record<string, string> = {
   "0009_list_indexes": m0009,
   "0010_policies": m0010,
   "0011_schedule_indexes": m0011,
+  "0012_webhook_outbox": m0012,
 };
 
 /** The migrations this switchboard knows, in the order they apply. */

@@ -3,6 +3,7 @@
 // This module imports no feature: features import it.
 import { sql } from "drizzle-orm";
 import {
+  bigint,
   boolean,
   check,
   foreignKey,
@@ -426,4 +427,120 @@ export const webhookEvents = pgTable(
     index("webhook_events_room_action_idx").on(t.roomSid, t.action),
     index("webhook_events_received_idx").on(t.receivedAt),
   ],
+);
+
+/** Where a tenant's systems want call and lead events, sent as Standard Webhooks (webhooks/). */
+export const webhookEndpoints = pgTable(
+  "webhook_endpoints",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    tenantId: uuid("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
+    url: text("url").notNull(),
+    /** The event types sent; empty: all of them. */
+    events: text("events").array().notNull().default(sql`'{}'::text[]`),
+    description: text("description"),
+    enabled: boolean("enabled").notNull().default(true),
+    /** whsec_ and base64 of 32 random bytes: the receiver needs it to verify, so it is kept as is. */
+    secret: text("secret").notNull(),
+    /** A rotated-out secret keeps signing, alongside the new one, until previous_secret_expires_at. */
+    previousSecret: text("previous_secret"),
+    previousSecretExpiresAt: timestamp("previous_secret_expires_at", { withTimezone: true }),
+    /** Why the endpoint was switched off by Switchboard (410 Gone, failing too long); null when a person did. */
+    disabledReason: text("disabled_reason"),
+    /** The first failure since the last success: failing for WEBHOOK_DISABLE_AFTER disables the endpoint. */
+    failingSince: timestamp("failing_since", { withTimezone: true }),
+    createdAt: createdAt(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    unique("webhook_endpoints_id_tenant_key").on(t.id, t.tenantId),
+    index("webhook_endpoints_tenant_created_idx").on(t.tenantId, t.createdAt, t.id),
+    index("webhook_endpoints_created_idx").on(t.createdAt, t.id),
+    check("webhook_endpoints_url_http", sql`${t.url} ~ '^https?://'`),
+  ],
+);
+
+/**
+ * The outbox: one row per call or lead change some endpoint of its tenant wants to hear of,
+ * written by triggers (migration 0012) in the transaction that made the change.
+ */
+export const outboxEvents = pgTable(
+  "outbox_events",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    tenantId: uuid("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
+    type: text("type").notNull(),
+    /** The call log or lead the event is about: one subject's events reach an endpoint in order. */
+    subject: uuid("subject").notNull(),
+    occurredAt: timestamp("occurred_at", { withTimezone: true }).notNull(),
+    /** The row as it was when the event happened (to_jsonb of the call log or lead). */
+    data: jsonb("data").$type<Record<string, unknown>>().notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index("outbox_events_created_idx").on(t.createdAt)],
+);
+
+export const WEBHOOK_DELIVERY_STATUSES = ["pending", "delivered", "failed"] as const;
+export type WebhookDeliveryStatus = (typeof WEBHOOK_DELIVERY_STATUSES)[number];
+
+/** One event for one endpoint: its webhook-id is `msg_` and this id, the same on every attempt. */
+export const webhookDeliveries = pgTable(
+  "webhook_deliveries",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    eventId: bigint("event_id", { mode: "number" })
+      .notNull()
+      .references(() => outboxEvents.id, { onDelete: "cascade" }),
+    endpointId: uuid("endpoint_id").notNull(),
+    tenantId: uuid("tenant_id").notNull(),
+    subject: uuid("subject").notNull(),
+    status: text("status").$type<WebhookDeliveryStatus>().notNull().default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    nextAttemptAt: timestamp("next_attempt_at", { withTimezone: true }).notNull().defaultNow(),
+    /** A worker sending it holds it until then; one that died is taken over after. */
+    leasedUntil: timestamp("leased_until", { withTimezone: true }),
+    lastStatusCode: integer("last_status_code"),
+    lastError: text("last_error"),
+    lastLatencyMs: integer("last_latency_ms"),
+    deliveredAt: timestamp("delivered_at", { withTimezone: true }),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    foreignKey({
+      name: "webhook_deliveries_endpoint_same_tenant_fk",
+      columns: [t.endpointId, t.tenantId],
+      foreignColumns: [webhookEndpoints.id, webhookEndpoints.tenantId],
+    }).onDelete("cascade"),
+    check("webhook_deliveries_status_check", inList("status", WEBHOOK_DELIVERY_STATUSES)),
+    // What the workers claim: due and pending.
+    index("webhook_deliveries_due_idx").on(t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
+    // An earlier pending event of the same subject for the same endpoint holds a later one back.
+    index("webhook_deliveries_order_idx").on(t.endpointId, t.subject, t.eventId).where(sql`${t.status} = 'pending'`),
+    index("webhook_deliveries_endpoint_created_idx").on(t.endpointId, t.createdAt, t.id),
+    index("webhook_deliveries_created_idx").on(t.createdAt),
+    // Deleting an old event (30 days) finds its deliveries.
+    index("webhook_deliveries_event_idx").on(t.eventId),
+  ],
+);
+
+/** Each try of a delivery, kept 30 days with it. */
+export const webhookAttempts = pgTable(
+  "webhook_attempts",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    deliveryId: uuid("delivery_id")
+      .notNull()
+      .references(() => webhookDeliveries.id, { onDelete: "cascade" }),
+    attempt: integer("attempt").notNull(),
+    attemptedAt: timestamp("attempted_at", { withTimezone: true }).notNull().defaultNow(),
+    /** The receiver's answer; null when there was none (refused target, timeout, connection error). */
+    statusCode: integer("status_code"),
+    latencyMs: integer("latency_ms").notNull(),
+    error: text("error"),
+  },
+  (t) => [index("webhook_attempts_delivery_idx").on(t.deliveryId, t.attempt)],
 );

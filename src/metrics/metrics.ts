@@ -9,6 +9,8 @@ export interface MetricsSources {
   databaseAvailable: () => boolean;
   /** Statements sent and not answered yet, and how many can run at once. */
   databaseStatements: () => { inFlight: number; connections: number };
+  /** Outbound webhooks waiting to be delivered (read from the database when scraped). */
+  outbox: () => Promise<{ depth: number; oldestDueSeconds: number }>;
 }
 
 export function createMetrics(sources: MetricsSources) {
@@ -53,6 +55,18 @@ export function createMetrics(sources: MetricsSources) {
       labelNames: ["outcome"] as const,
       registers,
     }),
+    webhookDeliveries: new Counter({
+      name: "switchboard_outbound_webhook_attempts_total",
+      help: "Attempts to deliver outbound webhooks by outcome (delivered, retrying, failed, disabled)",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
+    webhookAttemptSeconds: new Histogram({
+      name: "switchboard_outbound_webhook_attempt_duration_seconds",
+      help: "Time an outbound webhook attempt took, answered or not",
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
     databaseErrors: new Counter({
       name: "switchboard_database_errors_total",
       help: "Requests answered 503 because the database was unavailable",
@@ -82,9 +96,33 @@ function registerGauges(registers: Registry[], sources: MetricsSources) {
   gauge("switchboard_database_statements_in_flight", "Database statements sent and not answered yet", () =>
     sources.databaseStatements().inFlight,
   );
+  registerOutboxGauges(registers, sources.outbox);
   gauge(
     "switchboard_database_connections_max",
     "Statements the database client runs at once (DB_POOL_MAX; 1 for the embedded database)",
     () => sources.databaseStatements().connections,
   );
+}
+
+/** One read of the outbox per scrape serves both gauges; a database that is away leaves them as they were. */
+function registerOutboxGauges(registers: Registry[], read: MetricsSources["outbox"]) {
+  let reading: Promise<{ depth: number; oldestDueSeconds: number } | undefined> | undefined;
+  const once = () => {
+    reading ??= read()
+      .catch(() => undefined)
+      .finally(() => setTimeout(() => (reading = undefined), 0));
+    return reading;
+  };
+  const gauge = (name: string, help: string, pick: (o: { depth: number; oldestDueSeconds: number }) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      async collect() {
+        const outbox = await once();
+        if (outbox) this.set(pick(outbox));
+      },
+    });
+  gauge("switchboard_outbox_depth", "Outbound webhook deliveries pending for enabled endpoints", (o) => o.depth);
+  gauge("switchboard_outbox_oldest_due_seconds", "How long the longest-waiting due webhook delivery has waited", (o) => o.oldestDueSeconds);
 }

@@ -39,6 +39,8 @@ export function testEnv(overrides: Record<string, string> = {}): Record<string, 
     DATABASE_URL: process.env.DATABASE_URL,
     DATA_DIR: "memory://",
     LOG_LEVEL: "debug",
+    // Outbound webhooks are delivered only where a test asks (tests/webhooks*.test.ts).
+    WEBHOOK_DELIVERY: "false",
     ...overrides,
   };
 }
@@ -88,7 +90,8 @@ export async function openTestContext(
       await directory.reload();
     },
     reset,
-    close: () => {
+    close: async () => {
+      await app.decorator.webhookDelivery.stop();
       directory.close();
       return own ? own.close() : database.close();
     },
@@ -226,7 +229,7 @@ export async function resetData(database: Database): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await database.db.execute(
-        sql`truncate call_logs, leads, phone_numbers, campaigns, schedules, blocklist_entries, agents, api_keys, tenants, webhook_events restart identity cascade`,
+        sql`truncate call_logs, leads, phone_numbers, campaigns, schedules, blocklist_entries, agents, api_keys, webhook_attempts, webhook_deliveries, outbox_events, webhook_endpoints, tenants, webhook_events restart identity cascade`,
       );
       return;
     } catch (error) {

@@ -1,0 +1,126 @@
+// The delivery worker every process runs: it claims due deliveries from the outbox, sends each
+// (several at once, one subject's events in order), and records what happened. Between processes
+// the claim (SKIP LOCKED, then a lease) shares the work; a process that dies mid-attempt leaves
+// its deliveries to be taken over when their lease lapses: at least once, same webhook-id.
+import type { Database } from "../db/client";
+import type { Logger } from "../logger";
+import { claimDue, type ClaimedDelivery, forgetOld, recordAttempt, releaseClaims } from "./outbox";
+import { eventBody } from "./payload";
+import { type AttemptResult, sendWebhook } from "./sender";
+
+export interface WebhookSettings {
+  /** Waits between attempts after a failure; when spent, the delivery has failed. */
+  retryScheduleMs: number[];
+  disableAfterMs: number;
+  timeoutMs: number;
+  allowPrivateTargets: boolean;
+  pollIntervalMs: number;
+}
+
+export interface WorkerDeps {
+  database: Database;
+  logger: Logger;
+  settings: WebhookSettings;
+  /** Told of every attempt (metrics). */
+  onAttempt?: (outcome: DeliveryOutcome, result: AttemptResult) => void;
+  /** Whether the database takes statements (and the schema is there): no claim before. */
+  available: () => boolean;
+}
+
+export type DeliveryOutcome = "delivered" | "retrying" | "failed" | "disabled";
+
+/** Deliveries sent at once by one process. */
+const BATCH = 16;
+/** Delivery attempts and their events are kept this long. */
+export const RETENTION_MS = 30 * 24 * 3600 * 1000;
+const CLEANUP_EVERY_MS = 3600 * 1000;
+
+/** When to try again after `attempts` failed tries, or null when the schedule is spent; ±10% jitter. */
+export function nextAttemptAt(attempts: number, scheduleMs: number[], now: Date, random = Math.random): Date | null {
+  const wait = scheduleMs[attempts - 1];
+  if (wait === undefined) return null;
+  return new Date(now.getTime() + wait * (0.9 + 0.2 * random()));
+}
+
+export function startWebhookWorker(deps: WorkerDeps): { stop(): Promise<void> } {
+  const aborter = new AbortController();
+  let wake: (() => void) | undefined;
+  let lastCleanup = 0;
+  const idle = (ms: number) =>
+    new Promise<void>((resolve) => {
+      // Unreferenced: an idle worker does not keep the process alive.
+      const timer = setTimeout(resolve, ms);
+      timer.unref?.();
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  const loop = async () => {
+    while (!aborter.signal.aborted) {
+      let claimed = 0;
+      try {
+        if (deps.available()) {
+          if (Date.now() - lastCleanup > CLEANUP_EVERY_MS) {
+            lastCleanup = Date.now();
+            await forgetOld(deps.database, RETENTION_MS);
+          }
+          claimed = await deliverBatch(deps, aborter.signal);
+        }
+      } catch (error) {
+        deps.logger.warn({ err: error }, "webhook delivery round failed");
+      }
+      // A full round may have left more due (or a next event of the same call): go again at once.
+      if (claimed === 0 && !aborter.signal.aborted) await idle(deps.settings.pollIntervalMs);
+    }
+  };
+  const running = loop();
+  return {
+    async stop() {
+      aborter.abort();
+      wake?.();
+      await running;
+    },
+  };
+}
+
+async function deliverBatch(deps: WorkerDeps, signal: AbortSignal): Promise<number> {
+  const leaseMs = deps.settings.timeoutMs + 30_000;
+  const claimed = await claimDue(deps.database, BATCH, leaseMs);
+  const untried: string[] = [];
+  await Promise.all(
+    claimed.map(async (delivery) => {
+      const result = await attempt(delivery, deps.settings, signal);
+      if (signal.aborted) untried.push(delivery.id);
+      else await settle(deps, delivery, result);
+    }),
+  );
+  if (untried.length > 0) await releaseClaims(deps.database, untried).catch(() => undefined);
+  return claimed.length;
+}
+
+function attempt(delivery: ClaimedDelivery, settings: WebhookSettings, signal: AbortSignal) {
+  const secrets = [delivery.secret, ...(delivery.previous_secret ? [delivery.previous_secret] : [])];
+  const message = { id: `msg_${delivery.id}`, body: eventBody({ type: delivery.type, occurredAt: delivery.occurred_at, data: delivery.data }), secrets };
+  return sendWebhook(delivery.url, message, { timeoutMs: settings.timeoutMs, allowPrivateTargets: settings.allowPrivateTargets, signal });
+}
+
+async function settle(deps: WorkerDeps, delivery: ClaimedDelivery, result: AttemptResult) {
+  const { settings } = deps;
+  const delivered = result.statusCode !== null && result.statusCode >= 200 && result.statusCode < 300;
+  const gone = result.statusCode === 410;
+  const next = delivered || gone ? null : nextAttemptAt(delivery.attempts + 1, settings.retryScheduleMs, new Date());
+  const health = await recordAttempt(deps.database, {
+    deliveryId: delivery.id,
+    ...result,
+    nextAttemptAt: next,
+    delivered,
+    gone,
+    disableAfterMs: settings.disableAfterMs,
+  });
+  const outcome: DeliveryOutcome = health?.disabledReason ? "disabled" : delivered ? "delivered" : next ? "retrying" : "failed";
+  deps.onAttempt?.(outcome, result);
+  const fields = { delivery_id: delivery.id, event: delivery.type, attempt: delivery.attempts + 1, status_code: result.statusCode, latency_ms: result.latencyMs };
+  if (delivered) deps.logger.debug(fields, "webhook delivered");
+  else deps.logger.info({ ...fields, error: result.error, next_attempt_at: next?.toISOString() ?? null, disabled: health?.disabledReason ?? null }, "webhook attempt failed");
+}
