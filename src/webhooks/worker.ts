@@ -85,7 +85,8 @@ export function startWebhookWorker(deps: WorkerDeps): { stop(): Promise<void> } 
 }
 
 async function deliverBatch(deps: WorkerDeps, signal: AbortSignal): Promise<number> {
-  const leaseMs = deps.settings.timeoutMs + 30_000;
+  // Longer than an attempt can take (its timeout) and the record after it.
+  const leaseMs = deps.settings.timeoutMs * 2 + 1_000;
   const claimed = await claimDue(deps.database, BATCH, leaseMs);
   const untried: string[] = [];
   await Promise.all(
