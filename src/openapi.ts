@@ -2,12 +2,14 @@
 // routes' TypeBox models, and an interactive page over it at GET /docs.
 import { openapi } from "@elysiajs/openapi";
 import { Elysia } from "elysia";
+import type { OpenAPIV3_1 } from "openapi-types";
 // Swagger UI's script and style, embedded in the binary like PGlite's files: the page works on a
 // VM without internet access. (Scalar, the plugin's default, loads from a CDN, and its npm package
 // brings Vue and twenty more packages to serve one 4 MB file.)
 import swaggerScript from "swagger-ui-dist/swagger-ui-bundle.js" with { type: "file" };
 import swaggerStyle from "swagger-ui-dist/swagger-ui.css" with { type: "file" };
 import { VERSION } from "./version";
+import { CallEventPayload, EVENT_DESCRIPTIONS, EVENT_TYPES, LeadEventPayload } from "./webhooks/model";
 
 /** Where the page finds its assets, served by docsAssets below. */
 const ASSETS = { script: "/docs/swagger-ui-bundle.js", style: "/docs/swagger-ui.css" };
@@ -39,7 +41,9 @@ export function apiDocs() {
         { name: "leads", description: "Made by calls; read, corrected and deleted here" },
         { name: "call-logs", description: "Read-only but for a forward-only status fix" },
         { name: "api-keys" },
+        { name: "webhook-endpoints", description: "Where a tenant's systems hear of its calls and leads (see webhooks)" },
       ],
+      webhooks: outboundWebhooks(),
       components: {
         securitySchemes: {
           bearerAuth: { type: "http", scheme: "bearer", description: "An admin or tenant API key (sb_...)" },
@@ -58,6 +62,44 @@ export function apiDocs() {
     swagger: { cdn: ASSETS.script, theme: ASSETS.style, ...{ url: "/openapi.json" } },
   }).use(docsAssets());
 }
+
+const signatureHeaders = [
+  ["webhook-id", "msg_...: the same on every attempt of one event to one endpoint; deduplicate by it"],
+  ["webhook-timestamp", "Seconds since the epoch, when this attempt was sent"],
+  ["webhook-signature", "v1,<base64 HMAC-SHA256 of id.timestamp.body>, space-separated, one per secret in use"],
+].map(([name, description]) => ({ name, in: "header" as const, required: true, description, schema: { type: "string" } }));
+
+/**
+ * What Switchboard POSTs to a tenant's webhook endpoints (OpenAPI 3.1's webhooks): Standard
+ * Webhooks (standardwebhooks.com), so any of its libraries verifies them. Any 2xx acknowledges;
+ * anything else (or no answer in 10 s) is tried again; 410 Gone disables the endpoint.
+ */
+function outboundWebhooks(): Webhooks {
+  return Object.fromEntries(
+    EVENT_TYPES.map((type) => [
+      type,
+      {
+        post: {
+          summary: type,
+          description: EVENT_DESCRIPTIONS[type],
+          tags: ["webhook-endpoints"],
+          parameters: signatureHeaders,
+          requestBody: {
+            required: true,
+            content: { "application/json": { schema: type.startsWith("lead.") ? LeadEventPayload : CallEventPayload } },
+          },
+          responses: {
+            "200": { description: "Any 2xx: received" },
+            "410": { description: "Gone: Switchboard disables the endpoint" },
+          },
+        },
+      },
+    ]),
+  ) as Webhooks;
+}
+
+/** OpenAPI 3.1's webhooks section (its schema type is not TypeBox's, whose schemas are JSON Schema all the same). */
+type Webhooks = OpenAPIV3_1.Document["webhooks"];
 
 function docsAssets() {
   // The files change only with the binary: a day's caching, revalidated by the ETag Bun sets.

@@ -49,7 +49,8 @@ describe("GET /openapi.json", () => {
     const withBodies = operations().filter((o) => o.path.startsWith("/api/v1/") && ["post", "patch"].includes(o.method));
     expect(withBodies.length).toBeGreaterThan(10);
     for (const { path, method, operation } of withBodies) {
-      if (path.endsWith("/deactivate") || path.endsWith("/livekit/events")) continue;
+      // Actions on a resource take no body; LiveKit's events are protobuf JSON, read by the SDK.
+      if (/\/(deactivate|rotate-secret|retry)$/.test(path) || path.endsWith("/livekit/events")) continue;
       const schema = operation.requestBody?.content?.["application/json"]?.schema;
       if (!schema?.properties) throw new Error(`${method} ${path}: no JSON body schema`);
     }
@@ -105,6 +106,23 @@ describe("GET /docs", () => {
         expect(res.headers.get("content-type")).toMatch(asset.endsWith(".css") ? /^text\/css/ : /^text\/javascript/);
         expect((await res.arrayBuffer()).byteLength).toBeGreaterThan(100_000);
       }
+    }
+  });
+});
+
+describe("the outbound webhooks section", () => {
+  test("documents each event a tenant's endpoint receives, its Standard Webhooks headers, and data shaped like the admin API's answers", () => {
+    expect(Object.keys(doc.webhooks).sort()).toEqual(
+      ["call.answered", "call.ended", "call.rejected", "call.started", "call.transferred", "lead.created", "lead.updated"],
+    );
+    const callLog = doc.paths["/api/v1/call-logs/{id}"].get.responses["200"].content["application/json"].schema;
+    const lead = doc.paths["/api/v1/leads/{id}"].get.responses["200"].content["application/json"].schema;
+    for (const [type, item] of Object.entries(doc.webhooks as Record<string, any>)) {
+      const body = item.post.requestBody.content["application/json"].schema;
+      expect(Object.keys(body.properties).sort()).toEqual(["data", "timestamp", "type"]);
+      const shape = type.startsWith("lead.") ? lead : callLog;
+      expect(Object.keys(body.properties.data.properties).sort()).toEqual(Object.keys(shape.properties).sort());
+      expect(item.post.parameters.map((p: any) => `${p.in}:${p.name}`)).toEqual(["header:webhook-id", "header:webhook-timestamp", "header:webhook-signature"]);
     }
   });
 });
