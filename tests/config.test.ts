@@ -30,6 +30,13 @@ function documentedDefaults(): Map<string, string> {
   return defaults;
 }
 
+/** Milliseconds written the way the README writes durations: in the largest unit, up to hours, that divides them. */
+function asDuration(ms: number): string {
+  const units = [["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const;
+  const [unit, size] = units.find(([, size]) => ms % size === 0) ?? ["ms", 1];
+  return `${ms / size}${unit}`;
+}
+
 describe("defaults", () => {
   /** Where each documented variable's value ends up in the configuration. */
   const read: Record<string, (config: ReturnType<typeof loadConfig>) => unknown> = {
@@ -57,6 +64,12 @@ describe("defaults", () => {
     LIVEKIT_ROOM_PREFIX: (c) => c.livekit.roomPrefix,
     LIVEKIT_TRUNK_NAME: (c) => c.livekit.trunkName,
     LIVEKIT_DISPATCH_RULE_NAME: (c) => c.livekit.dispatchRuleName,
+    WEBHOOK_DELIVERY: (c) => c.webhooks.deliver,
+    WEBHOOK_RETRY_SCHEDULE: (c) => c.webhooks.retryScheduleMs.map(asDuration).join(","),
+    WEBHOOK_DISABLE_AFTER: (c) => asDuration(c.webhooks.disableAfterMs),
+    WEBHOOK_TIMEOUT: (c) => asDuration(c.webhooks.timeoutMs),
+    WEBHOOK_POLL_INTERVAL: (c) => asDuration(c.webhooks.pollIntervalMs),
+    WEBHOOK_ALLOW_PRIVATE_TARGETS: (c) => c.webhooks.allowPrivateTargets,
   };
 
   test("an empty environment gives what the README documents: a development server on the embedded database", () => {
@@ -284,4 +297,21 @@ describe.concurrent("the switchboard command", () => {
     expect(code).not.toBe(0);
     expect(stderr).toContain("frobnicate");
   }, CLI_TIMEOUT);
+});
+
+describe("outbound webhook durations", () => {
+  test("are read in any unit, the schedule as a list", () => {
+    const { webhooks } = loadConfig({ WEBHOOK_RETRY_SCHEDULE: "250ms, 2s,1m", WEBHOOK_TIMEOUT: "3s", WEBHOOK_DISABLE_AFTER: "2d" });
+    expect(webhooks).toMatchObject({ retryScheduleMs: [250, 2000, 60_000], timeoutMs: 3000, disableAfterMs: 172_800_000 });
+  });
+
+  test.each([
+    ["WEBHOOK_RETRY_SCHEDULE", "5 seconds", "WEBHOOK_RETRY_SCHEDULE: expected durations separated by commas, like 5s,5m,2h (units ms, s, m, h, d; got \"5 seconds\")"],
+    ["WEBHOOK_RETRY_SCHEDULE", "5s,,1m", "WEBHOOK_RETRY_SCHEDULE: expected durations separated by commas, like 5s,5m,2h (units ms, s, m, h, d; got \"5s,,1m\")"],
+    ["WEBHOOK_TIMEOUT", "10", "WEBHOOK_TIMEOUT: expected a duration like 10s (units ms, s, m, h, d; got \"10\")"],
+    ["WEBHOOK_TIMEOUT", "0s", "WEBHOOK_TIMEOUT: must be longer than 0 (got \"0s\")"],
+    ["WEBHOOK_POLL_INTERVAL", "0ms", "WEBHOOK_POLL_INTERVAL: must be longer than 0 (got \"0ms\")"],
+  ])("%s=%s is refused, saying what a duration looks like", (variable, value, message) => {
+    expect(() => loadConfig({ [variable]: value })).toThrow(message);
+  });
 });
