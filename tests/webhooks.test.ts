@@ -9,6 +9,7 @@ import {
   acmeDirectory,
   answer,
   CAMPAIGN_AGENT,
+  CAMPAIGN_NUMBER,
   newCall,
   plus,
   postEvent,
@@ -261,6 +262,31 @@ describe("what an endpoint hears of", () => {
     await receiver.waitFor(() => callEvents(call.callId).length >= 1);
     await Bun.sleep(200);
     expect(callEvents(call.callId).map((e) => [e.payload.type, e.payload.data.outcome_reason])).toEqual([["call.rejected", "blocklist"]]);
+  });
+
+  test("a transferred call is call.transferred with its destination, then call.ended when the caller leaves", async () => {
+    await createEndpoint({ events: ["call.started", "call.transferred", "call.ended"] });
+    // Closed all week: every call is after hours, and after hours go to the front desk.
+    const schedule = await admin.post("/schedules", {
+      tenant_id: tenantId,
+      name: "Never open",
+      time_zone: "UTC",
+      weekly_hours: {},
+      after_hours: { action: "transfer", transfer_to: "+14155550999" },
+    });
+    expect(schedule.status).toBe(201);
+    const numbers = await admin.get(`/phone-numbers?number=${encodeURIComponent(CAMPAIGN_NUMBER)}`);
+    expect((await admin.patch(`/phone-numbers/${numbers.body.data[0].id}`, { schedule_id: schedule.body.id })).status).toBe(200);
+    await ctx.directory.reload();
+    const call = newCall();
+    await deliver(sipCallerJoinedEvent(fake, call));
+    await deliver(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 20_000), reason: "CLIENT_INITIATED" }));
+    await receiver.waitFor(() => callEvents(call.callId).length >= 2);
+    await Bun.sleep(200);
+    expect(callEvents(call.callId).map((e) => [e.payload.type, e.payload.data.transfer_to, e.payload.data.outcome_reason])).toEqual([
+      ["call.transferred", "+14155550999", "after_hours"],
+      ["call.ended", "+14155550999", "after_hours"],
+    ]);
   });
 
   test("another tenant's endpoint hears nothing of this tenant's calls", async () => {
