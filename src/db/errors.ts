@@ -32,6 +32,8 @@ const FIELDS: [RegExp, string][] = [
   [/^blocklist_entries_tenant_id_tenants_id_fk$/, "tenant_id"],
   [/^schedules_tenant_name_key$/, "name"],
   [/^schedules_tenant_id_tenants_id_fk$/, "tenant_id"],
+  [/^webhook_endpoints_tenant_id_tenants_id_fk$/, "tenant_id"],
+  [/^webhook_endpoints_url_http$/, "url"],
   [/^(campaigns|phone_numbers)_schedule_same_tenant_fk$/, "schedule_id"],
 ];
 

@@ -28,9 +28,12 @@ export const endpointTarget = (principal: Principal, id: string) =>
 /** whsec_ and base64 of 32 random bytes, as the Standard Webhooks specification defines a secret. */
 const newSecret = () => `whsec_${randomBytes(32).toString("base64")}`;
 
-/** An absolute http(s) URL with a host; https only in production. */
-function assertTarget(url: string | undefined, requireHttps: boolean) {
-  if (url === undefined) return;
+/**
+ * An absolute http(s) URL with a host (https only in production), as the URL parser reads it: what
+ * is stored is what the worker connects to, and the database's check sees the scheme in lower case.
+ */
+function targetOf(url: string | undefined, requireHttps: boolean): string | undefined {
+  if (url === undefined) return undefined;
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -43,6 +46,7 @@ function assertTarget(url: string | undefined, requireHttps: boolean) {
     throw new BadRequestError(`url: ${why} (got ${parsed.protocol}//)`, "url");
   }
   if (!parsed.hostname) throw new BadRequestError("url: has no host", "url");
+  return parsed.href;
 }
 
 export const listWebhookEndpoints = (db: Drizzle, principal: Principal, query: typeof WebhookEndpointQuery.static) =>
@@ -64,12 +68,12 @@ export async function getWebhookEndpoint(db: Drizzle, principal: Principal, id: 
 
 export async function createWebhookEndpoint(deps: AdminDeps, principal: Principal, body: typeof WebhookEndpointCreate.static) {
   const tenantId = tenantForCreate(principal, body.tenant_id)!;
-  assertTarget(body.url, deps.requireHttpsWebhooks);
+  const url = targetOf(body.url, deps.requireHttpsWebhooks)!;
   const [row] = await deps.database.db
     .insert(webhookEndpoints)
     .values({
       tenantId,
-      url: body.url,
+      url,
       events: body.events ?? [],
       description: body.description ?? null,
       enabled: body.enabled ?? true,
@@ -81,9 +85,8 @@ export async function createWebhookEndpoint(deps: AdminDeps, principal: Principa
 
 /** Enabling an endpoint again forgets why it was disabled and how long it had been failing. */
 export async function updateWebhookEndpoint(deps: AdminDeps, principal: Principal, id: string, body: typeof WebhookEndpointUpdate.static) {
-  assertTarget(body.url, deps.requireHttpsWebhooks);
   const set = {
-    url: body.url,
+    url: targetOf(body.url, deps.requireHttpsWebhooks),
     events: body.events,
     description: body.description,
     enabled: body.enabled,
@@ -99,7 +102,10 @@ export async function deleteWebhookEndpoint(db: Drizzle, principal: Principal, i
   found(rows, "webhook endpoint", id);
 }
 
-/** A new secret, answered once; the old one keeps signing beside it for 24 hours. */
+/**
+ * A new secret, answered once; the one it replaces keeps signing beside it for 24 hours. Only one
+ * old secret is kept: a second rotation within the 24 hours ends the first one's overlap.
+ */
 export async function rotateWebhookSecret(db: Drizzle, principal: Principal, id: string) {
   const rows = await db
     .update(webhookEndpoints)
