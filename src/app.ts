@@ -2,7 +2,7 @@
 // app.handle(request), and only the CLI (main.ts) opens a port.
 import type { Tracer } from "@opentelemetry/api";
 import { Elysia } from "elysia";
-import { adminRoutes } from "./admin/routes";
+import { type AdminDeps, adminRoutes } from "./admin/routes";
 import { createRoutingDirectory, type RoutingDirectory } from "./calls/directory";
 import { createCallRecorder } from "./calls/recorder";
 import { callRoutes } from "./calls/routes";
@@ -115,20 +115,17 @@ export function createApp(deps: AppDeps) {
     .decorate("webhookDelivery", { stop: async () => delivering?.stop() })
     .use(healthRoutes({ database, directory, journal: deps.journal, endpoints }))
     .use(callRoutes(routing, { testEndpointEnabled: config.testEndpointEnabled, authorize }))
-    .use(
-      adminRoutes({
-        database,
-        logger,
-        region: config.defaultRegion,
-        systemDefaultAgent: config.systemDefaultAgent,
-        requireHttpsWebhooks: config.webhooks.requireHttps,
-      }),
-    )
+    .use(adminRoutes(adminDeps(deps)))
     .use(liveKitRoutes({ auth: webhookAuth, rawBody: bodies.rawBody, events, observe }))
     .use(metricsRoutes(metrics, config.metricsToken))
     .use(apiDocs());
   routes = app.routes;
   return app;
+}
+
+function adminDeps({ database, logger, config }: AppDeps): AdminDeps {
+  const { defaultRegion: region, systemDefaultAgent, webhooks } = config;
+  return { database, logger, region, systemDefaultAgent, requireHttpsWebhooks: webhooks.requireHttps };
 }
 
 /** What routing a call needs; each routed call is counted once, when it is first decided. */

@@ -55,6 +55,20 @@ export function createMetrics(sources: MetricsSources) {
       labelNames: ["outcome"] as const,
       registers,
     }),
+    ...outboundWebhookMetrics(registers),
+    databaseErrors: new Counter({
+      name: "switchboard_database_errors_total",
+      help: "Requests answered 503 because the database was unavailable",
+      registers,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Attempts to deliver webhooks to tenants' endpoints (webhooks/worker.ts). */
+function outboundWebhookMetrics(registers: Registry[]) {
+  return {
     webhookDeliveries: new Counter({
       name: "switchboard_outbound_webhook_attempts_total",
       help: "Attempts to deliver outbound webhooks by outcome (delivered, retrying, failed, disabled)",
@@ -67,15 +81,8 @@ export function createMetrics(sources: MetricsSources) {
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     }),
-    databaseErrors: new Counter({
-      name: "switchboard_database_errors_total",
-      help: "Requests answered 503 because the database was unavailable",
-      registers,
-    }),
   };
 }
-
-export type Metrics = ReturnType<typeof createMetrics>;
 
 /** Gauges read from their sources when scraped. */
 function registerGauges(registers: Registry[], sources: MetricsSources) {

@@ -61,6 +61,15 @@ export function webhookEndpointRoutes(deps: AdminDeps) {
       response: { 200: WebhookEndpointWithSecret },
       detail: { summary: "Answer a new secret; the old one keeps signing beside it for 24 hours" },
     })
+    .use(deliveryRoutes(deps));
+}
+
+/** What was sent to an endpoint, and a person's retry of one delivery. */
+function deliveryRoutes(deps: AdminDeps) {
+  const { db } = deps.database;
+  return new Elysia()
+    .use(adminContext(deps))
+    .guard(resource("webhook-endpoints"))
     .get("/webhook-endpoints/:id/deliveries", ({ principal, params, query }) => listDeliveries(db, principal, params.id, query), {
       params: IdParams,
       query: WebhookDeliveryQuery,
