@@ -36,7 +36,7 @@ const sipCall = (ctx: TestContext, callId: string) =>
   ctx.post(SIP_INBOUND_PATH, { call_id: callId, from_number: CALLER, to_number: CAMPAIGN_NUMBER });
 
 async function deliveriesWhen(admin: AdminClient, endpointId: string, predicate: (d: any[]) => boolean) {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 600; i++) {
     const page = await admin.get(`/webhook-endpoints/${endpointId}/deliveries`);
     if (predicate(page.body.data)) return page.body.data as any[];
     await Bun.sleep(25);
@@ -129,7 +129,7 @@ describe("an endpoint failing for WEBHOOK_DISABLE_AFTER", () => {
     const created = await admin.post("/webhook-endpoints", { tenant_id: tenantId, url: receiver.url, events: ["call.started"] });
     expect((await sipCall(ctx, "failing-1")).status).toBe(200);
     let endpoint: any;
-    for (let i = 0; i < 200 && endpoint?.enabled !== false; i++) {
+    for (let i = 0; i < 600 && endpoint?.enabled !== false; i++) {
       await Bun.sleep(25);
       endpoint = (await admin.get(`/webhook-endpoints/${created.body.id}`)).body;
     }

@@ -85,7 +85,7 @@ async function deliveriesOf(endpointId: string) {
 
 /** Polls the endpoint's deliveries until `predicate` holds (bounded), and returns them. */
 async function deliveriesWhen(endpointId: string, predicate: (deliveries: any[]) => boolean, what: string) {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 600; i++) {
     const deliveries = await deliveriesOf(endpointId);
     if (predicate(deliveries)) return deliveries;
     await Bun.sleep(25);

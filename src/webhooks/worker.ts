@@ -29,8 +29,8 @@ export interface WorkerDeps {
 
 export type DeliveryOutcome = "delivered" | "retrying" | "failed" | "disabled";
 
-/** Deliveries sent at once by one process. */
-const BATCH = 16;
+/** Attempts one process has going at once. */
+const IN_FLIGHT = 16;
 /** Delivery attempts and their events are kept this long. */
 export const RETENTION_MS = 30 * 24 * 3600 * 1000;
 const CLEANUP_EVERY_MS = 3600 * 1000;
@@ -42,62 +42,80 @@ export function nextAttemptAt(attempts: number, scheduleMs: number[], now: Date,
   return new Date(now.getTime() + wait * (0.9 + 0.2 * random()));
 }
 
+/**
+ * Keeps up to IN_FLIGHT attempts going: it claims as many as there are free places, and claims
+ * again as soon as one finishes (a call's next event becomes due then), so one slow receiver holds
+ * one place, not the others' deliveries. Idle, it looks every WEBHOOK_POLL_INTERVAL.
+ */
 export function startWebhookWorker(deps: WorkerDeps): { stop(): Promise<void> } {
   const aborter = new AbortController();
-  let wake: (() => void) | undefined;
+  const inFlight = new Set<Promise<void>>();
+  // A finished attempt (or a stop) wakes the loop, also one that was busy claiming when it came.
+  let woken = false;
+  let resolveIdle = () => {};
+  const wake = () => {
+    woken = true;
+    resolveIdle();
+  };
   let lastCleanup = 0;
   const idle = (ms: number) =>
     new Promise<void>((resolve) => {
+      if (woken) return resolve();
       // Unreferenced: an idle worker does not keep the process alive.
       const timer = setTimeout(resolve, ms);
       timer.unref?.();
-      wake = () => {
+      resolveIdle = () => {
         clearTimeout(timer);
         resolve();
       };
     });
+  const start = (delivery: ClaimedDelivery) => {
+    const task = deliver(deps, delivery, aborter.signal)
+      .catch((error: unknown) => deps.logger.warn({ err: error, delivery_id: delivery.id }, "webhook attempt not recorded"))
+      .finally(() => {
+        inFlight.delete(task);
+        wake();
+      });
+    inFlight.add(task);
+  };
   const loop = async () => {
     while (!aborter.signal.aborted) {
-      let claimed = 0;
+      woken = false;
+      let claimed: ClaimedDelivery[] = [];
       try {
-        if (deps.available()) {
+        if (deps.available() && inFlight.size < IN_FLIGHT) {
           if (Date.now() - lastCleanup > CLEANUP_EVERY_MS) {
             lastCleanup = Date.now();
             await forgetOld(deps.database, RETENTION_MS);
           }
-          claimed = await deliverBatch(deps, aborter.signal);
+          claimed = await claimDue(deps.database, IN_FLIGHT - inFlight.size, leaseMs(deps.settings));
+          claimed.forEach(start);
         }
       } catch (error) {
         deps.logger.warn({ err: error }, "webhook delivery round failed");
       }
-      // A full round may have left more due (or a next event of the same call): go again at once.
-      if (claimed === 0 && !aborter.signal.aborted) await idle(deps.settings.pollIntervalMs);
+      if (claimed.length === 0 && !aborter.signal.aborted) await idle(deps.settings.pollIntervalMs);
     }
+    await Promise.all(inFlight);
   };
   const running = loop();
   return {
     async stop() {
       aborter.abort();
-      wake?.();
+      wake();
       await running;
     },
   };
 }
 
-async function deliverBatch(deps: WorkerDeps, signal: AbortSignal): Promise<number> {
-  // Longer than an attempt can take (its timeout) and the record after it.
-  const leaseMs = deps.settings.timeoutMs * 2 + 1_000;
-  const claimed = await claimDue(deps.database, BATCH, leaseMs);
-  const untried: string[] = [];
-  await Promise.all(
-    claimed.map(async (delivery) => {
-      const result = await attempt(delivery, deps.settings, signal);
-      if (signal.aborted) untried.push(delivery.id);
-      else await settle(deps, delivery, result);
-    }),
-  );
-  if (untried.length > 0) await releaseClaims(deps.database, untried).catch(() => undefined);
-  return claimed.length;
+/** Longer than an attempt can take (its timeout) and the record after it. */
+const leaseMs = (settings: WebhookSettings) => settings.timeoutMs * 2 + 1_000;
+
+/** One attempt and its record; cut short by a stop, the delivery is given back untried. */
+async function deliver(deps: WorkerDeps, delivery: ClaimedDelivery, signal: AbortSignal) {
+  const result = await attempt(delivery, deps.settings, signal);
+  if (signal.aborted) await releaseClaims(deps.database, [delivery.id]);
+  else await settle(deps, delivery, result);
 }
 
 function attempt(delivery: ClaimedDelivery, settings: WebhookSettings, signal: AbortSignal) {

@@ -74,7 +74,7 @@ export function startWebhookReceiver(path = "/hooks"): WebhookReceiver {
       state.fallback = value;
     },
     ofType: (type) => (type ? received.filter((r) => r.payload.type === type) : received),
-    waitFor(predicate, ms = 10_000) {
+    waitFor(predicate, ms = 20_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
           if (!predicate(received)) return;
