@@ -50,37 +50,20 @@ export function nextAttemptAt(attempts: number, scheduleMs: number[], now: Date,
 export function startWebhookWorker(deps: WorkerDeps): { stop(): Promise<void> } {
   const aborter = new AbortController();
   const inFlight = new Set<Promise<void>>();
-  // A finished attempt (or a stop) wakes the loop, also one that was busy claiming when it came.
-  let woken = false;
-  let resolveIdle = () => {};
-  const wake = () => {
-    woken = true;
-    resolveIdle();
-  };
+  const waker = createWaker();
   let lastCleanup = 0;
-  const idle = (ms: number) =>
-    new Promise<void>((resolve) => {
-      if (woken) return resolve();
-      // Unreferenced: an idle worker does not keep the process alive.
-      const timer = setTimeout(resolve, ms);
-      timer.unref?.();
-      resolveIdle = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
   const start = (delivery: ClaimedDelivery) => {
     const task = deliver(deps, delivery, aborter.signal)
       .catch((error: unknown) => deps.logger.warn({ err: error, delivery_id: delivery.id }, "webhook attempt not recorded"))
       .finally(() => {
         inFlight.delete(task);
-        wake();
+        waker.wake();
       });
     inFlight.add(task);
   };
   const loop = async () => {
     while (!aborter.signal.aborted) {
-      woken = false;
+      waker.reset();
       let claimed: ClaimedDelivery[] = [];
       try {
         if (deps.available() && inFlight.size < IN_FLIGHT) {
@@ -94,7 +77,7 @@ export function startWebhookWorker(deps: WorkerDeps): { stop(): Promise<void> } 
       } catch (error) {
         deps.logger.warn({ err: error }, "webhook delivery round failed");
       }
-      if (claimed.length === 0 && !aborter.signal.aborted) await idle(deps.settings.pollIntervalMs);
+      if (claimed.length === 0 && !aborter.signal.aborted) await waker.idle(deps.settings.pollIntervalMs);
     }
     await Promise.all(inFlight);
   };
@@ -102,9 +85,38 @@ export function startWebhookWorker(deps: WorkerDeps): { stop(): Promise<void> } 
   return {
     async stop() {
       aborter.abort();
-      wake();
+      waker.wake();
       await running;
     },
+  };
+}
+
+/**
+ * A wait that a wake ends early; a wake that comes while the loop is busy (claiming) is kept, so
+ * the next wait returns at once instead of sleeping past a finished attempt.
+ */
+function createWaker() {
+  let woken = false;
+  let endWait = () => {};
+  return {
+    reset: () => {
+      woken = false;
+    },
+    wake: () => {
+      woken = true;
+      endWait();
+    },
+    idle: (ms: number) =>
+      new Promise<void>((resolve) => {
+        if (woken) return resolve();
+        // Unreferenced: an idle worker does not keep the process alive.
+        const timer = setTimeout(resolve, ms);
+        timer.unref?.();
+        endWait = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      }),
   };
 }
 
