@@ -267,20 +267,26 @@ describe.skipIf(skip)("outbound webhooks delivered by real server processes on o
     expect(rows.filter((row) => row.recorded !== 1).map((row) => `${row.event}: ${row.recorded} attempts`)).toEqual([]);
   }, 60_000);
 
-  test("a process killed (SIGKILL) with deliveries in flight: the other takes them over once their lease lapses, same webhook-ids, nothing lost", async () => {
-    const { url, sql, key, tenantId } = await seeded("sigkill");
+  /**
+   * Two processes, the survivor frozen (SIGSTOP) so it can claim nothing: 12 calls through the
+   * other, whose attempts the receiver holds open, so that they are in flight when a test acts.
+   */
+  async function deliveriesInFlight(name: string) {
+    const { url, sql, key, tenantId } = await seeded(name);
     const hooks = receiver();
-    const [doomed, survivor] = await Promise.all([startServer(serverEnv(url)), startServer(serverEnv(url))]);
-    // The survivor can claim nothing until it is thawed: whatever is in flight is the doomed one's.
+    const [leaving, survivor] = await Promise.all([startServer(serverEnv(url)), startServer(serverEnv(url))]);
     survivor!.kill("SIGSTOP");
-    const endpoint = await createEndpoint(doomed!, key, tenantId, hooks.url);
+    const endpoint = await createEndpoint(leaving!, key, tenantId, hooks.url);
     hooks.fallback = { status: 200, delayMs: HOLD_MS };
-
-    const calls = await placeCalls([doomed!], "killed", 12);
-    const expected = expectedEvents(calls);
+    const expected = expectedEvents(await placeCalls([leaving!], name, 12));
     await claimsInFlight(sql, endpoint.id, hooks, expected.length);
-    doomed!.kill("SIGKILL");
-    await doomed!.exited;
+    return { sql, hooks, endpoint, expected, leaving: leaving!, survivor: survivor! };
+  }
+
+  test("a process killed (SIGKILL) with deliveries in flight: the other takes them over once their lease lapses, same webhook-ids, nothing lost", async () => {
+    const { sql, hooks, endpoint, expected, leaving: doomed, survivor } = await deliveriesInFlight("sigkill");
+    doomed.kill("SIGKILL");
+    await doomed.exited;
     const sentBeforeKill = new Set(hooks.received.map((w) => w.id));
 
     // What the dead process held: claimed, sent, nothing recorded of that send, the lease still on.
@@ -289,7 +295,7 @@ describe.skipIf(skip)("outbound webhooks delivered by real server processes on o
     expect(inFlight.length).toBeGreaterThan(0);
 
     hooks.fallback = 200;
-    survivor!.kill("SIGCONT");
+    survivor.kill("SIGCONT");
     const rows = await allDelivered(sql, endpoint.id, hooks, expected);
     const receipts = checkAtLeastOnce(hooks, endpoint.secret, rows, expected);
     expect(receipts.size).toBe(rows.length);
@@ -309,18 +315,9 @@ describe.skipIf(skip)("outbound webhooks delivered by real server processes on o
   }, 60_000);
 
   test("a process stopped (SIGTERM) with deliveries in flight gives them back untried: the other delivers them under the same webhook-ids, nothing lost", async () => {
-    const { url, sql, key, tenantId } = await seeded("sigterm");
-    const hooks = receiver();
-    const [stopping, survivor] = await Promise.all([startServer(serverEnv(url)), startServer(serverEnv(url))]);
-    survivor!.kill("SIGSTOP");
-    const endpoint = await createEndpoint(stopping!, key, tenantId, hooks.url);
-    hooks.fallback = { status: 200, delayMs: HOLD_MS };
-
-    const calls = await placeCalls([stopping!], "stopped", 12);
-    const expected = expectedEvents(calls);
-    await claimsInFlight(sql, endpoint.id, hooks, expected.length);
-    stopping!.kill("SIGTERM");
-    const code = await Promise.race([stopping!.exited, Bun.sleep(15_000).then(() => "still running 15 s after SIGTERM")]);
+    const { sql, hooks, endpoint, expected, leaving: stopping, survivor } = await deliveriesInFlight("sigterm");
+    stopping.kill("SIGTERM");
+    const code = await Promise.race([stopping.exited, Bun.sleep(15_000).then(() => "still running 15 s after SIGTERM")]);
     expect(code).toBe(0);
 
     // Given back: no delivery is held by the stopped process, none of its cut-short sends was
@@ -333,7 +330,7 @@ describe.skipIf(skip)("outbound webhooks delivered by real server processes on o
     expect(givenBack.filter((row) => row.status !== "pending").map((row) => row.event)).toEqual([]);
 
     hooks.fallback = 200;
-    survivor!.kill("SIGCONT");
+    survivor.kill("SIGCONT");
     const rows = await allDelivered(sql, endpoint.id, hooks, expected);
     const receipts = checkAtLeastOnce(hooks, endpoint.secret, rows, expected);
     expect(receipts.size).toBe(rows.length);
