@@ -32,13 +32,20 @@ export interface WebhookReceiver {
   close(): Promise<void>;
 }
 
-export function startWebhookReceiver(path = "/hooks"): WebhookReceiver {
+/** A certificate and its key (PEM) for a receiver served over https, at https://localhost. */
+export interface ReceiverTls {
+  cert: string;
+  key: string;
+}
+
+export function startWebhookReceiver(path = "/hooks", tls?: ReceiverTls): WebhookReceiver {
   const received: ReceivedWebhook[] = [];
   const waiters = new Set<() => void>();
   const state = { answers: [] as Answer[], fallback: 200 as Answer };
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
+    tls,
     async fetch(request) {
       const body = await request.text();
       const header = (name: string) => request.headers.get(name) ?? "";
@@ -58,7 +65,7 @@ export function startWebhookReceiver(path = "/hooks"): WebhookReceiver {
     },
   });
   const receiver: WebhookReceiver = {
-    url: `http://127.0.0.1:${server.port}${path}`,
+    url: tls ? `https://localhost:${server.port}${path}` : `http://127.0.0.1:${server.port}${path}`,
     port: server.port!,
     received,
     get answers() {
