@@ -239,9 +239,20 @@ function assertConsistent(env: Env) {
   }
 }
 
+/**
+ * The longest each webhook duration may be (each step, for the schedule): a timer longer than
+ * about 24.8 days fires at once, and a retry after the 30 days attempts are kept makes no sense.
+ */
+const DURATION_LIMITS = {
+  WEBHOOK_RETRY_SCHEDULE: ["30d", 30 * 86_400_000],
+  WEBHOOK_DISABLE_AFTER: ["365d", 365 * 86_400_000],
+  WEBHOOK_TIMEOUT: ["10m", 600_000],
+  WEBHOOK_POLL_INTERVAL: ["1h", 3_600_000],
+} as const;
+
 function assertDurations(env: Env) {
-  const variables = ["WEBHOOK_RETRY_SCHEDULE", "WEBHOOK_DISABLE_AFTER", "WEBHOOK_TIMEOUT", "WEBHOOK_POLL_INTERVAL"] as const;
-  for (const variable of variables) {
+  for (const variable of Object.keys(DURATION_LIMITS) as (keyof typeof DURATION_LIMITS)[]) {
+    const [limit, limitMs] = DURATION_LIMITS[variable];
     const given = env[variable];
     const parts = variable === "WEBHOOK_RETRY_SCHEDULE" ? given.split(",") : [given];
     if (!parts.every((part) => DURATION.test(part.trim()))) {
@@ -249,6 +260,7 @@ function assertDurations(env: Env) {
       throw new ConfigError(variable, `expected ${shape} (units ms, s, m, h, d; got "${given}")`);
     }
     if (variable !== "WEBHOOK_RETRY_SCHEDULE" && durationMs(given) === 0) throw new ConfigError(variable, `must be longer than 0 (got "${given}")`);
+    if (parts.some((part) => durationMs(part.trim()) > limitMs)) throw new ConfigError(variable, `must be at most ${limit}${variable === "WEBHOOK_RETRY_SCHEDULE" ? " each" : ""} (got "${given}")`);
   }
 }
 

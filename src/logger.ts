@@ -33,9 +33,11 @@ export interface ErrorDescription {
 export function describeError(error: unknown): ErrorDescription {
   if (!(error instanceof Error)) return { type: typeof error, message: String(error) };
   const code = (error as { code?: unknown }).code;
+  // A failed query's message lists its parameters: callers' numbers, secrets, key hashes. Not logged.
+  const message = error.message.replace(/\nparams: [\s\S]*$/, "\nparams: (not logged)");
   return {
     type: error.name,
-    message: error.message.length > 500 ? `${error.message.slice(0, 500)}...` : error.message,
+    message: message.length > 500 ? `${message.slice(0, 500)}...` : message,
     ...(code ? { code: String(code) } : {}),
     ...(error.cause !== undefined ? { cause: describeError(error.cause) } : {}),
   };

@@ -311,6 +311,11 @@ describe("outbound webhook durations", () => {
     ["WEBHOOK_TIMEOUT", "10", "WEBHOOK_TIMEOUT: expected a duration like 10s (units ms, s, m, h, d; got \"10\")"],
     ["WEBHOOK_TIMEOUT", "0s", "WEBHOOK_TIMEOUT: must be longer than 0 (got \"0s\")"],
     ["WEBHOOK_POLL_INTERVAL", "0ms", "WEBHOOK_POLL_INTERVAL: must be longer than 0 (got \"0ms\")"],
+    // Longer than a timer can wait (24.8 days): it would fire at once, every attempt a "timeout".
+    ["WEBHOOK_TIMEOUT", "25d", "WEBHOOK_TIMEOUT: must be at most 10m (got \"25d\")"],
+    ["WEBHOOK_POLL_INTERVAL", "2h", "WEBHOOK_POLL_INTERVAL: must be at most 1h (got \"2h\")"],
+    ["WEBHOOK_RETRY_SCHEDULE", "5s,100000000d", "WEBHOOK_RETRY_SCHEDULE: must be at most 30d each (got \"5s,100000000d\")"],
+    ["WEBHOOK_DISABLE_AFTER", "999999999d", "WEBHOOK_DISABLE_AFTER: must be at most 365d (got \"999999999d\")"],
   ])("%s=%s is refused, saying what a duration looks like", (variable, value, message) => {
     expect(() => loadConfig({ [variable]: value })).toThrow(message);
   });

@@ -5,8 +5,9 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
+import postgres from "postgres";
 import { createApiKey } from "../src/admin/keys";
-import { forgetOld } from "../src/webhooks/outbox";
+import { claimDue, forgetOld, recordAttempt } from "../src/webhooks/outbox";
 import { sendWebhook } from "../src/webhooks/sender";
 import { nextAttemptAt, RETENTION_MS } from "../src/webhooks/worker";
 import { type AdminClient, adminClient } from "./support/admin";
@@ -128,4 +129,81 @@ describe("an https target", () => {
     expect(result.statusCode).toBeNull();
     expect(result.error).toMatch(/self[- ]signed|certificate/i);
   });
+});
+
+describe("claims and their records", () => {
+  const SETTINGS = { disableAfterMs: 24 * 3_600_000 };
+  const failure = { statusCode: 500, latencyMs: 5, error: "500 Internal Server Error", nextAttemptAt: new Date(Date.now() + 60_000), delivered: false, gone: false };
+  const attemptsRecorded = () => count("webhook_attempts");
+
+  test("a worker whose claim lapsed and was taken over records nothing: the attempt counts once, by the worker that holds it", async () => {
+    await endpointWithDeliveries(1);
+    const [lost] = await claimDue(ctx.database, 1, 10);
+    await Bun.sleep(30);
+    const [taken] = await claimDue(ctx.database, 1, 60_000);
+    expect(taken?.id).toBe(lost!.id);
+
+    expect(await recordAttempt(ctx.database, { deliveryId: lost!.id, lease: lost!.lease, ...failure, ...SETTINGS })).toBeUndefined();
+    expect(await attemptsRecorded()).toBe(0);
+    expect(await recordAttempt(ctx.database, { deliveryId: taken!.id, lease: taken!.lease, ...failure, ...SETTINGS })).toEqual({ disabledReason: null });
+    expect(await attemptsRecorded()).toBe(1);
+  });
+
+  test("a person's retry of a delivery whose attempt is in flight is refused (409), and taken once that attempt is recorded", async () => {
+    const endpoint = await endpointWithDeliveries(1);
+    const [claimed] = await claimDue(ctx.database, 1, 60_000);
+    const refused = await admin.post(`/webhook-deliveries/${claimed!.id}/retry`);
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.message).toContain("in flight");
+
+    await recordAttempt(ctx.database, { deliveryId: claimed!.id, lease: claimed!.lease, ...failure, ...SETTINGS });
+    const retried = await admin.post(`/webhook-deliveries/${claimed!.id}/retry`);
+    expect(retried.status).toBe(200);
+    expect(retried.body).toMatchObject({ status: "pending", attempts: 1 });
+    const [again] = await claimDue(ctx.database, 1, 60_000);
+    expect(again?.id).toBe(claimed!.id);
+    expect((await admin.get(`/webhook-endpoints/${endpoint.id}`)).body.enabled).toBe(true);
+  });
+
+  // On the embedded database's one connection the claim runs in the session set here; a pool's
+  // other connections would not have the setting.
+  test.skipIf(Boolean(process.env.DATABASE_URL))("the event's time is sent as ISO 8601 whatever the database session's DateStyle", async () => {
+    await endpointWithDeliveries(1);
+    const [event] = await ctx.database.rows<{ at: string }>(sql`select to_json(occurred_at)#>>'{}' as at from outbox_events`);
+    await ctx.database.rows(sql`set datestyle = 'SQL, DMY'`);
+    try {
+      const [claimed] = await claimDue(ctx.database, 1, 60_000);
+      expect(new Date(claimed!.occurred_at).getTime()).toBe(new Date(event!.at).getTime());
+      expect(claimed!.occurred_at).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}/);
+    } finally {
+      await ctx.database.rows(sql`set datestyle = 'ISO, MDY'`);
+    }
+  });
+
+  test.skipIf(!process.env.DATABASE_URL)(
+    "a failure recorded while a success is being recorded does not put back the old failing_since, and does not disable the endpoint (PostgreSQL)",
+    async () => {
+      const endpoint = await endpointWithDeliveries(1);
+      // Failing for 25 hours: one more failure, read from a stale failing_since, would disable it.
+      await ctx.database.rows(sql`update webhook_endpoints set failing_since = now() - interval '25 hours' where id = ${endpoint.id}`);
+      const [claimed] = await claimDue(ctx.database, 1, 60_000);
+      const pg = postgres(process.env.DATABASE_URL!, { max: 1, onnotice: () => {} });
+      const held = await pg.reserve();
+      try {
+        // Another worker's success, not yet committed, holds the endpoint's row.
+        await held`begin`;
+        await held`update webhook_endpoints set failing_since = null where id = ${endpoint.id}`;
+        const recording = recordAttempt(ctx.database, { deliveryId: claimed!.id, lease: claimed!.lease, ...failure, ...SETTINGS });
+        await Bun.sleep(300);
+        await held`commit`;
+        expect(await recording).toEqual({ disabledReason: null });
+      } finally {
+        held.release();
+        await pg.end();
+      }
+      const after = await admin.get(`/webhook-endpoints/${endpoint.id}`);
+      expect(after.body).toMatchObject({ enabled: true, disabled_reason: null });
+      expect(Date.now() - new Date(after.body.failing_since).getTime()).toBeLessThan(60_000);
+    },
+  );
 });

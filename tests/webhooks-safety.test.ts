@@ -186,3 +186,27 @@ describe("a call recorded late, from the journal", () => {
     }
   }, 30_000);
 });
+
+describe("a failed query in the log", () => {
+  let ctx: TestContext;
+  beforeAll(async () => {
+    ctx = await openTestContext();
+  });
+  afterAll(async () => {
+    await ctx?.close();
+  });
+
+  test("names the statement but not its parameters: a secret being written (rotate-secret) never reaches the log", async () => {
+    const lines: string[] = [];
+    const logger = createLogger("info", { write: (line: string) => void lines.push(line) });
+    const secret = `whsec_${Buffer.alloc(24, 7).toString("base64")}`;
+    const error = await ctx.database.db.execute(sql`select ${secret} as secret from no_such_table`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect(String((error as Error).message)).toContain(secret);
+
+    logger.error({ err: error }, "query failed");
+    const logged = JSON.parse(lines[0]!);
+    expect(JSON.stringify(logged)).not.toContain(secret);
+    expect(logged.err.message).toContain("no_such_table");
+  });
+});

@@ -12,8 +12,11 @@ export interface ClaimedDelivery {
   /** A rotated-out secret still inside its 24 hours. */
   previous_secret: string | null;
   type: string;
+  /** ISO 8601, UTC. */
   occurred_at: string;
   data: Record<string, unknown>;
+  /** The claim's lease, as written (ISO 8601): the attempt is recorded only while it is still this worker's. */
+  lease: string;
 }
 
 /**
@@ -37,11 +40,12 @@ export function claimDue(database: Database, batch: number, leaseMs: number): Pr
     ), claimed as (
       update webhook_deliveries d set leased_until = now() + ${leaseMs} * interval '1 millisecond'
       from due where d.id = due.id
-      returning d.id, d.event_id, d.endpoint_id, d.attempts
+      returning d.id, d.event_id, d.endpoint_id, d.attempts, d.leased_until
     )
     select c.id, c.attempts, e.url, e.secret,
            case when e.previous_secret_expires_at > now() then e.previous_secret end as previous_secret,
-           o.type, o.occurred_at::text as occurred_at, o.data
+           -- As JSON writes them: ISO 8601 whatever the session's DateStyle, microseconds kept.
+           o.type, to_json(o.occurred_at)#>>'{}' as occurred_at, o.data, to_json(c.leased_until)#>>'{}' as lease
     from claimed c
     join webhook_endpoints e on e.id = c.endpoint_id
     join outbox_events o on o.id = c.event_id
@@ -50,6 +54,8 @@ export function claimDue(database: Database, batch: number, leaseMs: number): Pr
 
 export interface AttemptRecord {
   deliveryId: string;
+  /** The claim's lease: a worker whose lease lapsed (another took the delivery over) records nothing. */
+  lease: string;
   statusCode: number | null;
   latencyMs: number;
   error: string | null;
@@ -65,7 +71,11 @@ export interface AttemptRecord {
 /**
  * Records an attempt and its consequences in one statement: the attempt's row, the delivery's
  * state, and the endpoint's health (a success clears failing_since; 410 or failing for too long
- * disables it, saying why). Returns the endpoint's reason when this attempt disabled it.
+ * disables it, saying why). The health is computed from the endpoint's row as this statement
+ * updates it (after any concurrent attempt's record), never from the statement's snapshot, so a
+ * failure recorded alongside a success or a re-enable cannot put back an old failing_since.
+ * Returns undefined when nothing was recorded (the lease was lost), else the endpoint's reason
+ * when this attempt disabled it.
  */
 export async function recordAttempt(database: Database, a: AttemptRecord): Promise<{ disabledReason: string | null } | undefined> {
   const status = a.delivered ? "delivered" : a.nextAttemptAt ? "pending" : "failed";
@@ -75,34 +85,31 @@ export async function recordAttempt(database: Database, a: AttemptRecord): Promi
              next_attempt_at = coalesce(${a.nextAttemptAt?.toISOString() ?? null}::timestamptz, next_attempt_at),
              leased_until = null, last_status_code = ${a.statusCode}, last_error = ${a.error}, last_latency_ms = ${a.latencyMs},
              delivered_at = case when ${a.delivered} then now() else delivered_at end
-      where id = ${a.deliveryId} and status = 'pending'
+      where id = ${a.deliveryId} and status = 'pending' and leased_until = ${a.lease}::timestamptz
       returning id, attempts, endpoint_id
     ), attempt as (
       insert into webhook_attempts (delivery_id, attempt, status_code, latency_ms, error)
       select id, attempts, ${a.statusCode}, ${a.latencyMs}, ${a.error} from delivery
-    ), health as (
-      select e.id, coalesce(e.failing_since, now()) as failing_since from webhook_endpoints e join delivery d on e.id = d.endpoint_id
     )
     update webhook_endpoints e set
-      failing_since = case when ${a.delivered} then null else h.failing_since end,
-      enabled = e.enabled and not ${a.gone} and (${a.delivered} or h.failing_since > now() - ${a.disableAfterMs} * interval '1 millisecond'),
+      failing_since = case when ${a.delivered} then null else coalesce(e.failing_since, now()) end,
+      enabled = e.enabled and not ${a.gone} and (${a.delivered} or coalesce(e.failing_since, now()) > now() - ${a.disableAfterMs} * interval '1 millisecond'),
       disabled_reason = case
         when ${a.gone} then 'the receiver answered 410 Gone'
-        when not ${a.delivered} and h.failing_since <= now() - ${a.disableAfterMs} * interval '1 millisecond'
-          then 'failing since ' || to_char(h.failing_since at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ' without a success'
+        when not ${a.delivered} and e.failing_since <= now() - ${a.disableAfterMs} * interval '1 millisecond'
+          then 'failing since ' || to_char(e.failing_since at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ' without a success'
         else e.disabled_reason end,
       updated_at = case when ${a.gone} or not ${a.delivered} then now() else e.updated_at end
-    from health h where e.id = h.id
+    from delivery d where e.id = d.endpoint_id
     returning e.enabled, e.disabled_reason`);
   if (!row) return undefined;
   return { disabledReason: row.enabled ? null : row.disabled_reason };
 }
 
 /** Gives a claimed delivery back untried (the process is stopping): the next worker takes it at once. */
-export async function releaseClaims(database: Database, ids: string[]): Promise<void> {
-  if (ids.length === 0) return;
+export async function releaseClaim(database: Database, delivery: Pick<ClaimedDelivery, "id" | "lease">): Promise<void> {
   await database.rows(sql`update webhook_deliveries set leased_until = null
-    where id in (${sql.join(ids.map((id) => sql`${id}::uuid`), sql`, `)}) and status = 'pending'`);
+    where id = ${delivery.id} and status = 'pending' and leased_until = ${delivery.lease}::timestamptz`);
 }
 
 /** Deliveries no longer pending and older than the retention, with their attempts and events. */

@@ -4,7 +4,7 @@
 // its deliveries to be taken over when their lease lapses: at least once, same webhook-id.
 import type { Database } from "../db/client";
 import type { Logger } from "../logger";
-import { claimDue, type ClaimedDelivery, forgetOld, recordAttempt, releaseClaims } from "./outbox";
+import { claimDue, type ClaimedDelivery, forgetOld, recordAttempt, releaseClaim } from "./outbox";
 import { eventBody } from "./payload";
 import { type AttemptResult, sendWebhook } from "./sender";
 
@@ -126,7 +126,7 @@ const leaseMs = (settings: WebhookSettings) => settings.timeoutMs * 2 + 1_000;
 /** One attempt and its record; cut short by a stop, the delivery is given back untried. */
 async function deliver(deps: WorkerDeps, delivery: ClaimedDelivery, signal: AbortSignal) {
   const result = await attempt(delivery, deps.settings, signal);
-  if (signal.aborted) await releaseClaims(deps.database, [delivery.id]);
+  if (signal.aborted) await releaseClaim(deps.database, delivery);
   else await settle(deps, delivery, result);
 }
 
@@ -143,15 +143,21 @@ async function settle(deps: WorkerDeps, delivery: ClaimedDelivery, result: Attem
   const next = delivered || gone ? null : nextAttemptAt(delivery.attempts + 1, settings.retryScheduleMs, new Date());
   const health = await recordAttempt(deps.database, {
     deliveryId: delivery.id,
+    lease: delivery.lease,
     ...result,
     nextAttemptAt: next,
     delivered,
     gone,
     disableAfterMs: settings.disableAfterMs,
   });
-  const outcome: DeliveryOutcome = health?.disabledReason ? "disabled" : delivered ? "delivered" : next ? "retrying" : "failed";
-  deps.onAttempt?.(outcome, result);
   const fields = { delivery_id: delivery.id, event: delivery.type, attempt: delivery.attempts + 1, status_code: result.statusCode, latency_ms: result.latencyMs };
+  if (!health) {
+    // Its lease lapsed and another worker took it over (or a person retried it, or it was deleted).
+    deps.logger.warn(fields, "webhook attempt not recorded: the delivery is no longer this worker's");
+    return;
+  }
+  const outcome: DeliveryOutcome = health.disabledReason ? "disabled" : delivered ? "delivered" : next ? "retrying" : "failed";
+  deps.onAttempt?.(outcome, result);
   if (delivered) deps.logger.debug(fields, "webhook delivered");
-  else deps.logger.info({ ...fields, error: result.error, next_attempt_at: next?.toISOString() ?? null, disabled: health?.disabledReason ?? null }, "webhook attempt failed");
+  else deps.logger.info({ ...fields, error: result.error, next_attempt_at: next?.toISOString() ?? null, disabled: health.disabledReason }, "webhook attempt failed");
 }

@@ -1,6 +1,6 @@
 // An endpoint's deliveries, newest first, each with its attempts (kept 30 days), and a person's
 // retry of one: it is tried again at once, with the same webhook-id.
-import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNull, lte, or, sql } from "drizzle-orm";
 import type { Drizzle } from "../../db/client";
 import { outboxEvents, webhookAttempts, webhookDeliveries, webhookEndpoints } from "../../db/schema";
 import { ConflictError } from "../../errors";
@@ -60,7 +60,11 @@ const deliveryView = (row: DeliveryRow, type: string, attemptLog: (typeof Webhoo
   attempt_log: attemptLog,
 });
 
-/** Due now, whatever became of it before; refused while its endpoint is disabled (it would not be sent). */
+/**
+ * Due now, whatever became of it before; refused while its endpoint is disabled (it would not be
+ * sent) and while an attempt is in flight (a second copy would race the first, and a call's next
+ * event could overtake it).
+ */
 export async function retryDelivery(db: Drizzle, principal: Principal, id: string) {
   const target = and(eq(webhookDeliveries.id, id), visible(principal, webhookDeliveries.tenantId));
   const [delivery] = await db
@@ -74,8 +78,11 @@ export async function retryDelivery(db: Drizzle, principal: Principal, id: strin
   const rows = await db
     .update(webhookDeliveries)
     .set({ status: "pending", nextAttemptAt: sql`now()`, leasedUntil: null })
-    .where(target)
+    .where(and(target, or(isNull(webhookDeliveries.leasedUntil), lte(webhookDeliveries.leasedUntil, sql`now()`))))
     .returning();
+  if (delivery && rows.length === 0) {
+    throw new ConflictError(`webhook delivery ${id}: an attempt is in flight; retry once it has been recorded`);
+  }
   const row = found(rows, "webhook delivery", id);
   return (await withEventsAndAttempts(db, [row]))[0]!;
 }

@@ -79,6 +79,9 @@ function deliveryRoutes(deps: AdminDeps) {
     .post("/webhook-deliveries/:id/retry", ({ principal, params }) => retryDelivery(db, principal, params.id), {
       params: IdParams,
       response: { 200: WebhookDelivery },
-      detail: { summary: "Try a delivery again now, with the same webhook-id" },
+      detail: {
+        summary: "Try a delivery again now, with the same webhook-id",
+        description: "409 while its endpoint is disabled (enable it first) or while an attempt of it is in flight.",
+      },
     });
 }
