@@ -15,7 +15,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { type FakeLiveKit, startFakeLiveKit } from "./support/fake-livekit";
 import { type FreshDatabase, freshDatabase } from "./support/fresh-database";
 import {
@@ -30,9 +30,8 @@ import {
   TEST_KEYS,
 } from "./support/livekit-app";
 import { signBody, signDelivery, sipParticipantLeft } from "./support/livekit-events";
-import { killAllServers, type ServerProcess, startServer } from "./support/server-process";
+import { createAdminKey, killAllServers, type ServerProcess, startServer } from "./support/server-process";
 
-const ROOT = resolve(import.meta.dir, "..");
 
 const ACME_DEFAULT = "acme-default";
 const NIGHT_AGENT = "acme-night";
@@ -97,19 +96,6 @@ async function ok(answer: Promise<ApiAnswer>, status: number, what: string): Pro
   const settled = await answer;
   expect({ what, status: settled.status, body: settled.body }).toMatchObject({ what, status });
   return settled.body;
-}
-
-/** `switchboard keys create --admin` on the server's database, before the server holds it. */
-function createAdminKey(env: Record<string, string>): string {
-  const result = Bun.spawnSync([process.execPath, "src/main.ts", "keys", "create", "--admin", "--label", "policies-server"], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...env, LOG_LEVEL: "error" },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const key = result.stdout.toString().trim();
-  if (result.exitCode !== 0 || !key) throw new Error(`keys create --admin failed (${result.exitCode}): ${result.stderr.toString()}`);
-  return key;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -240,7 +226,7 @@ beforeAll(async () => {
   fake.createOutboundTrunk({ sipTrunkId: TRANSFER_TRUNK, name: "transfers", numbers: ["+14155550000"], address: "sip.example.com" });
   database = await freshDatabase();
   const env = { DATA_DIR: join(scratch, "data"), ...database.env };
-  adminKey = createAdminKey(env);
+  adminKey = createAdminKey(env, "policies-server");
   server = await startServer({
     ...liveKitEnv(fake, { LIVEKIT_TRANSFER_TRUNK_ID: TRANSFER_TRUNK }),
     ...env,

@@ -5,12 +5,11 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { SIP_INBOUND_PATH, SYSTEM_DEFAULT_AGENT } from "./support/livekit-app";
-import { killAllServers, type ServerProcess, seedDirectory, startServer } from "./support/server-process";
+import { createAdminKey, killAllServers, type ServerProcess, seedDirectory, startServer } from "./support/server-process";
 import { startWebhookReceiver, type WebhookReceiver } from "./support/webhook-receiver";
 
-const ROOT = resolve(import.meta.dir, "..");
 const NUMBER = "+14155550142";
 
 let dir: string;
@@ -32,19 +31,6 @@ function certificate(name: string) {
   return { certPath: cert, tls: { cert: readFileSync(cert, "utf8"), key: readFileSync(key, "utf8") } };
 }
 
-/** `switchboard keys create --admin` on the data directory (before the server holds it). */
-function createAdminKey(env: Record<string, string>): string {
-  const result = Bun.spawnSync([process.execPath, "src/main.ts", "keys", "create", "--admin", "--label", "webhooks-https"], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const key = result.stdout.toString().trim();
-  if (result.exitCode !== 0 || !key) throw new Error(`keys create --admin failed (${result.exitCode}): ${result.stderr}`);
-  return key;
-}
-
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "switchboard-webhooks-https-"));
   const authority = certificate("trusted");
@@ -55,7 +41,7 @@ beforeAll(async () => {
   const directory = join(dir, "directory.json");
   writeFileSync(directory, JSON.stringify({ tenants: [{ name: "Acme", agents: [{ name: "acme-agent", default: true }], phone_numbers: [{ number: NUMBER }] }] }));
   await seedDirectory(env, directory);
-  adminKey = createAdminKey(env);
+  adminKey = createAdminKey(env, "webhooks-https");
   server = await startServer({
     ...env,
     NODE_ENV: "production",

@@ -19,16 +19,15 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import postgres from "postgres";
 import { type DisposablePostgres, postgresBinDir, startDisposablePostgres } from "./support/disposable-postgres";
 import { SIP_INBOUND_PATH, SYSTEM_DEFAULT_AGENT } from "./support/livekit-app";
-import { killAllServers, type ServerProcess, seedDirectory, startServer } from "./support/server-process";
+import { createAdminKey, killAllServers, type ServerProcess, seedDirectory, startServer } from "./support/server-process";
 import { type ReceivedWebhook, startWebhookReceiver, type WebhookReceiver } from "./support/webhook-receiver";
 
 const skip = Boolean(process.env.DATABASE_URL) || postgresBinDir() === null;
 
-const ROOT = resolve(import.meta.dir, "..");
 const AGENT = "acme-agent";
 const NUMBER = "+14155550100";
 /** Longer than any attempt in these tests; the lease is 2 × this + 1 s (worker.ts). */
@@ -94,20 +93,7 @@ describe.skipIf(skip)("outbound webhooks delivered by real server processes on o
     const sql = postgres(url, { max: 2, onnotice: () => {}, connect_timeout: 5 });
     connections.push(sql);
     const [tenant] = await sql<{ id: string }[]>`select id from tenants where name = 'Acme'`;
-    return { url, sql, key: createAdminKey(url), tenantId: tenant!.id };
-  }
-
-  /** `switchboard keys create --admin` on the database at `url`. */
-  function createAdminKey(url: string): string {
-    const result = Bun.spawnSync([process.execPath, "src/main.ts", "keys", "create", "--admin", "--label", "webhooks-processes"], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", DATABASE_URL: url, DATA_DIR: freshDir("keys"), LOG_LEVEL: "error" },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    const key = result.stdout.toString().trim();
-    if (result.exitCode !== 0 || !key) throw new Error(`keys create --admin failed (${result.exitCode}): ${result.stderr.toString()}`);
-    return key;
+    return { url, sql, key: createAdminKey({ DATABASE_URL: url, DATA_DIR: freshDir("keys") }, "webhooks-processes"), tenantId: tenant!.id };
   }
 
   function receiver(): WebhookReceiver {

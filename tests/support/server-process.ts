@@ -168,6 +168,22 @@ export async function seedDirectory(env: Record<string, string>, file: string): 
   }
 }
 
+/**
+ * `switchboard keys create --admin` as an operator runs it, on the database `env` names (a
+ * DATA_DIR before the server holds it, or a DATABASE_URL): the new key.
+ */
+export function createAdminKey(env: Record<string, string>, label: string): string {
+  const result = Bun.spawnSync([bun, "src/main.ts", "keys", "create", "--admin", "--label", label], {
+    cwd: ROOT,
+    env: { ...baseEnv(), ...env, LOG_LEVEL: "error" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const key = result.stdout.toString().trim();
+  if (result.exitCode !== 0 || !key) throw new Error(`keys create --admin failed (${result.exitCode}): ${result.stderr.toString()}`);
+  return key;
+}
+
 /** Kills (SIGKILL) every server process still running: for afterEach/afterAll, whatever happened. */
 export async function killAllServers(): Promise<void> {
   const children = [...running];
