@@ -39,6 +39,7 @@ import {
   useFakeLiveKit,
 } from "./support/livekit-app";
 import {
+  agentJoined,
   randomId,
   roomFinished,
   signBody,
@@ -215,6 +216,57 @@ describe("a delivery that failed on a database blip is acted on when redelivered
     const log = await callLog(ctx, call.callId);
     expect(log.status).toBe("abandoned");
     expect(log.endedAt?.getTime()).toBe(plus(call.at, 7_000).getTime());
+  });
+});
+
+describe("an agent's join and room_finished: the event taken, the change made and the event done in one statement", () => {
+  async function ringingCall() {
+    const call = newCall();
+    expect((await deliver(ctx, sipCallerJoinedEvent(fake, call))).status).toBe(200);
+    return call;
+  }
+
+  test("a room_finished whose statement fails leaves the call ringing and the event untaken: 503, and the redelivery ends the call", async () => {
+    const call = await ringingCall();
+    const finished = await signDelivery(roomFinished({ room: call.room, at: plus(call.at, 5_000) }), TEST_KEYS);
+
+    state.failNext = [/ended as/];
+    const failed = await post(ctx, finished);
+    expect(failed.status).toBe(503);
+    expect(state.failNext).toHaveLength(0);
+    expect((await callLog(ctx, call.callId)).status).toBe("ringing");
+    // Not taken: nothing of it is left to make the redelivery a "duplicate".
+    expect(await eventRow(ctx, finished.event.id)).toBeUndefined();
+
+    const redelivered = await post(ctx, finished);
+    expect(redelivered).toMatchObject({ status: 200, body: { result: "handled" } });
+    expect(await callLog(ctx, call.callId)).toMatchObject({ status: "abandoned", disconnectReason: "ROOM_FINISHED" });
+    expect((await eventRow(ctx, finished.event.id))?.processedAt).toBeInstanceOf(Date);
+  });
+
+  test("an agent's join another delivery holds is a 503 that changes nothing; once the hold lapses the redelivery answers the call, and a repeat is a duplicate", async () => {
+    const call = await ringingCall();
+    const joinedAt = plus(call.at, 2_000);
+    const agent = await signDelivery(agentJoined({ room: call.room, agentName: CAMPAIGN_AGENT, at: joinedAt }), TEST_KEYS);
+    await ctx.database.db.execute(sql`
+      insert into webhook_events (id, event, room_name, room_sid, claimed_at, processed_at)
+      values (${agent.event.id}, 'participant_joined', ${call.room}, ${agent.event.room!.sid}, now(), null)`);
+
+    const held = await post(ctx, agent);
+    expect(held.status).toBe(503);
+    expect((await callLog(ctx, call.callId)).status).toBe("ringing");
+
+    // The delivery that held it died: 30 s later its hold has lapsed.
+    await ctx.database.db.execute(sql`update webhook_events set claimed_at = now() - interval '30 seconds' where id = ${agent.event.id}`);
+    const redelivered = await post(ctx, agent);
+    expect(redelivered).toMatchObject({ status: 200, body: { result: "handled", action: "call answered" } });
+    const log = await callLog(ctx, call.callId);
+    expect(log.status).toBe("in_progress");
+    expect(log.answeredAt?.getTime()).toBe(joinedAt.getTime());
+
+    const again = await post(ctx, agent);
+    expect(again).toMatchObject({ status: 200, body: { result: "duplicate" } });
+    expect((await callLog(ctx, call.callId)).updatedAt?.getTime()).toBe(log.updatedAt?.getTime());
   });
 });
 

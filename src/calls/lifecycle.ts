@@ -1,7 +1,7 @@
 // A call's life after its routing, as the record keeps it: answered when an agent is in the room,
 // ended when the caller leaves or the room finishes, and a person's correction of its status.
 // Every statement moves a call only forward, so repeated and late events change nothing.
-import { sql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { CALL_STATUS_RANK, type CallOutcome, type CallStatus } from "../db/schema";
 
@@ -14,21 +14,42 @@ export interface RoomRef {
 /** The calls of this room and no other: by sid, so a later room of the same name is not matched. */
 const inRoom = (room: RoomRef) => (room.sid ? sql`room_sid = ${room.sid}` : sql`room_name = ${room.name}`);
 
+/**
+ * A change to calls as common table expressions for a statement of the caller's: `changed` names
+ * the one whose rows are the calls changed. `onlyIf`, a condition the caller's own expressions
+ * decide (an event claimed in the same statement), makes the change happen only when it holds.
+ */
+export interface CallChange {
+  ctes: SQL;
+  changed: string;
+}
+
+export interface CallAnswer {
+  room: RoomRef;
+  answeredAt: Date;
+  agentIdentity?: string;
+}
+
 /** An agent is in the room: the ringing call there is answered. Status only moves forward. */
-export async function recordCallAnswered(
-  database: Database,
-  answer: { room: RoomRef; answeredAt: Date; agentIdentity?: string },
-): Promise<number> {
-  const rows = await database.rows<{ id: string }>(sql`
+export function callAnsweredChange(answer: CallAnswer, onlyIf: SQL = sql`true`): CallChange {
+  const ctes = sql`answered as (
     update call_logs
     set status = 'in_progress',
         answered_at = coalesce(answered_at, ${answer.answeredAt.toISOString()}::timestamptz),
         metadata = metadata || jsonb_build_object('answered_by', ${answer.agentIdentity ?? null}::text),
         updated_at = now()
-    where ${inRoom(answer.room)} and status = 'ringing'
-    returning id`);
-  return rows.length;
+    where ${inRoom(answer.room)} and status = 'ringing' and ${onlyIf}
+    returning id)`;
+  return { ctes, changed: "answered" };
 }
+
+/** Makes a change in a statement of its own; answers how many calls it changed. */
+export async function applyCallChange(database: Database, { ctes, changed }: CallChange): Promise<number> {
+  const [row] = await database.rows<{ changed: number }>(sql`with ${ctes} select count(*)::int as changed from ${sql.raw(changed)}`);
+  return row!.changed;
+}
+
+export const recordCallAnswered = (database: Database, answer: CallAnswer) => applyCallChange(database, callAnsweredChange(answer));
 
 export interface CallEnd {
   /** End the call with this provider id, or every unfinished call in this room. */
@@ -46,17 +67,16 @@ export interface CallEnd {
 
 /**
  * Closes calls: ended time, duration from the caller's join, reason and final status
- * (completed when an agent answered, or the call was transferred), and moves the caller's lead on, in one statement.
+ * (completed when an agent answered, or the call was transferred), and moves the caller's lead on.
  * Calls already ended are left alone, so repeated and late events change nothing.
  */
-export async function recordCallEnded(database: Database, end: CallEnd): Promise<{ id: string; status: string; outcome: CallOutcome }[]> {
-  if (!end.callId && !end.room) throw new Error("recordCallEnded needs a callId or a room");
+export function callEndedChange(end: CallEnd, onlyIf: SQL = sql`true`): CallChange {
+  if (!end.callId && !end.room) throw new Error("a call's end needs a callId or a room");
   const endedAt = end.endedAt.toISOString();
   const joinedAt = end.joinedAt ? end.joinedAt.toISOString() : null;
   const answeredAt = end.answeredAt ? end.answeredAt.toISOString() : null;
   const which = end.callId ? sql`provider_call_id = ${end.callId}` : inRoom(end.room!);
-  return database.rows<{ id: string; status: string; outcome: CallOutcome }>(sql`
-    with ended as (
+  const ctes = sql`ended as (
       update call_logs
       set ended_at = ${endedAt}::timestamptz,
           caller_joined_at = coalesce(caller_joined_at, ${joinedAt}::timestamptz),
@@ -69,7 +89,7 @@ export async function recordCallEnded(database: Database, end: CallEnd): Promise
           status = case when coalesce(answered_at, ${answeredAt}::timestamptz) is not null or outcome = 'transferred' then 'completed'
                         else ${end.unansweredStatus} end,
           updated_at = now()
-      where ${which} and ended_at is null
+      where ${which} and ended_at is null and ${onlyIf}
       returning id, lead_id, status, ended_at, outcome
     ), lead_moved as (
       update leads
@@ -79,8 +99,14 @@ export async function recordCallEnded(database: Database, end: CallEnd): Promise
       from ended
       where leads.id = ended.lead_id
       returning leads.id
-    )
-    select id, status, outcome from ended`);
+    )`;
+  return { ctes, changed: "ended" };
+}
+
+/** Closes calls (callEndedChange) in one statement; answers the calls it ended. */
+export async function recordCallEnded(database: Database, end: CallEnd): Promise<{ id: string; status: string; outcome: CallOutcome }[]> {
+  const { ctes, changed } = callEndedChange(end);
+  return database.rows<{ id: string; status: string; outcome: CallOutcome }>(sql`with ${ctes} select id, status, outcome from ${sql.raw(changed)}`);
 }
 
 /** A status's place in the only order calls move through, as SQL over the status column. */

@@ -3,7 +3,17 @@
 // statements see to that), so a repeated or overtaken delivery does no harm. Events find their
 // call by the room's sid, never by its name alone: LiveKit reuses room names, not sids.
 import { DisconnectReason, ParticipantInfo_Kind, type WebhookEvent } from "@livekit/protocol";
-import { type CallEnd, type RoomRef, recordCallAnswered, recordCallEnded } from "../calls/lifecycle";
+import type { SQL } from "drizzle-orm";
+import {
+  applyCallChange,
+  type CallChange,
+  type CallEnd,
+  callAnsweredChange,
+  callEndedChange,
+  type RoomRef,
+  recordCallAnswered,
+  recordCallEnded,
+} from "../calls/lifecycle";
 import { type CallRouting, type DispatchedRouting, routeInboundCall } from "../calls/service";
 import { UnavailableError } from "../errors";
 import { isLastDelivery } from "./delivery";
@@ -87,12 +97,45 @@ export function occurredAt(event: WebhookEvent, action: Action, at: Date): Date 
   return action === "agent_joined" ? (joinedAt(event.participant!, at) ?? at) : at;
 }
 
+/**
+ * An action that is one change to the record and nothing else (no LiveKit call, no second
+ * step): service.ts takes the event, makes the change and marks the event done in one statement.
+ */
+export interface OneChangeAction {
+  change: (delivery: Omit<Delivery, "claim">, onlyIf?: SQL) => CallChange;
+  /** What was done, by how many calls the change touched. */
+  describe: (changed: number) => string;
+}
+
+export const ONE_CHANGE_ACTIONS: Partial<Record<Action, OneChangeAction>> = {
+  // An agent is in the room: its ringing call is answered. With none, the join stays in
+  // webhook_events for the call's record to find (event-lease.ts).
+  agent_joined: {
+    change: ({ event, room, at }, onlyIf) =>
+      callAnsweredChange({ room, answeredAt: joinedAt(event.participant!, at) ?? at, agentIdentity: participantIdentity(event.participant) }, onlyIf),
+    describe: (changed) => (changed ? "call answered" : "agent joined (no ringing call)"),
+  },
+  // The room is gone: every call in it that has not ended ends, unanswered ones as abandoned.
+  room_finished: {
+    change: ({ room, at }, onlyIf) => callEndedChange({ room, endedAt: at, disconnectReason: "ROOM_FINISHED", unansweredStatus: "abandoned" }, onlyIf),
+    describe: (changed) => `room finished, ${changed} call(s) ended`,
+  },
+};
+
+/** A one-change action on its own (an event without an id to claim). */
+const applyOneChange =
+  (action: OneChangeAction) =>
+  async (deps: LiveKitEventDeps, delivery: Delivery): Promise<EventOutcome> => ({
+    result: "handled",
+    action: action.describe(await applyCallChange(deps.database, action.change(delivery))),
+  });
+
 const HANDLERS: Record<Action, (deps: LiveKitEventDeps, delivery: Delivery) => Promise<EventOutcome>> = {
   caller_joined: callerJoined,
-  agent_joined: agentJoined,
+  agent_joined: applyOneChange(ONE_CHANGE_ACTIONS.agent_joined!),
   caller_left: callerLeft,
   transfer_left: transferLeft,
-  room_finished: roomFinished,
+  room_finished: applyOneChange(ONE_CHANGE_ACTIONS.room_finished!),
 };
 
 export const actOn = (deps: LiveKitEventDeps, delivery: Delivery) => HANDLERS[delivery.action](deps, delivery);
@@ -177,16 +220,6 @@ async function sendAgent(deps: LiveKitEventDeps, { event }: Delivery, routing: D
   return { result: "handled", action: "agent dispatch failed for good; call marked failed", dispatch };
 }
 
-/** An agent is in the room: its ringing call is answered. With none, the join stays in webhook_events for the call's record to find. */
-async function agentJoined(deps: LiveKitEventDeps, { event, room, at }: Delivery): Promise<EventOutcome> {
-  const answered = await recordCallAnswered(deps.database, {
-    room,
-    answeredAt: joinedAt(event.participant!, at) ?? at,
-    agentIdentity: participantIdentity(event.participant),
-  });
-  return { result: "handled", action: answered ? "call answered" : "agent joined (no ringing call)" };
-}
-
 /**
  * The caller hung up (or never connected): the call ends, in one statement when its record is
  * there. A leave that overtook its join still leaves a complete record: the call is recorded
@@ -231,15 +264,4 @@ async function hangUpTransfer(deps: LiveKitEventDeps, room: RoomRef, callId: str
   await deps.handoff.removeParticipant(room.name, transferIdentity(callId)).catch((error) => {
     if (!isGone(error)) deps.logger.warn({ call_id: callId, err: error }, "transfer destination not removed");
   });
-}
-
-/** The room is gone: every call in it that has not ended ends, unanswered ones as abandoned. */
-async function roomFinished(deps: LiveKitEventDeps, { room, at }: Delivery): Promise<EventOutcome> {
-  const ended = await recordCallEnded(deps.database, {
-    room,
-    endedAt: at,
-    disconnectReason: "ROOM_FINISHED",
-    unansweredStatus: "abandoned",
-  });
-  return { result: "handled", action: `room finished, ${ended.length} call(s) ended` };
 }

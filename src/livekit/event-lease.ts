@@ -3,8 +3,8 @@
 // for HOLD_MS; a redelivery within that time finds it busy, a later one takes it over (its holder
 // died). Taking the row, and what the room's earlier events tell, is one statement; so is every
 // change after it: the database, not a read in between, decides who acts.
-import { sql } from "drizzle-orm";
-import type { RoomRef } from "../calls/lifecycle";
+import { type SQL, sql } from "drizzle-orm";
+import type { CallChange, RoomRef } from "../calls/lifecycle";
 import type { Database } from "../db/client";
 
 /**
@@ -63,6 +63,31 @@ export async function claimEvent(database: Database, { id, eventName, action, oc
   const state = row!.owned ? "owned" : row!.done ? "done" : "busy";
   const agentJoinedAt = row!.agent_joined_at ? new Date(row!.agent_joined_at) : null;
   return { state, roomFinished: row!.room_finished, agentJoinedAt };
+}
+
+/**
+ * For an event whose action is one change to the record and nothing else: takes the event, makes
+ * the change and marks the event processed, in one statement, so a failure leaves neither. The
+ * change happens only when this delivery took the event (`claimed`); `changed` counts its calls.
+ */
+export async function claimAndApply(
+  database: Database,
+  { id, eventName, action, occurredAt, room }: ClaimRequest,
+  change: (claimed: SQL) => CallChange,
+): Promise<{ state: "owned" | "done" | "busy"; changed: number }> {
+  const { ctes, changed } = change(sql`exists (select 1 from claimed)`);
+  const [row] = await database.rows<{ owned: boolean; done: boolean; changed: number }>(sql`
+    with claimed as (
+      insert into webhook_events (id, event, action, occurred_at, room_name, room_sid, processed_at)
+      values (${id}, ${eventName}, ${action}, ${occurredAt.toISOString()}::timestamptz, ${room.name || null}, ${room.sid}, now())
+      on conflict (id) do update set claimed_at = now(), processed_at = now()
+        where webhook_events.processed_at is null and webhook_events.claimed_at < now() - make_interval(secs => ${HOLD_MS / 1000})
+      returning id
+    ), ${ctes}
+    select exists (select 1 from claimed) as owned,
+           exists (select 1 from webhook_events where id = ${id} and processed_at is not null) as done,
+           (select count(*) from ${sql.raw(changed)})::int as changed`);
+  return { state: row!.owned ? "owned" : row!.done ? "done" : "busy", changed: row!.changed };
 }
 
 /** The event was acted on: no redelivery acts on it again. */

@@ -8,9 +8,19 @@ import { type RoutingDeps, routeInboundCall } from "../calls/service";
 import { constraintViolation, isDatabaseUnavailable } from "../db/errors";
 import { AppError, TimeoutError, UnavailableError, UnprocessableError, withDeadline } from "../errors";
 import type { Logger } from "../logger";
-import { type Action, actionFor, actOn, callRecordFailure, type JournaledDispatch, NotRecordedError, occurredAt } from "./actions";
+import {
+  type Action,
+  actionFor,
+  actOn,
+  callRecordFailure,
+  type JournaledDispatch,
+  NotRecordedError,
+  ONE_CHANGE_ACTIONS,
+  type OneChangeAction,
+  occurredAt,
+} from "./actions";
 import { type DispatchDeps, type DispatchOutcome, recordLateDispatch } from "./dispatch";
-import { type ClaimRequest, claimEvent, type EventClaim, markEventProcessed, releaseEvent, unheldClaim } from "./event-lease";
+import { type ClaimRequest, claimAndApply, claimEvent, type EventClaim, markEventProcessed, releaseEvent, unheldClaim } from "./event-lease";
 import type { CallHandoff } from "./handoff";
 import { eventTime } from "./event-time";
 import { eventKey, eventRoom, sipCall } from "./event-values";
@@ -94,17 +104,11 @@ export async function replayLiveKitEvent(deps: LiveKitEventDeps, data: unknown, 
 async function handleDelivery(deps: LiveKitEventDeps, event: WebhookEvent, room: RoomRef, action: Action, log: Logger): Promise<EventOutcome> {
   const at = eventTime(event, deps.clock());
   const id = eventKey(event);
-  const claim = id
-    ? await claimOrProceed(deps, { id, eventName: event.event, action, occurredAt: occurredAt(event, action, at), room }, log)
-    : unheldClaim("owned");
-  if (claim.state === "done") {
-    log.info("repeated delivery ignored");
-    return { result: "duplicate" };
-  }
-  if (claim.state === "busy") {
-    // Another delivery is working on it; if that one fails, this redelivery must still act.
-    throw new UnavailableError("this event is being handled by another delivery; retry later");
-  }
+  const request = id ? { id, eventName: event.event, action, occurredAt: occurredAt(event, action, at), room } : undefined;
+  const oneChange = ONE_CHANGE_ACTIONS[action];
+  if (request && oneChange) return applyOnce(deps, request, oneChange, { event, action, room, at }, log);
+  const claim = request ? await claimOrProceed(deps, request, log) : unheldClaim("owned");
+  if (claim.state === "done" || claim.state === "busy") return unclaimed(claim.state, log);
   try {
     const outcome = await actOn(deps, { event, action, room, at, claim });
     if (claim.state === "unknown") throw new NotRecordedError("event handled without the database");
@@ -116,6 +120,29 @@ async function handleDelivery(deps: LiveKitEventDeps, event: WebhookEvent, room:
     if (id && claim.state === "owned") await releaseEvent(deps.database, id).catch(() => {});
     throw error;
   }
+}
+
+/** One statement: the event taken, its change made, the event done; or nothing, when another delivery has it or had it. */
+async function applyOnce(
+  deps: LiveKitEventDeps,
+  request: ClaimRequest,
+  action: OneChangeAction,
+  delivery: Parameters<OneChangeAction["change"]>[0],
+  log: Logger,
+): Promise<EventOutcome> {
+  const applied = await claimAndApply(deps.database, request, (claimed) => action.change(delivery, claimed));
+  if (applied.state !== "owned") return unclaimed(applied.state, log);
+  return { result: "handled", action: action.describe(applied.changed) };
+}
+
+/** An event this delivery did not take: done already (a repeat), or being handled by another delivery. */
+function unclaimed(state: "done" | "busy", log: Logger): EventOutcome {
+  if (state === "busy") {
+    // Another delivery is working on it; if that one fails, this redelivery must still act.
+    throw new UnavailableError("this event is being handled by another delivery; retry later");
+  }
+  log.info("repeated delivery ignored");
+  return { result: "duplicate" };
 }
 
 /** The event's claim; a caller joining still gets an agent with the database down, everything else waits for a retry. */
