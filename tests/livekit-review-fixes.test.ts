@@ -199,12 +199,12 @@ describe("a delivery that failed on a database blip is acted on when redelivered
     expect(lead!.status).toBe("missed");
   });
 
-  test("participant_left whose write fails after the event was taken: 503 (not 500); the redelivery ends the call", async () => {
+  test("participant_left whose write fails (the event is taken in the same statement): 503 (not 500); the redelivery ends the call", async () => {
     const call = await ringingCall();
     const left = await signDelivery(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 7_000) }), TEST_KEYS);
 
-    // The claim and the routing read go through; the statement that ends the call does not.
-    state.failNext = [/with ended as/];
+    // The statement that takes the event and ends the call fails.
+    state.failNext = [/ended as/];
     const failed = await post(ctx, left);
     // README: "503 when the database is down ..., so LiveKit delivers the event again".
     expect(failed.status).toBe(503);

@@ -43,6 +43,9 @@ export function callAnsweredChange(answer: CallAnswer, onlyIf: SQL = sql`true`):
   return { ctes, changed: "answered" };
 }
 
+/** Whether the call with this provider id has a record, as SQL for a statement of the caller's. */
+export const callRecorded = (callId: string): SQL => sql`exists (select 1 from call_logs where provider_call_id = ${callId})`;
+
 /** Makes a change in a statement of its own; answers how many calls it changed. */
 export async function applyCallChange(database: Database, { ctes, changed }: CallChange): Promise<number> {
   const [row] = await database.rows<{ changed: number }>(sql`with ${ctes} select count(*)::int as changed from ${sql.raw(changed)}`);
@@ -58,8 +61,8 @@ export interface CallEnd {
   endedAt: Date;
   /** When the caller joined, if the ending event knows it better than the record does. */
   joinedAt?: Date | null;
-  /** When an agent answered, if that is known from elsewhere (an agent join the record missed). */
-  answeredAt?: Date | null;
+  /** When an agent answered, if that is known from elsewhere (an agent join the record missed); SQL when a statement of the caller's knows it. */
+  answeredAt?: Date | SQL | null;
   disconnectReason: string;
   /** Final status when no agent ever answered: abandoned (caller hung up) or failed. */
   unansweredStatus: "abandoned" | "failed";
@@ -74,7 +77,7 @@ export function callEndedChange(end: CallEnd, onlyIf: SQL = sql`true`): CallChan
   if (!end.callId && !end.room) throw new Error("a call's end needs a callId or a room");
   const endedAt = end.endedAt.toISOString();
   const joinedAt = end.joinedAt ? end.joinedAt.toISOString() : null;
-  const answeredAt = end.answeredAt ? end.answeredAt.toISOString() : null;
+  const answeredAt = end.answeredAt instanceof Date ? end.answeredAt.toISOString() : (end.answeredAt ?? null);
   const which = end.callId ? sql`provider_call_id = ${end.callId}` : inRoom(end.room!);
   const ctes = sql`ended as (
       update call_logs

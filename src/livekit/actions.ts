@@ -3,22 +3,24 @@
 // statements see to that), so a repeated or overtaken delivery does no harm. Events find their
 // call by the room's sid, never by its name alone: LiveKit reuses room names, not sids.
 import { DisconnectReason, ParticipantInfo_Kind, type WebhookEvent } from "@livekit/protocol";
-import type { SQL } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import {
   applyCallChange,
   type CallChange,
   type CallEnd,
   callAnsweredChange,
   callEndedChange,
+  callRecorded,
   type RoomRef,
   recordCallAnswered,
   recordCallEnded,
 } from "../calls/lifecycle";
 import { type CallRouting, type DispatchedRouting, routeInboundCall } from "../calls/service";
+import type { CallOutcome } from "../db/schema";
 import { UnavailableError } from "../errors";
 import { isLastDelivery } from "./delivery";
 import { dispatchAgent } from "./dispatch";
-import { type EventClaim, HOLD_MS } from "./event-lease";
+import { agentJoinedAtIn, type EventClaim, HOLD_MS } from "./event-lease";
 import { handOff, isGone, transferDestinationLeft, transferIdentity, transferredCallOf } from "./handoff";
 import { joinedAt } from "./event-time";
 import { eventKey, participantIdentity, sipCall } from "./event-values";
@@ -97,15 +99,23 @@ export function occurredAt(event: WebhookEvent, action: Action, at: Date): Date 
   return action === "agent_joined" ? (joinedAt(event.participant!, at) ?? at) : at;
 }
 
+/** A delivery before its claim: what a one-change action is built from. */
+export type UnclaimedDelivery = Omit<Delivery, "claim">;
+
 /**
- * An action that is one change to the record and nothing else (no LiveKit call, no second
- * step): service.ts takes the event, makes the change and marks the event done in one statement.
+ * An action that is one change to the record (and nothing the event's redelivery would have to
+ * redo): service.ts takes the event, makes the change and marks the event done in one statement.
  */
 export interface OneChangeAction {
-  change: (delivery: Omit<Delivery, "claim">, onlyIf?: SQL) => CallChange;
-  /** What was done, by how many calls the change touched. */
-  describe: (changed: number) => string;
+  change: (delivery: UnclaimedDelivery, onlyIf?: SQL) => CallChange;
+  /** Whether the change can act on the event; when not, the event is held and handled the usual way (actOn). */
+  doneIf?: (delivery: UnclaimedDelivery) => SQL;
+  /** What was done, by the calls the change touched (its rows as JSON); best-effort work after it. */
+  finish: (deps: LiveKitEventDeps, delivery: UnclaimedDelivery, changed: ChangedCall[]) => Promise<string>;
 }
+
+/** A call a change touched; `outcome` is there for calls that ended. */
+export type ChangedCall = { id: string; status?: string; outcome?: CallOutcome };
 
 export const ONE_CHANGE_ACTIONS: Partial<Record<Action, OneChangeAction>> = {
   // An agent is in the room: its ringing call is answered. With none, the join stays in
@@ -113,22 +123,30 @@ export const ONE_CHANGE_ACTIONS: Partial<Record<Action, OneChangeAction>> = {
   agent_joined: {
     change: ({ event, room, at }, onlyIf) =>
       callAnsweredChange({ room, answeredAt: joinedAt(event.participant!, at) ?? at, agentIdentity: participantIdentity(event.participant) }, onlyIf),
-    describe: (changed) => (changed ? "call answered" : "agent joined (no ringing call)"),
+    finish: async (_deps, _delivery, changed) => (changed.length ? "call answered" : "agent joined (no ringing call)"),
+  },
+  // The caller hung up: the call ends, answered if an agent's join came before its record. A leave
+  // that is the first news of its call is handled the usual way (callerLeft): recorded, then ended.
+  caller_left: {
+    change: (delivery, onlyIf) => callEndedChange(callerEnd(delivery, agentJoinedAtIn(delivery.room.sid)), onlyIf),
+    doneIf: ({ event, room }) => callRecorded(sipCall(event.participant!, room).callId),
+    finish: (deps, delivery, ended) => callerLeftFinish(deps, delivery, ended),
   },
   // The room is gone: every call in it that has not ended ends, unanswered ones as abandoned.
   room_finished: {
     change: ({ room, at }, onlyIf) => callEndedChange({ room, endedAt: at, disconnectReason: "ROOM_FINISHED", unansweredStatus: "abandoned" }, onlyIf),
-    describe: (changed) => `room finished, ${changed} call(s) ended`,
+    finish: async (_deps, _delivery, changed) => `room finished, ${changed.length} call(s) ended`,
   },
 };
 
 /** A one-change action on its own (an event without an id to claim). */
 const applyOneChange =
   (action: OneChangeAction) =>
-  async (deps: LiveKitEventDeps, delivery: Delivery): Promise<EventOutcome> => ({
-    result: "handled",
-    action: action.describe(await applyCallChange(deps.database, action.change(delivery))),
-  });
+  async (deps: LiveKitEventDeps, delivery: Delivery): Promise<EventOutcome> => {
+    const { ctes, changed } = action.change(delivery);
+    const rows = await deps.database.rows<ChangedCall>(sql`with ${ctes} select * from ${sql.raw(changed)}`);
+    return { result: "handled", action: await action.finish(deps, delivery, rows) };
+  };
 
 const HANDLERS: Record<Action, (deps: LiveKitEventDeps, delivery: Delivery) => Promise<EventOutcome>> = {
   caller_joined: callerJoined,
@@ -220,32 +238,41 @@ async function sendAgent(deps: LiveKitEventDeps, { event }: Delivery, routing: D
   return { result: "handled", action: "agent dispatch failed for good; call marked failed", dispatch };
 }
 
-/**
- * The caller hung up (or never connected): the call ends, in one statement when its record is
- * there. A leave that overtook its join still leaves a complete record: the call is recorded
- * first, then ended. An agent join that came before the call had a record still counts.
- */
-async function callerLeft(deps: LiveKitEventDeps, { event, room, at, claim }: Delivery): Promise<EventOutcome> {
+/** How a caller's leave ends the call: `answeredAt`, an agent's join the record may have missed. */
+function callerEnd({ event, room, at }: UnclaimedDelivery, answeredAt: CallEnd["answeredAt"]): CallEnd {
   const participant = event.participant!;
-  const call = sipCall(participant, room);
   const reason = participant.disconnectReason;
-  const end: CallEnd = {
-    callId: call.callId,
+  return {
+    callId: sipCall(participant, room).callId,
     endedAt: at,
     joinedAt: joinedAt(participant, at),
-    answeredAt: claim.agentJoinedAt,
+    answeredAt,
     disconnectReason: DisconnectReason[reason] ?? String(reason),
     unansweredStatus: FAILED_REASONS.has(reason) ? "failed" : "abandoned",
   };
+}
+
+/**
+ * The caller hung up (or never connected) and the call has no record yet (the leave overtook the
+ * join, or the join came while the database was down): the call is recorded first, then ended.
+ * An agent join that came before the call had a record still counts.
+ */
+async function callerLeft(deps: LiveKitEventDeps, delivery: Delivery): Promise<EventOutcome> {
+  const end = callerEnd(delivery, delivery.claim.agentJoinedAt);
   let ended = await recordCallEnded(deps.database, end);
   if (ended.length === 0) {
     // A call this leave is the first news of was admitted when it rang: no cap applies now.
-    const recordFailure = callRecordFailure(await routeInboundCall({ ...deps, ignoreCaps: true }, call));
+    const recordFailure = callRecordFailure(await routeInboundCall({ ...deps, ignoreCaps: true }, sipCall(delivery.event.participant!, delivery.room)));
     if (recordFailure) throw recordFailure;
     ended = await recordCallEnded(deps.database, end);
   }
-  if (ended.some((row) => row.outcome === "transferred")) await hangUpTransfer(deps, room, call.callId);
-  return { result: "handled", action: ended.length ? `call ended (${ended[0]!.status})` : "call already ended" };
+  return { result: "handled", action: await callerLeftFinish(deps, delivery, ended) };
+}
+
+/** After a caller's leave ended its call: a transferred call's destination is hung up too. */
+async function callerLeftFinish(deps: LiveKitEventDeps, { event, room }: UnclaimedDelivery, ended: ChangedCall[]): Promise<string> {
+  if (ended.some((row) => row.outcome === "transferred")) await hangUpTransfer(deps, room, sipCall(event.participant!, room).callId);
+  return ended.length ? `call ended (${ended[0]!.status})` : "call already ended";
 }
 
 /** The destination of a transfer left: the caller is removed (and the call failed, if it never answered). */

@@ -36,58 +36,73 @@ export interface ClaimRequest {
 /** A claim for an event with nothing to hold (no id) or no database to hold it in: nothing known of its room. */
 export const unheldClaim = (state: "owned" | "unknown"): EventClaim => ({ state, roomFinished: false, agentJoinedAt: null });
 
+/** What the room's earlier events tell, as columns of a claim's statement (its snapshot: not the event it takes). */
+const roomSoFar = (sid: string | null) => sql`
+  exists (select 1 from webhook_events where room_sid = ${sid}::text and action = 'room_finished') as room_finished,
+  ${agentJoinedAtIn(sid)} as agent_joined_at`;
+
+/** When an agent first joined the room, as far as the processed events tell; null if none did. */
+export const agentJoinedAtIn = (sid: string | null) => sql`(select min(occurred_at) from webhook_events
+  where room_sid = ${sid}::text and action = 'agent_joined' and processed_at is not null)`;
+
+type ClaimRow = { owned: boolean; done: boolean; room_finished: boolean; agent_joined_at: string | Date | null };
+
+const claimOf = (row: ClaimRow): EventClaim => ({
+  state: row.owned ? "owned" : row.done ? "done" : "busy",
+  roomFinished: row.room_finished,
+  agentJoinedAt: row.agent_joined_at ? new Date(row.agent_joined_at) : null,
+});
+
 /**
  * Takes the event for this delivery: new, or held by a delivery whose lease ran out. Tells
  * whether it was already acted on, and what already happened in its room, in one statement.
  */
 export async function claimEvent(database: Database, { id, eventName, action, occurredAt, room }: ClaimRequest): Promise<EventClaim> {
-  const sid = room.sid;
-  const [row] = await database.rows<{
-    owned: boolean;
-    done: boolean;
-    room_finished: boolean;
-    agent_joined_at: string | Date | null;
-  }>(sql`
+  const [row] = await database.rows<ClaimRow>(sql`
     with claimed as (
       insert into webhook_events (id, event, action, occurred_at, room_name, room_sid)
-      values (${id}, ${eventName}, ${action}, ${occurredAt.toISOString()}::timestamptz, ${room.name || null}, ${sid})
+      values (${id}, ${eventName}, ${action}, ${occurredAt.toISOString()}::timestamptz, ${room.name || null}, ${room.sid})
       on conflict (id) do update set claimed_at = now()
         where webhook_events.processed_at is null and webhook_events.claimed_at < now() - make_interval(secs => ${HOLD_MS / 1000})
       returning id
     )
     select exists (select 1 from claimed) as owned,
            exists (select 1 from webhook_events where id = ${id} and processed_at is not null) as done,
-           exists (select 1 from webhook_events where room_sid = ${sid}::text and action = 'room_finished') as room_finished,
-           (select min(occurred_at) from webhook_events
-             where room_sid = ${sid}::text and action = 'agent_joined' and processed_at is not null) as agent_joined_at`);
-  const state = row!.owned ? "owned" : row!.done ? "done" : "busy";
-  const agentJoinedAt = row!.agent_joined_at ? new Date(row!.agent_joined_at) : null;
-  return { state, roomFinished: row!.room_finished, agentJoinedAt };
+           ${roomSoFar(room.sid)}`);
+  return claimOf(row!);
 }
 
+/** A claim that made its change in the same statement: the calls changed, and whether the event is done with it. */
+export type AppliedClaim<Row> = EventClaim & { changed: Row[]; processed: boolean };
+
 /**
- * For an event whose action is one change to the record and nothing else: takes the event, makes
- * the change and marks the event processed, in one statement, so a failure leaves neither. The
- * change happens only when this delivery took the event (`claimed`); `changed` counts its calls.
+ * For an event whose action is one change to the record: takes the event, makes the change and,
+ * when `doneIf` holds, marks the event processed, in one statement, so a failure leaves none of
+ * it. The change happens only when this delivery took the event. When `doneIf` does not hold
+ * (the change found nothing it can act on), the event is held like any claim (claimEvent).
  */
-export async function claimAndApply(
+export async function claimAndApply<Row>(
   database: Database,
   { id, eventName, action, occurredAt, room }: ClaimRequest,
   change: (claimed: SQL) => CallChange,
-): Promise<{ state: "owned" | "done" | "busy"; changed: number }> {
+  doneIf: SQL = sql`true`,
+): Promise<AppliedClaim<Row>> {
   const { ctes, changed } = change(sql`exists (select 1 from claimed)`);
-  const [row] = await database.rows<{ owned: boolean; done: boolean; changed: number }>(sql`
+  const [row] = await database.rows<ClaimRow & { changed: Row[]; processed: boolean }>(sql`
     with claimed as (
       insert into webhook_events (id, event, action, occurred_at, room_name, room_sid, processed_at)
-      values (${id}, ${eventName}, ${action}, ${occurredAt.toISOString()}::timestamptz, ${room.name || null}, ${room.sid}, now())
-      on conflict (id) do update set claimed_at = now(), processed_at = now()
+      values (${id}, ${eventName}, ${action}, ${occurredAt.toISOString()}::timestamptz, ${room.name || null}, ${room.sid},
+              case when ${doneIf} then now() end)
+      on conflict (id) do update set claimed_at = now(), processed_at = excluded.processed_at
         where webhook_events.processed_at is null and webhook_events.claimed_at < now() - make_interval(secs => ${HOLD_MS / 1000})
-      returning id
+      returning processed_at is not null as processed
     ), ${ctes}
     select exists (select 1 from claimed) as owned,
            exists (select 1 from webhook_events where id = ${id} and processed_at is not null) as done,
-           (select count(*) from ${sql.raw(changed)})::int as changed`);
-  return { state: row!.owned ? "owned" : row!.done ? "done" : "busy", changed: row!.changed };
+           ${roomSoFar(room.sid)},
+           coalesce((select bool_or(processed) from claimed), false) as processed,
+           (select coalesce(json_agg(c), '[]'::json) from ${sql.raw(changed)} c) as changed`);
+  return { ...claimOf(row!), changed: row!.changed, processed: row!.processed };
 }
 
 /** The event was acted on: no redelivery acts on it again. */

@@ -15,8 +15,8 @@ import {
   callRecordFailure,
   type JournaledDispatch,
   NotRecordedError,
+  type ChangedCall,
   ONE_CHANGE_ACTIONS,
-  type OneChangeAction,
   occurredAt,
 } from "./actions";
 import { type DispatchDeps, type DispatchOutcome, recordLateDispatch } from "./dispatch";
@@ -105,12 +105,20 @@ async function handleDelivery(deps: LiveKitEventDeps, event: WebhookEvent, room:
   const at = eventTime(event, deps.clock());
   const id = eventKey(event);
   const request = id ? { id, eventName: event.event, action, occurredAt: occurredAt(event, action, at), room } : undefined;
+  const delivery = { event, action, room, at };
   const oneChange = ONE_CHANGE_ACTIONS[action];
-  if (request && oneChange) return applyOnce(deps, request, oneChange, { event, action, room, at }, log);
-  const claim = request ? await claimOrProceed(deps, request, log) : unheldClaim("owned");
+  let claim: EventClaim;
+  if (request && oneChange) {
+    // Taken, changed and done in one statement, unless the change found nothing it can act on.
+    const applied = await claimAndApply<ChangedCall>(deps.database, request, (claimed) => oneChange.change(delivery, claimed), oneChange.doneIf?.(delivery));
+    if (applied.processed) return { result: "handled", action: await oneChange.finish(deps, delivery, applied.changed) };
+    claim = applied;
+  } else {
+    claim = request ? await claimOrProceed(deps, request, log) : unheldClaim("owned");
+  }
   if (claim.state === "done" || claim.state === "busy") return unclaimed(claim.state, log);
   try {
-    const outcome = await actOn(deps, { event, action, room, at, claim });
+    const outcome = await actOn(deps, { ...delivery, claim });
     if (claim.state === "unknown") throw new NotRecordedError("event handled without the database");
     // A join whose dispatch was recorded had its event marked processed in the same statement.
     if (id && !dispatchRecorded(outcome)) await markEventProcessed(deps.database, id);
@@ -120,19 +128,6 @@ async function handleDelivery(deps: LiveKitEventDeps, event: WebhookEvent, room:
     if (id && claim.state === "owned") await releaseEvent(deps.database, id).catch(() => {});
     throw error;
   }
-}
-
-/** One statement: the event taken, its change made, the event done; or nothing, when another delivery has it or had it. */
-async function applyOnce(
-  deps: LiveKitEventDeps,
-  request: ClaimRequest,
-  action: OneChangeAction,
-  delivery: Parameters<OneChangeAction["change"]>[0],
-  log: Logger,
-): Promise<EventOutcome> {
-  const applied = await claimAndApply(deps.database, request, (claimed) => action.change(delivery, claimed));
-  if (applied.state !== "owned") return unclaimed(applied.state, log);
-  return { result: "handled", action: action.describe(applied.changed) };
 }
 
 /** An event this delivery did not take: done already (a repeat), or being handled by another delivery. */
