@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
 import { AgentDispatchClient } from "livekit-server-sdk";
+import postgres from "postgres";
 import { createApp } from "../src/app";
 import { loadConfig } from "../src/config";
 import { type Database, openDatabase } from "../src/db/client";
@@ -219,7 +220,7 @@ describe("a delivery that failed on a database blip is acted on when redelivered
   });
 });
 
-describe("an agent's join and room_finished: the event taken, the change made and the event done in one statement", () => {
+describe("an agent's join, a caller's leave, room_finished: the event taken, the call changed and the event done in one statement", () => {
   async function ringingCall() {
     const call = newCall();
     expect((await deliver(ctx, sipCallerJoinedEvent(fake, call))).status).toBe(200);
@@ -268,6 +269,36 @@ describe("an agent's join and room_finished: the event taken, the change made an
     expect(again).toMatchObject({ status: 200, body: { result: "duplicate" } });
     expect((await callLog(ctx, call.callId)).updatedAt?.getTime()).toBe(log.updatedAt?.getTime());
   });
+
+  test.skipIf(!process.env.DATABASE_URL)(
+    "a redelivery that comes while the first delivery's statement waits is a duplicate once that commits, not a 503 (PostgreSQL)",
+    async () => {
+      const call = await ringingCall();
+      const left = await signDelivery(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 6_000) }), TEST_KEYS);
+      // Something else (an admin's edit, another event) holds the call's row for a moment.
+      const pg = postgres(process.env.DATABASE_URL!, { max: 1, onnotice: () => {} });
+      const held = await pg.reserve();
+      try {
+        await held`begin`;
+        await held`select 1 from call_logs where provider_call_id = ${call.callId} for update`;
+        const first = post(ctx, left);
+        await Bun.sleep(200);
+        // LiveKit's redelivery waits on the first's uncommitted claim of the same event.
+        const second = post(ctx, left);
+        await Bun.sleep(200);
+        await held`commit`;
+        const answers = await Promise.all([first, second]);
+        expect(answers.map((a) => ({ status: a.status, result: a.body.result }))).toEqual([
+          { status: 200, result: "handled" },
+          { status: 200, result: "duplicate" },
+        ]);
+      } finally {
+        held.release();
+        await pg.end();
+      }
+      expect((await callLog(ctx, call.callId)).status).toBe("abandoned");
+    },
+  );
 });
 
 describe("outbound SIP participants (calls an agent places: no sip.ruleID)", () => {

@@ -105,6 +105,16 @@ export async function claimAndApply<Row>(
   return { ...claimOf(row!), changed: row!.changed, processed: row!.processed };
 }
 
+/**
+ * Whether the event is done, read afresh. A claim that waited on another delivery's uncommitted
+ * statement for the same event judged it by a snapshot from before that commit, so "busy" may
+ * already mean done.
+ */
+export async function eventProcessed(database: Database, id: string): Promise<boolean> {
+  const rows = await database.rows(sql`select 1 as done from webhook_events where id = ${id} and processed_at is not null`);
+  return rows.length > 0;
+}
+
 /** The event was acted on: no redelivery acts on it again. */
 export async function markEventProcessed(database: Database, id: string): Promise<void> {
   await database.rows(sql`update webhook_events set processed_at = now() where id = ${id} returning id`);

@@ -20,7 +20,16 @@ import {
   occurredAt,
 } from "./actions";
 import { type DispatchDeps, type DispatchOutcome, recordLateDispatch } from "./dispatch";
-import { type ClaimRequest, claimAndApply, claimEvent, type EventClaim, markEventProcessed, releaseEvent, unheldClaim } from "./event-lease";
+import {
+  type ClaimRequest,
+  claimAndApply,
+  claimEvent,
+  type EventClaim,
+  eventProcessed,
+  markEventProcessed,
+  releaseEvent,
+  unheldClaim,
+} from "./event-lease";
 import type { CallHandoff } from "./handoff";
 import { eventTime } from "./event-time";
 import { eventKey, eventRoom, sipCall } from "./event-values";
@@ -112,7 +121,7 @@ async function handleDelivery(deps: LiveKitEventDeps, event: WebhookEvent, room:
     // Taken, changed and done in one statement, unless the change found nothing it can act on.
     const applied = await claimAndApply<ChangedCall>(deps.database, request, (claimed) => oneChange.change(delivery, claimed), oneChange.doneIf?.(delivery));
     if (applied.processed) return { result: "handled", action: await oneChange.finish(deps, delivery, applied.changed) };
-    claim = applied;
+    claim = applied.state === "busy" && (await eventProcessed(deps.database, request.id)) ? { ...applied, state: "done" } : applied;
   } else {
     claim = request ? await claimOrProceed(deps, request, log) : unheldClaim("owned");
   }
