@@ -270,6 +270,21 @@ describe("an agent's join, a caller's leave, room_finished: the event taken, the
     expect((await callLog(ctx, call.callId)).updatedAt?.getTime()).toBe(log.updatedAt?.getTime());
   });
 
+  test("a caller's leave held by a delivery that died before the call had a record is taken over once the hold lapses, and ends the call", async () => {
+    const call = await ringingCall();
+    const left = await signDelivery(sipParticipantLeft({ room: call.room, callId: call.callId, at: plus(call.at, 8_000) }), TEST_KEYS);
+    // What the dead delivery left: the leave taken (it was the first news of the call), never done.
+    await ctx.database.db.execute(sql`
+      insert into webhook_events (id, event, action, room_name, room_sid, claimed_at, processed_at)
+      values (${left.event.id}, 'participant_left', 'caller_left', ${call.room}, ${left.event.room!.sid}, now() - interval '30 seconds', null)`);
+
+    const redelivered = await post(ctx, left);
+    expect(redelivered).toMatchObject({ status: 200, body: { result: "handled" } });
+    expect(await callLog(ctx, call.callId)).toMatchObject({ status: "abandoned", durationMs: 8_000 });
+    expect((await eventRow(ctx, left.event.id))?.processedAt).toBeInstanceOf(Date);
+    expect(await post(ctx, left)).toMatchObject({ status: 200, body: { result: "duplicate" } });
+  });
+
   test.skipIf(!process.env.DATABASE_URL)(
     "a redelivery that comes while the first delivery's statement waits is a duplicate once that commits, not a 503 (PostgreSQL)",
     async () => {
