@@ -3,6 +3,7 @@
 // means to LiveKit. Deliveries repeat and rooms can surprise (left before joined, finished before
 // joined): every action is idempotent and call status only moves forward.
 import { WebhookEvent } from "@livekit/protocol";
+import type { SQL } from "drizzle-orm";
 import type { RoomRef } from "../calls/lifecycle";
 import { type RoutingDeps, routeInboundCall } from "../calls/service";
 import { constraintViolation, isDatabaseUnavailable } from "../db/errors";
@@ -12,10 +13,10 @@ import {
   type Action,
   actionFor,
   actOn,
+  type ChangedCall,
   callRecordFailure,
   type JournaledDispatch,
   NotRecordedError,
-  type ChangedCall,
   ONE_CHANGE_ACTIONS,
   occurredAt,
 } from "./actions";
@@ -119,9 +120,12 @@ async function handleDelivery(deps: LiveKitEventDeps, event: WebhookEvent, room:
   let claim: EventClaim;
   if (request && oneChange) {
     // Taken, changed and done in one statement, unless the change found nothing it can act on.
-    const applied = await claimAndApply<ChangedCall>(deps.database, request, (claimed) => oneChange.change(delivery, claimed), oneChange.doneIf?.(delivery));
+    const change = (claimed: SQL) => oneChange.change(delivery, claimed);
+    const applied = await claimAndApply<ChangedCall>(deps.database, request, change, oneChange.doneIf?.(delivery));
     if (applied.processed) return { result: "handled", action: await oneChange.finish(deps, delivery, applied.changed) };
-    claim = applied.state === "busy" && (await eventProcessed(deps.database, request.id)) ? { ...applied, state: "done" } : applied;
+    // Busy after waiting on another delivery's statement for this event may mean done by now.
+    const doneMeanwhile = applied.state === "busy" && (await eventProcessed(deps.database, request.id));
+    claim = doneMeanwhile ? { ...applied, state: "done" } : applied;
   } else {
     claim = request ? await claimOrProceed(deps, request, log) : unheldClaim("owned");
   }
