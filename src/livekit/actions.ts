@@ -258,7 +258,7 @@ function callerEnd({ event, room, at }: UnclaimedDelivery, answeredAt: CallEnd["
  * An agent join that came before the call had a record still counts.
  */
 async function callerLeft(deps: LiveKitEventDeps, delivery: Delivery): Promise<EventOutcome> {
-  const end = callerEnd(delivery, delivery.claim.agentJoinedAt);
+  const end = callerEnd(delivery, agentJoinedAtIn(delivery.room.sid));
   let ended = await recordCallEnded(deps.database, end);
   if (ended.length === 0) {
     // A call this leave is the first news of was admitted when it rang: no cap applies now.

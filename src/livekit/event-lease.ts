@@ -33,8 +33,11 @@ export interface ClaimRequest {
   room: RoomRef;
 }
 
-/** A claim for an event with nothing to hold (no id) or no database to hold it in: nothing known of its room. */
-export const unheldClaim = (state: "owned" | "unknown"): EventClaim => ({ state, roomFinished: false, agentJoinedAt: null });
+/**
+ * A claim that tells nothing of its room: for an event with nothing to hold (no id), with no
+ * database to hold it in, or taken by claimAndApply (whose changes read the room themselves).
+ */
+export const claimWithoutRoom = (state: EventClaim["state"]): EventClaim => ({ state, roomFinished: false, agentJoinedAt: null });
 
 /** What the room's earlier events tell, as columns of a claim's statement (its snapshot: not the event it takes). */
 const roomSoFar = (sid: string | null) => sql`
@@ -47,8 +50,11 @@ export const agentJoinedAtIn = (sid: string | null) => sql`(select min(occurred_
 
 type ClaimRow = { owned: boolean; done: boolean; room_finished: boolean; agent_joined_at: string | Date | null };
 
+/** Taken by this delivery, done before it, or held by another. */
+const stateOf = (row: { owned: boolean; done: boolean }) => (row.owned ? "owned" : row.done ? "done" : "busy");
+
 const claimOf = (row: ClaimRow): EventClaim => ({
-  state: row.owned ? "owned" : row.done ? "done" : "busy",
+  state: stateOf(row),
   roomFinished: row.room_finished,
   agentJoinedAt: row.agent_joined_at ? new Date(row.agent_joined_at) : null,
 });
@@ -73,7 +79,7 @@ export async function claimEvent(database: Database, { id, eventName, action, oc
 }
 
 /** A claim that made its change in the same statement: the calls changed, and whether the event is done with it. */
-export type AppliedClaim<Row> = EventClaim & { changed: Row[]; processed: boolean };
+export type AppliedClaim<Row> = { state: "owned" | "done" | "busy"; changed: Row[]; processed: boolean };
 
 /**
  * For an event whose action is one change to the record: takes the event, makes the change and,
@@ -88,7 +94,7 @@ export async function claimAndApply<Row>(
   doneIf: SQL = sql`true`,
 ): Promise<AppliedClaim<Row>> {
   const { ctes, changed } = change(sql`exists (select 1 from claimed)`);
-  const [row] = await database.rows<ClaimRow & { changed: Row[]; processed: boolean }>(sql`
+  const [row] = await database.rows<{ owned: boolean; done: boolean; changed: Row[]; processed: boolean }>(sql`
     with claimed as (
       insert into webhook_events (id, event, action, occurred_at, room_name, room_sid, processed_at)
       values (${id}, ${eventName}, ${action}, ${occurredAt.toISOString()}::timestamptz, ${room.name || null}, ${room.sid},
@@ -99,10 +105,9 @@ export async function claimAndApply<Row>(
     ), ${ctes}
     select exists (select 1 from claimed) as owned,
            exists (select 1 from webhook_events where id = ${id} and processed_at is not null) as done,
-           ${roomSoFar(room.sid)},
            coalesce((select bool_or(processed) from claimed), false) as processed,
            (select coalesce(json_agg(c), '[]'::json) from ${sql.raw(changed)} c) as changed`);
-  return { ...claimOf(row!), changed: row!.changed, processed: row!.processed };
+  return { state: stateOf(row!), changed: row!.changed, processed: row!.processed };
 }
 
 /**

@@ -25,11 +25,11 @@ import {
   type ClaimRequest,
   claimAndApply,
   claimEvent,
+  claimWithoutRoom,
   type EventClaim,
   eventProcessed,
   markEventProcessed,
   releaseEvent,
-  unheldClaim,
 } from "./event-lease";
 import type { CallHandoff } from "./handoff";
 import { eventTime } from "./event-time";
@@ -125,9 +125,10 @@ async function handleDelivery(deps: LiveKitEventDeps, event: WebhookEvent, room:
     if (applied.processed) return { result: "handled", action: await oneChange.finish(deps, delivery, applied.changed) };
     // Busy after waiting on another delivery's statement for this event may mean done by now.
     const doneMeanwhile = applied.state === "busy" && (await eventProcessed(deps.database, request.id));
-    claim = doneMeanwhile ? { ...applied, state: "done" } : applied;
+    // Held, not done: the change found nothing to act on and the usual way follows, or another has it.
+    claim = claimWithoutRoom(doneMeanwhile ? "done" : applied.state);
   } else {
-    claim = request ? await claimOrProceed(deps, request, log) : unheldClaim("owned");
+    claim = request ? await claimOrProceed(deps, request, log) : claimWithoutRoom("owned");
   }
   if (claim.state === "done" || claim.state === "busy") return unclaimed(claim.state, log);
   try {
@@ -160,7 +161,7 @@ async function claimOrProceed(deps: LiveKitEventDeps, request: ClaimRequest, log
   } catch (error) {
     if (request.action !== "caller_joined") throw error;
     log.warn({ err: error }, "event claim failed: handling the join without the database");
-    return unheldClaim("unknown");
+    return claimWithoutRoom("unknown");
   }
 }
 
