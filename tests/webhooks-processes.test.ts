@@ -266,11 +266,20 @@ describe.skipIf(skip)("outbound webhooks delivered by real server processes on o
     hooks.fallback = { status: 200, delayMs: HOLD_MS };
     const expected = expectedEvents(await placeCalls([leaving!], name, 12));
     await claimsInFlight(sql, endpoint.id, hooks, expected.length);
-    return { sql, hooks, endpoint, expected, leaving: leaving!, survivor: survivor! };
+    /** The receiver answers at once and the survivor is thawed: every event arrives, each id at least once. */
+    const survivorTakesOver = async () => {
+      hooks.fallback = 200;
+      survivor!.kill("SIGCONT");
+      const rows = await allDelivered(sql, endpoint.id, hooks, expected);
+      const receipts = checkAtLeastOnce(hooks, endpoint.secret, rows, expected);
+      expect(receipts.size).toBe(rows.length);
+      return { rows, receipts };
+    };
+    return { sql, hooks, endpoint, expected, leaving: leaving!, survivorTakesOver };
   }
 
   test("a process killed (SIGKILL) with deliveries in flight: the other takes them over once their lease lapses, same webhook-ids, nothing lost", async () => {
-    const { sql, hooks, endpoint, expected, leaving: doomed, survivor } = await deliveriesInFlight("sigkill");
+    const { sql, hooks, endpoint, expected, leaving: doomed, survivorTakesOver } = await deliveriesInFlight("sigkill");
     doomed.kill("SIGKILL");
     await doomed.exited;
     const sentBeforeKill = new Set(hooks.received.map((w) => w.id));
@@ -280,11 +289,7 @@ describe.skipIf(skip)("outbound webhooks delivered by real server processes on o
     const inFlight = held.filter((row) => sentBeforeKill.has(`msg_${row.id}`));
     expect(inFlight.length).toBeGreaterThan(0);
 
-    hooks.fallback = 200;
-    survivor.kill("SIGCONT");
-    const rows = await allDelivered(sql, endpoint.id, hooks, expected);
-    const receipts = checkAtLeastOnce(hooks, endpoint.secret, rows, expected);
-    expect(receipts.size).toBe(rows.length);
+    const { rows, receipts } = await survivorTakesOver();
 
     const final = new Map(rows.map((row) => [row.id, row]));
     for (const row of inFlight) {
@@ -301,7 +306,7 @@ describe.skipIf(skip)("outbound webhooks delivered by real server processes on o
   }, 60_000);
 
   test("a process stopped (SIGTERM) with deliveries in flight gives them back untried: the other delivers them under the same webhook-ids, nothing lost", async () => {
-    const { sql, hooks, endpoint, expected, leaving: stopping, survivor } = await deliveriesInFlight("sigterm");
+    const { sql, hooks, endpoint, expected, leaving: stopping, survivorTakesOver } = await deliveriesInFlight("sigterm");
     stopping.kill("SIGTERM");
     const code = await Promise.race([stopping.exited, Bun.sleep(15_000).then(() => "still running 15 s after SIGTERM")]);
     expect(code).toBe(0);
@@ -315,11 +320,7 @@ describe.skipIf(skip)("outbound webhooks delivered by real server processes on o
     expect(givenBack.length).toBeGreaterThan(0);
     expect(givenBack.filter((row) => row.status !== "pending").map((row) => row.event)).toEqual([]);
 
-    hooks.fallback = 200;
-    survivor.kill("SIGCONT");
-    const rows = await allDelivered(sql, endpoint.id, hooks, expected);
-    const receipts = checkAtLeastOnce(hooks, endpoint.secret, rows, expected);
-    expect(receipts.size).toBe(rows.length);
+    const { rows, receipts } = await survivorTakesOver();
     // Each was received again, under its id, and that time it was recorded.
     const final = new Map(rows.map((row) => [row.id, row]));
     expect(givenBack.filter((row) => (receipts.get(`msg_${row.id}`) ?? 0) < 2 || final.get(row.id)!.recorded < 1).map((row) => row.event)).toEqual([]);

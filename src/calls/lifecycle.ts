@@ -46,13 +46,16 @@ export function callAnsweredChange(answer: CallAnswer, onlyIf: SQL = sql`true`):
 /** Whether the call with this provider id has a record, as SQL for a statement of the caller's. */
 export const callRecorded = (callId: string): SQL => sql`exists (select 1 from call_logs where provider_call_id = ${callId})`;
 
-/** Makes a change in a statement of its own; answers how many calls it changed. */
-export async function applyCallChange(database: Database, { ctes, changed }: CallChange): Promise<number> {
-  const [row] = await database.rows<{ changed: number }>(sql`with ${ctes} select count(*)::int as changed from ${sql.raw(changed)}`);
-  return row!.changed;
+/** A call a change touched: `status` and `outcome` are there for calls that ended. */
+export type ChangedCall = { id: string; status?: string; outcome?: CallOutcome };
+
+/** Makes a change in a statement of its own; answers the calls it changed. */
+export function applyCallChange(database: Database, { ctes, changed }: CallChange): Promise<ChangedCall[]> {
+  return database.rows<ChangedCall>(sql`with ${ctes} select * from ${sql.raw(changed)}`);
 }
 
-export const recordCallAnswered = (database: Database, answer: CallAnswer) => applyCallChange(database, callAnsweredChange(answer));
+/** The ringing call in the room answered (callAnsweredChange); answers how many were. */
+export const recordCallAnswered = async (database: Database, answer: CallAnswer) => (await applyCallChange(database, callAnsweredChange(answer))).length;
 
 export interface CallEnd {
   /** End the call with this provider id, or every unfinished call in this room. */
@@ -107,10 +110,7 @@ export function callEndedChange(end: CallEnd, onlyIf: SQL = sql`true`): CallChan
 }
 
 /** Closes calls (callEndedChange) in one statement; answers the calls it ended. */
-export async function recordCallEnded(database: Database, end: CallEnd): Promise<{ id: string; status: string; outcome: CallOutcome }[]> {
-  const { ctes, changed } = callEndedChange(end);
-  return database.rows<{ id: string; status: string; outcome: CallOutcome }>(sql`with ${ctes} select id, status, outcome from ${sql.raw(changed)}`);
-}
+export const recordCallEnded = (database: Database, end: CallEnd) => applyCallChange(database, callEndedChange(end));
 
 /** A status's place in the only order calls move through, as SQL over the status column. */
 const statusRank = sql.raw(

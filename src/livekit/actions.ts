@@ -3,11 +3,12 @@
 // statements see to that), so a repeated or overtaken delivery does no harm. Events find their
 // call by the room's sid, never by its name alone: LiveKit reuses room names, not sids.
 import { DisconnectReason, ParticipantInfo_Kind, type WebhookEvent } from "@livekit/protocol";
-import { type SQL, sql } from "drizzle-orm";
+import type { SQL } from "drizzle-orm";
 import {
   applyCallChange,
   type CallChange,
   type CallEnd,
+  type ChangedCall,
   callAnsweredChange,
   callEndedChange,
   callRecorded,
@@ -16,7 +17,6 @@ import {
   recordCallEnded,
 } from "../calls/lifecycle";
 import { type CallRouting, type DispatchedRouting, routeInboundCall } from "../calls/service";
-import type { CallOutcome } from "../db/schema";
 import { UnavailableError } from "../errors";
 import { isLastDelivery } from "./delivery";
 import { dispatchAgent } from "./dispatch";
@@ -114,9 +114,6 @@ export interface OneChangeAction {
   finish: (deps: LiveKitEventDeps, delivery: UnclaimedDelivery, changed: ChangedCall[]) => Promise<string>;
 }
 
-/** A call a change touched; `outcome` is there for calls that ended. */
-export type ChangedCall = { id: string; status?: string; outcome?: CallOutcome };
-
 export const ONE_CHANGE_ACTIONS: Partial<Record<Action, OneChangeAction>> = {
   // An agent is in the room: its ringing call is answered. With none, the join stays in
   // webhook_events for the call's record to find (event-lease.ts).
@@ -143,9 +140,8 @@ export const ONE_CHANGE_ACTIONS: Partial<Record<Action, OneChangeAction>> = {
 const applyOneChange =
   (action: OneChangeAction) =>
   async (deps: LiveKitEventDeps, delivery: Delivery): Promise<EventOutcome> => {
-    const { ctes, changed } = action.change(delivery);
-    const rows = await deps.database.rows<ChangedCall>(sql`with ${ctes} select * from ${sql.raw(changed)}`);
-    return { result: "handled", action: await action.finish(deps, delivery, rows) };
+    const changed = await applyCallChange(deps.database, action.change(delivery));
+    return { result: "handled", action: await action.finish(deps, delivery, changed) };
   };
 
 const HANDLERS: Record<Action, (deps: LiveKitEventDeps, delivery: Delivery) => Promise<EventOutcome>> = {
@@ -262,7 +258,8 @@ async function callerLeft(deps: LiveKitEventDeps, delivery: Delivery): Promise<E
   let ended = await recordCallEnded(deps.database, end);
   if (ended.length === 0) {
     // A call this leave is the first news of was admitted when it rang: no cap applies now.
-    const recordFailure = callRecordFailure(await routeInboundCall({ ...deps, ignoreCaps: true }, sipCall(delivery.event.participant!, delivery.room)));
+    const call = sipCall(delivery.event.participant!, delivery.room);
+    const recordFailure = callRecordFailure(await routeInboundCall({ ...deps, ignoreCaps: true }, call));
     if (recordFailure) throw recordFailure;
     ended = await recordCallEnded(deps.database, end);
   }

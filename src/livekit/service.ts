@@ -4,7 +4,7 @@
 // joined): every action is idempotent and call status only moves forward.
 import { WebhookEvent } from "@livekit/protocol";
 import type { SQL } from "drizzle-orm";
-import type { RoomRef } from "../calls/lifecycle";
+import type { ChangedCall, RoomRef } from "../calls/lifecycle";
 import { type RoutingDeps, routeInboundCall } from "../calls/service";
 import { constraintViolation, isDatabaseUnavailable } from "../db/errors";
 import { AppError, TimeoutError, UnavailableError, UnprocessableError, withDeadline } from "../errors";
@@ -13,7 +13,6 @@ import {
   type Action,
   actionFor,
   actOn,
-  type ChangedCall,
   callRecordFailure,
   type JournaledDispatch,
   NotRecordedError,
