@@ -203,8 +203,8 @@ type Snapshot = {
   campaign_variables?: [string, Variables][];
 };
 
-/** Written whole to a temporary file, then renamed: a crash leaves the old snapshot or the new one. */
-export async function saveSnapshot(path: string, data: DirectoryData, savedAt: Date, logger: Logger) {
+/** Written whole to a temporary file, then renamed: a crash leaves the old snapshot or the new one. True once saved. */
+export async function saveSnapshot(path: string, data: DirectoryData, savedAt: Date, logger: Logger): Promise<boolean> {
   try {
     const temporary = `${path}.${process.pid}.tmp`;
     // The first load at a first start comes before anything else made DATA_DIR (with DATABASE_URL).
@@ -219,8 +219,10 @@ export async function saveSnapshot(path: string, data: DirectoryData, savedAt: D
     };
     await writeFile(temporary, JSON.stringify(snapshot));
     await rename(temporary, path);
+    return true;
   } catch (error) {
     logger.warn({ err: error, path }, "routing directory snapshot not saved");
+    return false;
   }
 }
 

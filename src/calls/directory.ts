@@ -50,8 +50,13 @@ export interface RoutingDirectory {
   reload(): Promise<void>;
   /** The load begun when the directory was made (rejects if it failed): what a server waits for at start. */
   firstLoad: Promise<void>;
-  /** Takes the entries from the snapshot on disk, if nothing was loaded yet; true when it did. */
-  restoreSnapshot(): Promise<boolean>;
+  /**
+   * Takes the entries from the snapshot on disk, if nothing was loaded yet; true when it did.
+   * `expected`: the database is known to be opening (a restart), not down; said as such in the log.
+   */
+  restoreSnapshot(expected?: boolean): Promise<boolean>;
+  /** Waits for the loads and snapshot saves under way; true when the snapshot on disk holds every announced change. */
+  snapshotCurrent(): Promise<boolean>;
   status(): DirectoryStatus;
   close(): void;
 }
@@ -85,8 +90,8 @@ class MemoryDirectory implements RoutingDirectory {
   readonly #included = { all: 0, here: 0 };
   #running: Promise<void> | null = null;
   #queued: Promise<void> | null = null;
-  // Snapshots are written one after the other, never on a lookup's path.
-  #saving: Promise<void> = Promise.resolve();
+  // Snapshots are written one after the other, never on a lookup's path; true once the last one is on disk.
+  #saving: Promise<boolean> = Promise.resolve(false);
   readonly #timer: ReturnType<typeof setInterval>;
   readonly firstLoad: Promise<void>;
 
@@ -94,7 +99,8 @@ class MemoryDirectory implements RoutingDirectory {
     this.#policies = compilePolicies(this.#data, options.logger);
     // The first load counts as a change of this process: lookups wait for it.
     this.firstLoad = this.reload();
-    this.firstLoad.catch(this.#reloadFailed);
+    // A database already known to be down (or still opening) fails it at once: no news to warn of.
+    this.firstLoad.catch(options.database.available ? this.#reloadFailed : () => {});
     options.database.listen(DIRECTORY_CHANNEL, this.#heard, this.#heard);
     options.database.onRecovered(this.#heard);
     this.#timer = setInterval(this.#reloadInBackground, options.reloadIntervalMs);
@@ -127,7 +133,7 @@ class MemoryDirectory implements RoutingDirectory {
     return this.#load();
   }
 
-  async restoreSnapshot(): Promise<boolean> {
+  async restoreSnapshot(expected = false): Promise<boolean> {
     const { snapshotPath, logger } = this.options;
     if (this.#loadedAt || !snapshotPath) return false;
     const snapshot = await readSnapshot(snapshotPath, logger);
@@ -136,8 +142,17 @@ class MemoryDirectory implements RoutingDirectory {
     this.#loadedAt = snapshot.loadedAt;
     this.#source = "snapshot";
     const saved = { numbers: this.#data.numbers.size, saved_at: snapshot.loadedAt.toISOString() };
-    logger.warn(saved, "routing directory taken from its snapshot: the database is unavailable");
+    if (expected) logger.info(saved, "routing directory taken from its snapshot while the database opens");
+    else logger.warn(saved, "routing directory taken from its snapshot: the database is unavailable");
     return true;
+  }
+
+  async snapshotCurrent(): Promise<boolean> {
+    for (let pending = this.#queued ?? this.#running; pending; pending = this.#queued ?? this.#running) {
+      await pending.catch(() => {});
+    }
+    const saved = await this.#saving;
+    return saved && this.#source === "database" && this.status().fresh;
   }
 
   status(): DirectoryStatus {

@@ -1,11 +1,12 @@
 // switchboard serve: the HTTP server with everything it runs beside it (tracing, the routing
 // directory, the journal, migrations once the database answers, pruning), and its graceful stop.
 import { join } from "node:path";
+import type { Tracer } from "@opentelemetry/api";
 import { and, eq, isNotNull } from "drizzle-orm";
 import { createApp, listenOptions } from "../app";
 import { createRoutingDirectory, type RoutingDirectory } from "../calls/directory";
 import type { Config } from "../config";
-import { type Database, openDatabase } from "../db/client";
+import { type Database, openDatabase, openDatabaseInBackground } from "../db/client";
 import { isDatabaseUnavailable } from "../db/errors";
 import { agents } from "../db/schema";
 import { type Journal, openJournal } from "../journal/journal";
@@ -14,35 +15,31 @@ import { HOLD_MS, pruneWebhookEvents } from "../livekit/event-lease";
 import type { Logger } from "../logger";
 import { startTracing, type Tracing } from "../tracing/tracing";
 import { VERSION } from "../version";
+import { recordCleanStop, takeCleanStop } from "./clean-stop";
 import { databaseOptions, EXIT_MIGRATION_REFUSED, MigrationRefusedError, migrateDatabase } from "./database";
 
 export async function serve(config: Config, logger: Logger): Promise<number> {
   const tracing = startTracingIfAsked(config, logger);
   const tracer = tracing?.tracer;
-  const database = await openDatabase({ ...databaseOptions(config), tracer });
-  // Started while the database is down (a restart during an outage): serve anyway, from the
-  // directory's snapshot, journaling records; migrate once it answers, then replay.
-  let schemaReady = await migrateAtStart(config, database, logger);
-  void warnOnTenantAgentNamedLikeSystemDefault(database, config.systemDefaultAgent, logger);
+  const embeddedDir = !config.databaseUrl && config.dataDir !== "memory://" ? config.dataDir : undefined;
+  const opened = await openForServing(config, tracer, logger, embeddedDir !== undefined && takeCleanStop(embeddedDir));
+  const { database } = opened;
+  void opened.ready.then(() => warnOnTenantAgentNamedLikeSystemDefault(database, config.systemDefaultAgent, logger));
   const livekit = createLiveKitClients(config.livekit, tracer);
   warnIfHoldTooShort(config, logger);
   logLiveKitMode(config, livekit, logger);
-  const directory = await loadDirectory(config, database, logger);
+  const directory = await loadDirectory(config, database, logger, opened.inBackground ? opened.ready : undefined);
+  void opened.migratedLate?.then(() => directory.changed());
   const journal = openCallJournal(config, logger);
-  const app = createApp({ database, config, logger, livekit, directory, journal, tracer, schemaReady: () => schemaReady }).listen(
+  const app = createApp({ database, config, logger, livekit, directory, journal, tracer, schemaReady: opened.schemaReady }).listen(
     listenOptions(config),
   );
-  if (!schemaReady) {
-    void migrateWhenReachable(database, logger).then(() => {
-      schemaReady = true;
-      directory.changed();
-    });
-  }
   const server = app.server!;
   logger.info({ host: config.host, port: server.port, database: database.kind, version: VERSION }, "switchboard listening");
-  const pruning = startPruning(database, logger);
+  // Not when stopped before the database was ready.
+  const pruning = opened.ready.then(() => (database.available ? startPruning(database, logger) : undefined));
   return stopOnSignal(async (signal) => {
-    clearInterval(pruning);
+    void pruning.then(clearInterval);
     logger.info({ signal }, "shutting down: no new connections, finishing in-flight requests");
     // stop() resolves once in-flight requests are answered (and stops the app's background work:
     // directory reloads, journal replay); past the timeout, connections are cut.
@@ -56,12 +53,50 @@ export async function serve(config: Config, logger: Logger): Promise<number> {
     // An attempt cut short here is given back untried: another process (or the next start) sends it.
     await app.decorator.webhookDelivery.stop();
     directory.close();
+    const snapshotCurrent = await directory.snapshotCurrent();
     await journal?.close();
     await database.close();
+    if (embeddedDir && snapshotCurrent) recordCleanStop(embeddedDir);
     // The last requests' spans: a backend that does not answer costs them, not the stop.
     await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: error }, "last spans not exported"));
     logger.info("stopped");
   });
+}
+
+interface OpenedForServing {
+  database: Database;
+  /** Resolves once the database is open and migrated (at once, unless opened in the background). */
+  ready: Promise<void>;
+  inBackground: boolean;
+  schemaReady: () => boolean;
+  /** Resolves once migrations ran after a start with the database unreachable. */
+  migratedLate?: Promise<void>;
+}
+
+/**
+ * After a clean stop the embedded database opens (and migrates) in the background while calls are
+ * answered from the directory's snapshot (clean-stop.ts); otherwise it is opened and migrated first.
+ * A database unreachable at start is served without, migrated once it answers.
+ */
+async function openForServing(config: Config, tracer: Tracer | undefined, logger: Logger, inBackground: boolean): Promise<OpenedForServing> {
+  const options = { ...databaseOptions(config), tracer };
+  if (inBackground) {
+    const opening = openDatabaseInBackground(options, async (opened) => void (await migrateAtStart(config, opened, logger)));
+    // A database that cannot be opened or migrated ends the process, as it does before listening.
+    const ready = opening.ready.catch((error: unknown) => exitOnStartFailure(error, logger));
+    // Nothing reaches the database before it is migrated: until then it refuses every statement.
+    return { database: opening.database, ready, inBackground, schemaReady: () => true };
+  }
+  const database = await openDatabase(options);
+  // Started while the database is down (a restart during an outage): serve anyway, from the
+  // directory's snapshot, journaling records; migrate once it answers, then replay.
+  let schemaReady = await migrateAtStart(config, database, logger);
+  const migratedLate = schemaReady
+    ? undefined
+    : migrateWhenReachable(database, logger).then(() => {
+        schemaReady = true;
+      });
+  return { database, ready: Promise.resolve(), inBackground, schemaReady: () => schemaReady, migratedLate };
 }
 
 /** Resolves with exit status 0 once `stop` has run, on the first SIGTERM or SIGINT. */
@@ -114,7 +149,7 @@ function logLiveKitMode(config: Config, livekit: LiveKitClients | undefined, log
 }
 
 /** Calls are routed from memory: the directory (or its last snapshot) is loaded before the first one. */
-async function loadDirectory(config: Config, database: Database, logger: Logger): Promise<RoutingDirectory> {
+async function loadDirectory(config: Config, database: Database, logger: Logger, opening?: Promise<void>): Promise<RoutingDirectory> {
   const directory = createRoutingDirectory({
     database,
     logger,
@@ -123,8 +158,10 @@ async function loadDirectory(config: Config, database: Database, logger: Logger)
     snapshotPath: config.dataDir === "memory://" ? undefined : join(config.dataDir, "directory.json"),
   });
   await directory.firstLoad.catch(async (error: unknown) => {
-    if (await directory.restoreSnapshot()) return;
-    logger.error({ err: error }, "routing directory not loaded: every call gets the system default until the database answers");
+    if (await directory.restoreSnapshot(Boolean(opening))) return;
+    // The database is only opening: rather than route every call to the system default meanwhile, wait for it.
+    const failure = opening ? await opening.then(() => directory.reload()).then(() => null, (again: unknown) => again) : error;
+    if (failure) logger.error({ err: failure }, "routing directory not loaded: every call gets the system default until the database answers");
   });
   return directory;
 }
@@ -164,10 +201,14 @@ async function migrateWhenReachable(database: Database, logger: Logger): Promise
       return;
     } catch (error) {
       if (isDatabaseUnavailable(error)) continue;
-      logger.fatal({ err: error }, "migration failed after the database came back");
-      process.exit(error instanceof MigrationRefusedError ? EXIT_MIGRATION_REFUSED : 1);
+      exitOnStartFailure(error, logger);
     }
   }
+}
+
+function exitOnStartFailure(error: unknown, logger: Logger): never {
+  logger.fatal({ err: error }, "the database could not be opened or migrated after the server started");
+  process.exit(error instanceof MigrationRefusedError ? EXIT_MIGRATION_REFUSED : 1);
 }
 
 /** The journal lives beside the embedded database, in DATA_DIR; an in-memory DATA_DIR has none. */

@@ -6,11 +6,12 @@ import type { SQL } from "drizzle-orm";
 import { PgDialect } from "drizzle-orm/pg-core";
 import { inClientSpan } from "../tracing/spans";
 import type { Database } from "./database";
-import { openPglite } from "./pglite";
+import { openPglite, openPgliteInBackground } from "./pglite";
 import { openPostgres } from "./postgres";
 
 export { DatabaseClosedError, DatabaseDownError } from "./availability";
 export { type Database, type Drizzle, rowsOf } from "./database";
+export { dataDirState } from "./pglite";
 
 export interface DatabaseOptions {
   databaseUrl?: string;
@@ -27,6 +28,18 @@ export interface DatabaseOptions {
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   const database = options.databaseUrl ? openPostgres(options.databaseUrl, options) : await openPglite(options);
   return options.tracer ? traceStatements(database, options.tracer) : database;
+}
+
+/**
+ * The embedded database opened in the background (see openPgliteInBackground): answered at once,
+ * refusing statements as a database that is down does until `ready`, once `prepare` has run on it.
+ */
+export function openDatabaseInBackground(
+  options: DatabaseOptions,
+  prepare: (database: Database) => Promise<void>,
+): { database: Database; ready: Promise<void> } {
+  const { database, ready } = openPgliteInBackground(options, prepare);
+  return { database: options.tracer ? traceStatements(database, options.tracer) : database, ready };
 }
 
 /**

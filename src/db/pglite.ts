@@ -15,6 +15,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -28,6 +29,7 @@ import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { tryLockFile } from "../lock-file";
 import { trackAvailability } from "./availability";
 import { asDatabase, type Database, type Drizzle, type Subscribe } from "./database";
+import { startingDatabase } from "./starting";
 import * as schema from "./schema";
 
 export interface PgliteOptions {
@@ -210,42 +212,116 @@ async function compilePglite({ initdb }: { initdb: boolean }) {
   return { pgliteWasmModule, initdbWasmModule };
 }
 
-export async function openPglite({ dataDir, statementTimeoutMs, templateCache = DEFAULT_TEMPLATE_CACHE }: PgliteOptions): Promise<Database> {
-  const inMemory = dataDir === "memory://";
-  const unlock = inMemory ? () => {} : lockDataDir(dataDir);
+export async function openPglite(options: PgliteOptions): Promise<Database> {
+  const { unlock, fresh } = claimDataDir(options.dataDir);
   try {
-    // A new data directory is made from the template (embedded in the binary, or cached from a
-    // checkout; in memory, PGlite's own loader copies it in); without one, PGlite runs initdb
-    // where it finds no PG_VERSION.
-    const fresh = inMemory || !existsSync(join(dataDir, "PG_VERSION"));
-    const template = fresh ? await pgdataTemplate(templateCache) : undefined;
-    if (template && !inMemory) await unpackPgdataTemplate(template, dataDir);
-    const client = await PGlite.create({
-      dataDir: inMemory ? undefined : dataDir,
-      ...(await compilePglite({ initdb: fresh && !template })),
-      fsBundle: Bun.file(pgliteData),
-      // Unpacked here first: PGlite reads a plain tarball in half the time it takes to gunzip one.
-      loadDataDir: inMemory && template ? new Blob([Bun.gunzipSync(await template.bytes())]) : undefined,
-      startParams: PGLITE_START_PARAMS,
-    });
-    if (!inMemory) restrictToOwner(dataDir);
-    // PGlite runs statements in this process, in WebAssembly: nothing can interrupt one (it has
-    // no statement_timeout either), so the deadline here only bounds waiting behind others.
-    const db = drizzlePglite(client, { schema }) as unknown as Drizzle;
-    const subscribe: Subscribe = async (channel, onNotify, onListening) => {
-      await client.listen(channel, onNotify);
-      onListening();
-    };
-    const gate = trackAvailability(() => client.query("select 1"));
-    const close = async () => {
-      await client.close();
-      unlock();
-    };
-    const execute = (query: SQL) => db.execute(query);
-    const driver = { kind: "pglite" as const, db, maintenanceDb: db, connections: 1, execute, subscribe, close };
-    return asDatabase(driver, gate, statementTimeoutMs);
+    return pgliteDatabase(await startPglite(options, fresh), options, unlock);
   } catch (error) {
     unlock();
     throw error;
+  }
+}
+
+/**
+ * An existing data directory opened in the background: it is locked at once, and the database
+ * answers every statement as a database that is down does (DatabaseDownError) until PGlite has
+ * started (about half a second, most of it compiling its WebAssembly) and `prepare` (the
+ * migrations) has run on it. `ready` resolves then, or rejects with what stopped it.
+ */
+export function openPgliteInBackground(
+  options: PgliteOptions,
+  prepare: (database: Database) => Promise<void>,
+): { database: Database; ready: Promise<void> } {
+  const { unlock, fresh } = claimDataDir(options.dataDir);
+  let client: PGlite | undefined;
+  const opening = startPglite(options, fresh).then(
+    async (started) => {
+      const database = pgliteDatabase(started, options, unlock);
+      await prepare(database).catch(async (error: unknown) => {
+        await database.close();
+        throw error;
+      });
+      client = started;
+      return database;
+    },
+    (error: unknown) => {
+      unlock();
+      throw error;
+    },
+  );
+  return startingDatabase(
+    "pglite",
+    opening,
+    (refuse) => drizzlePglite(forwardingClient(() => client ?? refuse()), { schema }) as unknown as Drizzle,
+  );
+}
+
+/** Locks the data directory; fresh: it holds no database yet (a first start). */
+function claimDataDir(dataDir: string) {
+  const inMemory = dataDir === "memory://";
+  const unlock = inMemory ? () => {} : lockDataDir(dataDir);
+  return { unlock, fresh: inMemory || !existsSync(join(dataDir, "PG_VERSION")) };
+}
+
+async function startPglite({ dataDir, templateCache = DEFAULT_TEMPLATE_CACHE }: PgliteOptions, fresh: boolean): Promise<PGlite> {
+  const inMemory = dataDir === "memory://";
+  // A new data directory is made from the template (embedded in the binary, or cached from a
+  // checkout; in memory, PGlite's own loader copies it in); without one, PGlite runs initdb
+  // where it finds no PG_VERSION.
+  const template = fresh ? await pgdataTemplate(templateCache) : undefined;
+  if (template && !inMemory) await unpackPgdataTemplate(template, dataDir);
+  const client = await PGlite.create({
+    dataDir: inMemory ? undefined : dataDir,
+    ...(await compilePglite({ initdb: fresh && !template })),
+    fsBundle: Bun.file(pgliteData),
+    // Unpacked here first: PGlite reads a plain tarball in half the time it takes to gunzip one.
+    loadDataDir: inMemory && template ? new Blob([Bun.gunzipSync(await template.bytes())]) : undefined,
+    startParams: PGLITE_START_PARAMS,
+  });
+  if (!inMemory) restrictToOwner(dataDir);
+  return client;
+}
+
+function pgliteDatabase(client: PGlite, { statementTimeoutMs }: PgliteOptions, unlock: () => void): Database {
+  // PGlite runs statements in this process, in WebAssembly: nothing can interrupt one (it has
+  // no statement_timeout either), so the deadline here only bounds waiting behind others.
+  const db = drizzlePglite(client, { schema }) as unknown as Drizzle;
+  const subscribe: Subscribe = async (channel, onNotify, onListening) => {
+    await client.listen(channel, onNotify);
+    onListening();
+  };
+  const gate = trackAvailability(() => client.query("select 1"));
+  const close = async () => {
+    await client.close();
+    unlock();
+  };
+  const execute = (query: SQL) => db.execute(query);
+  const driver = { kind: "pglite" as const, db, maintenanceDb: db, connections: 1, execute, subscribe, close };
+  return asDatabase(driver, gate, statementTimeoutMs);
+}
+
+/**
+ * What Drizzle's PGlite session asks of its client (query, transaction), handed to the client
+ * `current` gives, or refused as it refuses (the database still opening).
+ */
+function forwardingClient(current: () => PGlite): PGlite {
+  const forwarding: Pick<PGlite, "query" | "transaction"> = {
+    query: (...args) => current().query(...args),
+    transaction: (work) => current().transaction(work),
+  };
+  return forwarding as PGlite;
+}
+
+/**
+ * What identifies the state of a data directory's database: PostgreSQL rewrites global/pg_control
+ * at every start and clean stop, so it changes whenever anything has opened the directory.
+ * Null where there is none (no database there yet).
+ */
+export function dataDirState(dataDir: string): string | null {
+  try {
+    const { ino, size, mtimeNs, ctimeNs } = statSync(join(dataDir, "global", "pg_control"), { bigint: true });
+    return `${ino}:${size}:${mtimeNs}:${ctimeNs}`;
+  } catch {
+    return null;
   }
 }
