@@ -1,19 +1,39 @@
 // A restart after a clean stop answers calls at once, from the routing directory's snapshot, while
 // the embedded database opens in the background (half a second, most of it compiling PGlite's
 // WebAssembly); their records are journaled meanwhile and written once it is open. That is right
-// only if the snapshot holds what the database holds. So a stop that saved an up-to-date snapshot
-// records the data directory's state as the database left it; a start takes that record (once)
-// and finds the same state only if nothing (seed, migrate, a restored backup) has opened the
-// directory since. Anything else, including a crash, opens the database first, as before.
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+// only if the snapshot holds what the database holds and there is nothing to migrate. So a stop
+// that saved an up-to-date snapshot records the identity of the database's state file and of the
+// snapshot as it leaves them, and the migrations this build knows; a start takes that record (once)
+// and opens in the background only if all of it is unchanged: nothing (seed, migrate, a restored
+// backup, a server on DATABASE_URL with the same DATA_DIR, a new version) came in between. Anything
+// else, a crash included, opens the database first, as before.
+import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { dataDirState } from "../db/client";
+import { databaseStateFile } from "../db/client";
+import { KNOWN_MIGRATIONS } from "../db/migrate";
 
 const RECORD = "clean-stop";
 
-/** After the database is closed: the directory's state, which the next start compares with its own. */
-export function recordCleanStop(dataDir: string): void {
-  const state = dataDirState(dataDir);
+/** A file's identity: a rewrite or a rename over it changes it. Null when there is no such file. */
+function identityOf(path: string): string | null {
+  try {
+    const { ino, size, mtimeNs, ctimeNs } = statSync(path, { bigint: true });
+    return `${ino}:${size}:${mtimeNs}:${ctimeNs}`;
+  } catch {
+    return null;
+  }
+}
+
+function stateOf(dataDir: string, snapshotPath: string): string | null {
+  const database = identityOf(databaseStateFile(dataDir));
+  const snapshot = identityOf(snapshotPath);
+  if (!database || !snapshot) return null;
+  return JSON.stringify({ database, snapshot, migrations: KNOWN_MIGRATIONS });
+}
+
+/** After the database is closed, its snapshot saved: what the next start compares with what it finds. */
+export function recordCleanStop(dataDir: string, snapshotPath: string): void {
+  const state = stateOf(dataDir, snapshotPath);
   if (!state) return;
   const temporary = join(dataDir, `.${RECORD}.${process.pid}.tmp`);
   try {
@@ -25,8 +45,8 @@ export function recordCleanStop(dataDir: string): void {
   }
 }
 
-/** Before the database is opened: whether the last stop was clean and nothing opened the directory since. Used once. */
-export function takeCleanStop(dataDir: string): boolean {
+/** Before the database is opened: whether the last stop was clean and nothing changed since. Used once. */
+export function takeCleanStop(dataDir: string, snapshotPath: string): boolean {
   const path = join(dataDir, RECORD);
   let recorded: string;
   try {
@@ -35,5 +55,5 @@ export function takeCleanStop(dataDir: string): boolean {
   } catch {
     return false;
   }
-  return recorded === dataDirState(dataDir);
+  return recorded === stateOf(dataDir, snapshotPath);
 }

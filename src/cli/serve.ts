@@ -21,23 +21,26 @@ import { databaseOptions, EXIT_MIGRATION_REFUSED, MigrationRefusedError, migrate
 export async function serve(config: Config, logger: Logger): Promise<number> {
   const tracing = startTracingIfAsked(config, logger);
   const tracer = tracing?.tracer;
-  const embeddedDir = !config.databaseUrl && config.dataDir !== "memory://" ? config.dataDir : undefined;
-  const opened = await openForServing(config, tracer, logger, embeddedDir !== undefined && takeCleanStop(embeddedDir));
-  const { database } = opened;
-  void opened.ready.then(() => warnOnTenantAgentNamedLikeSystemDefault(database, config.systemDefaultAgent, logger));
+  const snapshotPath = config.dataDir === "memory://" ? undefined : join(config.dataDir, "directory.json");
+  // Only the embedded database in a DATA_DIR may open in the background (clean-stop.ts).
+  const embedded = !config.databaseUrl && snapshotPath ? { dataDir: config.dataDir, snapshotPath } : undefined;
+  const start = await openForServing(config, tracer, logger, Boolean(embedded && takeCleanStop(embedded.dataDir, embedded.snapshotPath)));
+  const { database } = start;
+  void start.ready.then(async (open) => {
+    if (open) await warnOnTenantAgentNamedLikeSystemDefault(database, config.systemDefaultAgent, logger);
+  });
   const livekit = createLiveKitClients(config.livekit, tracer);
   warnIfHoldTooShort(config, logger);
   logLiveKitMode(config, livekit, logger);
-  const directory = await loadDirectory(config, database, logger, opened.inBackground ? opened.ready : undefined);
-  void opened.migratedLate?.then(() => directory.changed());
+  const directory = await loadDirectory(config, database, logger, snapshotPath, start.inBackground ? start.ready : undefined);
+  void start.migratedLate?.then(() => directory.changed());
   const journal = openCallJournal(config, logger);
-  const app = createApp({ database, config, logger, livekit, directory, journal, tracer, schemaReady: opened.schemaReady }).listen(
+  const app = createApp({ database, config, logger, livekit, directory, journal, tracer, schemaReady: start.schemaReady }).listen(
     listenOptions(config),
   );
   const server = app.server!;
   logger.info({ host: config.host, port: server.port, database: database.kind, version: VERSION }, "switchboard listening");
-  // Not when stopped before the database was ready.
-  const pruning = opened.ready.then(() => (database.available ? startPruning(database, logger) : undefined));
+  const pruning = start.ready.then((open) => (open ? startPruning(database, logger) : undefined));
   return stopOnSignal(async (signal) => {
     void pruning.then(clearInterval);
     logger.info({ signal }, "shutting down: no new connections, finishing in-flight requests");
@@ -56,17 +59,17 @@ export async function serve(config: Config, logger: Logger): Promise<number> {
     const snapshotCurrent = await directory.snapshotCurrent();
     await journal?.close();
     await database.close();
-    if (embeddedDir && snapshotCurrent) recordCleanStop(embeddedDir);
+    if (embedded && snapshotCurrent) recordCleanStop(embedded.dataDir, embedded.snapshotPath);
     // The last requests' spans: a backend that does not answer costs them, not the stop.
     await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: error }, "last spans not exported"));
     logger.info("stopped");
   });
 }
 
-interface OpenedForServing {
+interface ServingStart {
   database: Database;
-  /** Resolves once the database is open and migrated (at once, unless opened in the background). */
-  ready: Promise<void>;
+  /** True once the database is open and migrated (at once, unless opened in the background); false if stopped before. */
+  ready: Promise<boolean>;
   inBackground: boolean;
   schemaReady: () => boolean;
   /** Resolves once migrations ran after a start with the database unreachable. */
@@ -78,11 +81,12 @@ interface OpenedForServing {
  * answered from the directory's snapshot (clean-stop.ts); otherwise it is opened and migrated first.
  * A database unreachable at start is served without, migrated once it answers.
  */
-async function openForServing(config: Config, tracer: Tracer | undefined, logger: Logger, inBackground: boolean): Promise<OpenedForServing> {
+async function openForServing(config: Config, tracer: Tracer | undefined, logger: Logger, inBackground: boolean): Promise<ServingStart> {
   const options = { ...databaseOptions(config), tracer };
   if (inBackground) {
-    const opening = openDatabaseInBackground(options, async (opened) => void (await migrateAtStart(config, opened, logger)));
-    // A database that cannot be opened or migrated ends the process, as it does before listening.
+    const opening = openDatabaseInBackground(options, (database) => migrateIfAsked(config, database, logger));
+    // A database that cannot be opened or migrated ends the process, as it does before listening;
+    // the next start (systemd's) opens it first.
     const ready = opening.ready.catch((error: unknown) => exitOnStartFailure(error, logger));
     // Nothing reaches the database before it is migrated: until then it refuses every statement.
     return { database: opening.database, ready, inBackground, schemaReady: () => true };
@@ -96,7 +100,7 @@ async function openForServing(config: Config, tracer: Tracer | undefined, logger
     : migrateWhenReachable(database, logger).then(() => {
         schemaReady = true;
       });
-  return { database, ready: Promise.resolve(), inBackground, schemaReady: () => schemaReady, migratedLate };
+  return { database, ready: Promise.resolve(true), inBackground, schemaReady: () => schemaReady, migratedLate };
 }
 
 /** Resolves with exit status 0 once `stop` has run, on the first SIGTERM or SIGINT. */
@@ -149,19 +153,21 @@ function logLiveKitMode(config: Config, livekit: LiveKitClients | undefined, log
 }
 
 /** Calls are routed from memory: the directory (or its last snapshot) is loaded before the first one. */
-async function loadDirectory(config: Config, database: Database, logger: Logger, opening?: Promise<void>): Promise<RoutingDirectory> {
-  const directory = createRoutingDirectory({
-    database,
-    logger,
-    waitMs: config.statementTimeoutMs,
-    reloadIntervalMs: 60_000,
-    snapshotPath: config.dataDir === "memory://" ? undefined : join(config.dataDir, "directory.json"),
-  });
+async function loadDirectory(
+  config: Config,
+  database: Database,
+  logger: Logger,
+  snapshotPath: string | undefined,
+  opening: Promise<boolean> | undefined,
+): Promise<RoutingDirectory> {
+  const directory = createRoutingDirectory({ database, logger, waitMs: config.statementTimeoutMs, reloadIntervalMs: 60_000, snapshotPath });
+  const notLoaded = (error: unknown) =>
+    logger.error({ err: error }, "routing directory not loaded: every call gets the system default until the database answers");
   await directory.firstLoad.catch(async (error: unknown) => {
     if (await directory.restoreSnapshot(Boolean(opening))) return;
-    // The database is only opening: rather than route every call to the system default meanwhile, wait for it.
-    const failure = opening ? await opening.then(() => directory.reload()).then(() => null, (again: unknown) => again) : error;
-    if (failure) logger.error({ err: failure }, "routing directory not loaded: every call gets the system default until the database answers");
+    if (!opening) return notLoaded(error);
+    // No snapshot after all: rather than route every call to the system default while the database opens, wait for it.
+    if (await opening) await directory.reload().catch(notLoaded);
   });
   return directory;
 }
@@ -177,12 +183,17 @@ function startPruning(database: Database, logger: Logger) {
   return setInterval(prune, 60 * 60 * 1000);
 }
 
+/** Migrates unless told not to (MIGRATE_ON_START=false). */
+async function migrateIfAsked(config: Config, database: Database, logger: Logger): Promise<void> {
+  if (!config.migrateOnStart) return;
+  const { applied } = await migrateDatabase(database);
+  if (applied.length) logger.info({ applied }, "migrations applied");
+}
+
 /** Migrates unless told not to; false when the database could not be reached (serve goes on without it). */
 async function migrateAtStart(config: Config, database: Database, logger: Logger): Promise<boolean> {
-  if (!config.migrateOnStart) return true;
   try {
-    const { applied } = await migrateDatabase(database);
-    if (applied.length) logger.info({ applied }, "migrations applied");
+    await migrateIfAsked(config, database, logger);
     return true;
   } catch (error) {
     if (!isDatabaseUnavailable(error)) throw error;

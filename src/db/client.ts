@@ -11,7 +11,7 @@ import { openPostgres } from "./postgres";
 
 export { DatabaseClosedError, DatabaseDownError } from "./availability";
 export { type Database, type Drizzle, rowsOf } from "./database";
-export { dataDirState } from "./pglite";
+export { databaseStateFile } from "./pglite";
 
 export interface DatabaseOptions {
   databaseUrl?: string;
@@ -37,7 +37,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
 export function openDatabaseInBackground(
   options: DatabaseOptions,
   prepare: (database: Database) => Promise<void>,
-): { database: Database; ready: Promise<void> } {
+): { database: Database; ready: Promise<boolean> } {
   const { database, ready } = openPgliteInBackground(options, prepare);
   return { database: options.tracer ? traceStatements(database, options.tracer) : database, ready };
 }

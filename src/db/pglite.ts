@@ -15,7 +15,6 @@ import {
   readFileSync,
   renameSync,
   rmSync,
-  statSync,
   writeSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -226,12 +225,12 @@ export async function openPglite(options: PgliteOptions): Promise<Database> {
  * An existing data directory opened in the background: it is locked at once, and the database
  * answers every statement as a database that is down does (DatabaseDownError) until PGlite has
  * started (about half a second, most of it compiling its WebAssembly) and `prepare` (the
- * migrations) has run on it. `ready` resolves then, or rejects with what stopped it.
+ * migrations) has run on it. `ready` resolves then (false: closed before), or rejects with what stopped it.
  */
 export function openPgliteInBackground(
   options: PgliteOptions,
   prepare: (database: Database) => Promise<void>,
-): { database: Database; ready: Promise<void> } {
+): { database: Database; ready: Promise<boolean> } {
   const { unlock, fresh } = claimDataDir(options.dataDir);
   let client: PGlite | undefined;
   const opening = startPglite(options, fresh).then(
@@ -313,15 +312,7 @@ function forwardingClient(current: () => PGlite): PGlite {
 }
 
 /**
- * What identifies the state of a data directory's database: PostgreSQL rewrites global/pg_control
- * at every start and clean stop, so it changes whenever anything has opened the directory.
- * Null where there is none (no database there yet).
+ * The file whose identity tells the state of a data directory's database: PostgreSQL rewrites
+ * global/pg_control at every start and clean stop, so it changes whenever anything opens the directory.
  */
-export function dataDirState(dataDir: string): string | null {
-  try {
-    const { ino, size, mtimeNs, ctimeNs } = statSync(join(dataDir, "global", "pg_control"), { bigint: true });
-    return `${ino}:${size}:${mtimeNs}:${ctimeNs}`;
-  } catch {
-    return null;
-  }
-}
+export const databaseStateFile = (dataDir: string) => join(dataDir, "global", "pg_control");
