@@ -61,27 +61,41 @@ async function callLogsOf(dataDir: string, callId: string) {
   }
 }
 
+/**
+ * Restarts after a clean stop and calls at once, until a call lands while the database is still
+ * opening (about half a second; a starved machine can let the open win the race): three tries.
+ * Where the restart waits for its database, none does, and the test says so.
+ */
+async function callWhileOpening(env: Record<string, string>, callId: string, extraEnv: Record<string, string> = {}) {
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const server = await startServer({ ...env, ...extraEnv });
+    const early = await readiness(server);
+    const answer = await call(server, `${callId}-${attempt}`);
+    if (answer.record === "pending") return { server, early, answer, callId: `${callId}-${attempt}` };
+    server.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+  }
+  throw new Error("no call in three restarts was answered before the database was open");
+}
+
 describe.skipIf(Boolean(process.env.DATABASE_URL))("a restart on the embedded database's DATA_DIR", () => {
   test("after a clean stop, a call is answered by the campaign's agent before the database is open, and recorded once when it is", async () => {
     const env = freshEnv();
     await seedDirectory(env, "examples/directory.json");
     await runAndStop(env);
 
-    const server = await startServer(env);
-    const early = await readiness(server);
-    const answer = await call(server, "fast-restart-1");
+    // The database still opening, the record goes to the journal (record: pending).
+    const { server, early, answer, callId } = await callWhileOpening(env, "fast-restart");
     expect(existsSync(join(env.DATA_DIR, "clean-stop"))).toBe(false); // taken, good for this start only
     expect(answer.agent_name).toBe(CAMPAIGN_AGENT);
-    // The database was still opening: the record went to the journal.
-    expect(answer.record).toBe("pending");
     expect(early.status).toBe("degraded");
     expect(early.routing.source).toBe("snapshot");
 
     expect((await settled(server)).journal.replayed).toBe(1);
-    expect((await call(server, "fast-restart-2")).record).toBe("recorded");
+    expect((await call(server, "fast-restart-after")).record).toBe("recorded");
     server.kill("SIGTERM");
     expect(await server.exited).toBe(0);
-    expect(await callLogsOf(env.DATA_DIR, "fast-restart-1")).toEqual([{ agent_name: CAMPAIGN_AGENT, status: "ringing" }]);
+    expect(await callLogsOf(env.DATA_DIR, callId)).toEqual([{ agent_name: CAMPAIGN_AGENT, status: "ringing" }]);
   }, 60_000);
 
   test("numbers added while the server was stopped: the restart opens the database first and routes them", async () => {
@@ -96,7 +110,7 @@ describe.skipIf(Boolean(process.env.DATABASE_URL))("a restart on the embedded da
     expect((await readiness(server)).routing.source).toBe("database");
   }, 60_000);
 
-  test("a clean stop whose snapshot was removed since: the restart waits for the database rather than route without it", async () => {
+  test("a clean stop whose snapshot was removed since: the restart opens the database first rather than route without it", async () => {
     const env = freshEnv();
     await seedDirectory(env, "examples/directory.json");
     await runAndStop(env);
@@ -105,7 +119,7 @@ describe.skipIf(Boolean(process.env.DATABASE_URL))("a restart on the embedded da
     const server = await startServer(env);
     const answer = await call(server, "snapshot-removed");
     expect(answer.agent_name).toBe(CAMPAIGN_AGENT);
-    expect((await readiness(server)).routing.source).toBe("database");
+    expect(answer.record).toBe("recorded");
   }, 60_000);
 
   test("a snapshot rewritten while the server was stopped (a server on DATABASE_URL with this DATA_DIR): the restart opens the database first", async () => {
@@ -144,8 +158,9 @@ describe.skipIf(Boolean(process.env.DATABASE_URL))("a restart on the embedded da
     await seedDirectory(env, "examples/directory.json");
     await runAndStop(env);
     // With tracing on, whose exporter keeps the process busy past the stop's last step.
-    const stoppedEarly = await startServer({ ...env, OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9" });
-    expect((await call(stoppedEarly, "stopped-while-opening")).record).toBe("pending");
+    const { server: stoppedEarly, callId } = await callWhileOpening(env, "stopped-while-opening", {
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9",
+    });
     stoppedEarly.kill("SIGTERM");
     expect(await stoppedEarly.exited).toBe(0);
 
@@ -155,6 +170,6 @@ describe.skipIf(Boolean(process.env.DATABASE_URL))("a restart on the embedded da
     await settled(server);
     server.kill("SIGTERM");
     expect(await server.exited).toBe(0);
-    expect(await callLogsOf(env.DATA_DIR, "stopped-while-opening")).toEqual([{ agent_name: CAMPAIGN_AGENT, status: "ringing" }]);
+    expect(await callLogsOf(env.DATA_DIR, callId)).toEqual([{ agent_name: CAMPAIGN_AGENT, status: "ringing" }]);
   }, 60_000);
 });

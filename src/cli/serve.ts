@@ -32,7 +32,7 @@ export async function serve(config: Config, logger: Logger): Promise<number> {
   const livekit = createLiveKitClients(config.livekit, tracer);
   warnIfHoldTooShort(config, logger);
   logLiveKitMode(config, livekit, logger);
-  const directory = await loadDirectory(config, database, logger, snapshotPath, start.inBackground ? start.ready : undefined);
+  const directory = await loadDirectory(config, database, logger, snapshotPath, start.inBackground);
   void start.migratedLate?.then(() => directory.changed());
   const journal = openCallJournal(config, logger);
   const app = createApp({ database, config, logger, livekit, directory, journal, tracer, schemaReady: start.schemaReady }).listen(
@@ -47,8 +47,10 @@ export async function serve(config: Config, logger: Logger): Promise<number> {
     // stop() resolves once in-flight requests are answered (and stops the app's background work:
     // directory reloads, journal replay); past the timeout, connections are cut.
     const graceful = app.stop(false);
+    let forced = false;
     const timer = setTimeout(() => {
       logger.warn({ timeout_ms: config.shutdownTimeoutMs }, "shutdown timeout: closing open connections");
+      forced = true;
       void server.stop(true);
     }, config.shutdownTimeoutMs);
     await graceful;
@@ -56,7 +58,8 @@ export async function serve(config: Config, logger: Logger): Promise<number> {
     // An attempt cut short here is given back untried: another process (or the next start) sends it.
     await app.decorator.webhookDelivery.stop();
     directory.close();
-    const snapshotCurrent = await directory.snapshotCurrent();
+    // A request cut short may still be writing: a forced stop vouches for no snapshot.
+    const snapshotCurrent = embedded && !forced ? await directory.snapshotCurrent() : false;
     await journal?.close();
     await database.close();
     if (embedded && snapshotCurrent) recordCleanStop(embedded.dataDir, embedded.snapshotPath);
@@ -158,16 +161,12 @@ async function loadDirectory(
   database: Database,
   logger: Logger,
   snapshotPath: string | undefined,
-  opening: Promise<boolean> | undefined,
+  opening: boolean,
 ): Promise<RoutingDirectory> {
   const directory = createRoutingDirectory({ database, logger, waitMs: config.statementTimeoutMs, reloadIntervalMs: 60_000, snapshotPath });
-  const notLoaded = (error: unknown) =>
-    logger.error({ err: error }, "routing directory not loaded: every call gets the system default until the database answers");
   await directory.firstLoad.catch(async (error: unknown) => {
-    if (await directory.restoreSnapshot(Boolean(opening))) return;
-    if (!opening) return notLoaded(error);
-    // No snapshot after all: rather than route every call to the system default while the database opens, wait for it.
-    if (await opening) await directory.reload().catch(notLoaded);
+    if (await directory.restoreSnapshot(opening)) return;
+    logger.error({ err: error }, "routing directory not loaded: every call gets the system default until the database answers");
   });
   return directory;
 }
