@@ -8,7 +8,8 @@ import type { Database, Drizzle } from "./database";
 /**
  * `opening` resolves with the database once it can be used. `drizzleWhileStarting` makes the
  * Drizzle handle over it, which calls `refuse` for a statement asked for before then. `ready`
- * resolves true once it is open, false when closed before that; it rejects with what kept it shut.
+ * resolves true once it is open, false when closed before that; it rejects with what kept it shut
+ * (unless closed before).
  */
 export function startingDatabase(
   kind: Database["kind"],
@@ -23,14 +24,21 @@ export function startingDatabase(
     if (closed) throw new DatabaseClosedError();
     throw new DatabaseDownError(since, new Error(`the ${kind} database is still starting`));
   };
-  const ready = opening.then((database) => {
-    // Closed meanwhile (a stop during the start): the database is only closed, nobody is told.
-    if (closed) return false;
-    open = database;
-    for (const listener of waiting) database.onRecovered(listener);
-    for (const listener of waiting) listener();
-    return true;
-  });
+  const ready = opening.then(
+    (database) => {
+      // Closed meanwhile (a stop during the start): the database is only closed, nobody is told.
+      if (closed) return false;
+      open = database;
+      for (const listener of waiting) database.onRecovered(listener);
+      for (const listener of waiting) listener();
+      return true;
+    },
+    (error: unknown) => {
+      // A stop during the start owes nobody an answer for a start that failed meanwhile.
+      if (closed) return false;
+      throw error;
+    },
+  );
   const db = drizzleWhileStarting(refuse);
   const database: Database = {
     db,
