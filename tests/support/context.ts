@@ -223,14 +223,19 @@ async function leaseEmbeddedDatabase(open: () => Promise<Database>): Promise<Tes
 /**
  * Empties every table. A statement still reading them (the routing directory reloading on the
  * last test's NOTIFY) can meet TRUNCATE's locks in the other order: PostgreSQL then cancels one
- * of the two (deadlock detected), and a reset that lost is simply run again.
+ * of the two (deadlock detected), and a reset that lost is simply run again. It runs without the
+ * database's statement timeout: tests of a busy database open it with 300 ms, which a TRUNCATE of
+ * every table can take on a loaded machine, failing the setup rather than the test.
  */
 export async function resetData(database: Database): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await database.db.execute(
-        sql`truncate call_logs, leads, phone_numbers, campaigns, schedules, blocklist_entries, agents, api_keys, webhook_attempts, webhook_deliveries, outbox_events, webhook_endpoints, tenants, webhook_events restart identity cascade`,
-      );
+      await database.maintenanceDb.transaction(async (tx) => {
+        await tx.execute(sql`set local statement_timeout = 0`);
+        await tx.execute(
+          sql`truncate call_logs, leads, phone_numbers, campaigns, schedules, blocklist_entries, agents, api_keys, webhook_attempts, webhook_deliveries, outbox_events, webhook_endpoints, tenants, webhook_events restart identity cascade`,
+        );
+      });
       return;
     } catch (error) {
       const code = (error as { cause?: { code?: string } }).cause?.code;
