@@ -32,10 +32,32 @@ export const MAX_JSON_ELEMENTS = 10_000;
  * the way (main.ts): it would answer 413 with an empty body before the app could say why.
  */
 export async function readBody(request: Request, limit: number): Promise<string> {
-  const declared = Number(request.headers.get("content-length") ?? 0);
+  const length = request.headers.get("content-length");
+  const declared = Number(length ?? 0);
   if (declared > limit) throw new PayloadTooLargeError(limit);
   if (!request.body) return "";
-  const reader = request.body.getReader();
+  const bytes = hasFramedLength(request, length) ? await request.bytes() : await readStream(request.body, limit);
+  // Only a Request built in-process can hold more than its Content-Length says.
+  if (bytes.byteLength > limit) throw new PayloadTooLargeError(limit);
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    // Decoding leniently would store U+FFFD in place of the bad bytes: a value nobody sent.
+    throw new BadRequestError("body: not valid UTF-8", "body");
+  }
+}
+
+/**
+ * A declared length is all the server reads of a request (HTTP framing), so the body can be read
+ * whole, without a stream's per-chunk promises (about a tenth of a call's CPU). With
+ * Transfer-Encoding the length does not bound the body: it is streamed.
+ */
+const hasFramedLength = (request: Request, length: string | null) =>
+  length !== null && /^\d+$/.test(length) && !request.headers.has("transfer-encoding");
+
+/** A body of no declared length, read chunk by chunk and abandoned past `limit` bytes. */
+async function readStream(body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array> {
+  const reader = body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
@@ -49,12 +71,7 @@ export async function readBody(request: Request, limit: number): Promise<string>
     }
     chunks.push(value);
   }
-  try {
-    return UTF8.decode(Buffer.concat(chunks, size));
-  } catch {
-    // Decoding leniently would store U+FFFD in place of the bad bytes: a value nobody sent.
-    throw new BadRequestError("body: not valid UTF-8", "body");
-  }
+  return Buffer.concat(chunks, size);
 }
 
 // ignoreBOM keeps a leading byte-order mark: a signature covers the bytes as sent.
