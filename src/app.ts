@@ -4,6 +4,7 @@ import type { Tracer } from "@opentelemetry/api";
 import { Elysia } from "elysia";
 import { type AdminDeps, adminRoutes } from "./admin/routes";
 import { createRoutingDirectory, type RoutingDirectory } from "./calls/directory";
+import { phoneNumberReader } from "./calls/phone";
 import { createCallRecorder } from "./calls/recorder";
 import { callRoutes } from "./calls/routes";
 import { CALL_ENTRY, type CallDecision, type CallRouting, type RoutingDeps, replayCallRecord } from "./calls/service";
@@ -134,6 +135,7 @@ function routingDeps(deps: AppDeps, directory: RoutingDirectory, metrics: Metric
   return {
     database,
     directory,
+    readNumber: phoneNumberReader(config.defaultRegion),
     recorder: createCallRecorder(database, recorderLanes(database.kind, config.dbPoolMax)),
     journal,
     logger,
@@ -149,7 +151,6 @@ function routingDeps(deps: AppDeps, directory: RoutingDirectory, metrics: Metric
     },
     settings: {
       systemDefaultAgent: config.systemDefaultAgent,
-      defaultRegion: config.defaultRegion,
       // With nowhere else to keep the record, the caller waits for the database as long as it may.
       // So it does on the embedded database: in this process, it is slow only when busy with calls,
       // and journaling a record only to write it again later would double that work.

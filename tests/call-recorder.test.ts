@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { eq, type SQL, sql } from "drizzle-orm";
 import { recordCallEnded } from "../src/calls/lifecycle";
+import { phoneNumberReader } from "../src/calls/phone";
 import { type CallRecorder, createCallRecorder, type RecorderOptions, type StoredCall, type WrittenCall } from "../src/calls/recorder";
 import {
   type CallDecision,
@@ -418,7 +419,8 @@ describe("references gone between the decision and the record", () => {
       },
     },
     recorder: recorder({ gather: true }).rec,
-    settings: { systemDefaultAgent: SYSTEM_DEFAULT_AGENT, defaultRegion: "US", recordWaitMs: 10_000, maxCallSeconds: 14_400 },
+    readNumber: phoneNumberReader("US"),
+    settings: { systemDefaultAgent: SYSTEM_DEFAULT_AGENT, recordWaitMs: 10_000, maxCallSeconds: 14_400 },
     logger: createLogger("error", { write: () => {} }),
   });
 

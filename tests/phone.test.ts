@@ -1,7 +1,7 @@
 // Phone numbers arrive from SIP trunks in many shapes; routing and leads only work if every
 // shape of the same number comes out as the same E.164 string.
 import { describe, expect, test } from "bun:test";
-import { normalizePhoneNumber, numberTypeOf } from "../src/calls/phone";
+import { normalizePhoneNumber, numberTypeOf, phoneNumberReader } from "../src/calls/phone";
 
 describe("normalizePhoneNumber", () => {
   const sameNumber = [
@@ -74,6 +74,30 @@ describe("normalizePhoneNumber", () => {
       expect(normalizePhoneNumber("+14155550100", region)).toBe("+14155550100");
       expect(normalizePhoneNumber("+44 20 7183 8750", region)).toBe("+442071838750");
       expect(normalizePhoneNumber("sip:+442071838750@host", region)).toBe("+442071838750");
+    }
+  });
+});
+
+describe("phoneNumberReader (what routing reads a call's numbers with)", () => {
+  const inputs = ["+14155550100", "sip:4155550100@host", "020 7183 8750", "anonymous", "", "12345", "+44 20 7183 8750", "tel:+14155550100;ext=1"];
+
+  test("reads every shape as normalizePhoneNumber does, in its own region, on first and repeated reads", () => {
+    const inGB = phoneNumberReader("GB");
+    for (const round of [1, 2, 3]) {
+      for (const raw of inputs) expect([round, raw, inGB(raw)]).toEqual([round, raw, normalizePhoneNumber(raw, "GB")]);
+    }
+    expect(inGB(null)).toBeNull();
+    expect(inGB(undefined)).toBeNull();
+    // The same text in another region is another number.
+    expect(phoneNumberReader("US")("020 7183 8750")).toBe(normalizePhoneNumber("020 7183 8750", "US"));
+  });
+
+  test("stays right while it forgets: more distinct numbers than it remembers, read over and over", () => {
+    const read = phoneNumberReader("US", 3);
+    const callers = Array.from({ length: 10 }, (_, i) => `(212) 555-01${String(i).padStart(2, "0")}`);
+    for (let i = 0; i < 100; i++) {
+      const raw = callers[(i * 7) % callers.length]!;
+      expect(read(raw)).toBe(normalizePhoneNumber(raw, "US"));
     }
   });
 });

@@ -21,6 +21,30 @@ export function normalizePhoneNumber(raw: string | null | undefined, region: str
   return parsed?.isPossible() ? parsed.number : null;
 }
 
+/** Reads a number as normalizePhoneNumber does, in one region. */
+export type PhoneNumberReader = (raw: string | null | undefined) => string | null;
+
+/**
+ * normalizePhoneNumber in `region`, remembering the last `capacity` numbers it read. Parsing one
+ * costs tens of microseconds, a tenth of routing a call; the dialed numbers (a business's own)
+ * and repeat callers come back all day. Least recently read numbers are forgotten first.
+ */
+export function phoneNumberReader(region: string, capacity = 4096): PhoneNumberReader {
+  const known = new Map<string, string | null>();
+  return (raw) => {
+    if (raw == null) return null;
+    let e164 = known.get(raw);
+    if (e164 === undefined) {
+      e164 = normalizePhoneNumber(raw, region);
+      if (known.size >= capacity) known.delete(known.keys().next().value!);
+    } else {
+      known.delete(raw); // moved to the newest end
+    }
+    known.set(raw, e164);
+    return e164;
+  };
+}
+
 /** LOCAL, TOLL_FREE or MOBILE, from the numbering plan of the number's country. */
 export function numberTypeOf(e164: string): NumberType {
   const type = parsePhoneNumberFromString(e164)?.getType();

@@ -11,13 +11,12 @@ import type { Journal } from "../journal/journal";
 import type { Logger } from "../logger";
 import { type CallerContext, callerOf } from "./context";
 import type { DirectoryEntry, RoutingDirectory } from "./directory";
-import { normalizePhoneNumber } from "./phone";
+import type { PhoneNumberReader } from "./phone";
 import { applyPolicies, type CapCheck, type RoutedOutcome } from "./policy";
 import { type CallRecorder, type DispatchClaim, type StoredCall, writeCall } from "./recorder";
 
 export interface RoutingSettings {
   systemDefaultAgent: string;
-  defaultRegion: string;
   /** How long a caller waits for the call's record before it goes to the journal instead. */
   recordWaitMs: number;
   /** A call no longer holds a concurrency slot after this long, ended or not. */
@@ -27,6 +26,8 @@ export interface RoutingSettings {
 export interface RoutingDeps {
   database: Database;
   directory: RoutingDirectory;
+  /** A call's numbers in E.164, national ones read in the configured region (DEFAULT_REGION). */
+  readNumber: PhoneNumberReader;
   /** Writes call records, concurrent calls sharing a statement. */
   recorder: CallRecorder;
   /** Where records the database cannot take go; without one they are only logged. */
@@ -131,8 +132,8 @@ export function chooseAgent(entry: DirectoryEntry | null, systemDefaultAgent: st
 export async function routeInboundCall(deps: RoutingDeps, call: InboundCall): Promise<CallRouting> {
   const started = performance.now();
   const { settings } = deps;
-  const fromNumber = normalizePhoneNumber(call.from, settings.defaultRegion);
-  const toNumber = normalizePhoneNumber(call.to, settings.defaultRegion);
+  const fromNumber = deps.readNumber(call.from);
+  const toNumber = deps.readNumber(call.to);
   const entry = await deps.directory.lookup(toNumber);
   const usual = chooseAgent(entry, settings.systemDefaultAgent);
   const { outcome, cap } = applyPolicies(deps.directory.policies(entry), fromNumber, deps.now?.() ?? new Date(), usual);
