@@ -7,7 +7,7 @@ import { createRoutingDirectory, type RoutingDirectory } from "./calls/directory
 import { phoneNumberReader } from "./calls/phone";
 import { createCallRecorder } from "./calls/recorder";
 import { callRoutes } from "./calls/routes";
-import { CALL_ENTRY, type CallDecision, type CallRouting, type RoutingDeps, replayCallRecord } from "./calls/service";
+import { CALL_ENTRY, type CallDecision, type CallRouting, lateRecords, type RoutingDeps, replayCallRecord } from "./calls/service";
 import type { Config } from "./config";
 import type { Database } from "./db/client";
 import { constraintViolation, isDatabaseUnavailable } from "./db/errors";
@@ -136,6 +136,7 @@ function routingDeps(deps: AppDeps, directory: RoutingDirectory, metrics: Metric
     database,
     directory,
     readNumber: phoneNumberReader(config.defaultRegion),
+    lateRecords: lateRecords(),
     recorder: createCallRecorder(database, recorderLanes(database.kind, config.dbPoolMax)),
     journal,
     logger,
@@ -188,7 +189,7 @@ function replayJournal(deps: AppDeps, journal: Journal, events: LiveKitEventDeps
   const { database, logger } = deps;
   return keepReplaying(journal, {
     handlers: {
-      [CALL_ENTRY]: (data, at) => replayCallRecord(database, data as CallDecision, at),
+      [CALL_ENTRY]: (data, at) => replayCallRecord(database, data as CallDecision, at, events.lateRecords),
       // Replay writes without the journal and without dispatching (replayLiveKitEvent).
       [LIVEKIT_EVENT_ENTRY]: (data, at) => replayLiveKitEvent(events, data, at),
     },

@@ -12,6 +12,7 @@ import {
   type CallDecision,
   chooseAgent,
   type InboundCall,
+  lateRecords,
   replayCallRecord,
   routeInboundCall,
   type RoutingDeps,
@@ -521,6 +522,69 @@ describe("a journaled call written late", () => {
     const later = new Date(endedAt.getTime() + 1_000);
     await replayCallRecord(ctx.database, await decide(LIVE_NUMBER, CALLERS[0]!), later);
     expect((await allLeads())[0]).toMatchObject({ status: "calling", lastCallAt: later });
+  });
+});
+
+describe("a call journaled because its record was slow", () => {
+  /**
+   * Routing over a database that holds every statement until `release` (then runs it, or with
+   * `refuse` fails it as a lost connection does), waiting 20 ms for a record.
+   */
+  function slowRouting({ refuse = false } = {}) {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { database: countedDb, stats } = counted(real);
+    const lost = () => Promise.reject(Object.assign(new Error("connection lost"), { code: "CONNECTION_CLOSED" }));
+    const slow: Database = { ...countedDb, rows: async (query) => gate.then(() => (refuse ? lost() : countedDb.rows(query))) };
+    const journaled: CallDecision[] = [];
+    const late = lateRecords();
+    const deps: RoutingDeps = {
+      database: slow,
+      directory: ctx.directory,
+      recorder: createCallRecorder(slow, { lanes: 1, gather: false, maxBatch: 64 }),
+      journal: { append: async (_kind, data) => void journaled.push(data as CallDecision) },
+      lateRecords: late,
+      readNumber: phoneNumberReader("US"),
+      settings: { systemDefaultAgent: SYSTEM_DEFAULT_AGENT, recordWaitMs: 20, maxCallSeconds: 14_400 },
+      logger: createLogger("error", { write: () => {} }),
+    };
+    return { deps, slow, stats, journaled, late, release };
+  }
+
+  async function untilRecorded(callId: string) {
+    for (let i = 0; i < 500 && (await db().select().from(callLogs).where(eq(callLogs.providerCallId, callId))).length === 0; i++) await Bun.sleep(10);
+    await Bun.sleep(10);
+  }
+
+  test("whose write then landed: its replay costs the database nothing, and the call stays recorded once", async () => {
+    const { deps, slow, stats, journaled, late, release } = slowRouting();
+    const routing = await routeInboundCall(deps, { callId: newCallId(), from: CALLERS[0], to: LIVE_NUMBER, source: "sip-inbound" });
+    expect(routing).toMatchObject({ record: "pending", agentName: "acme-sales" });
+    expect(journaled).toHaveLength(1);
+
+    release();
+    await untilRecorded(routing.callId);
+    const before = stats.statements;
+    await replayCallRecord(slow, journaled[0]!, new Date(), late);
+    expect(stats.statements).toBe(before);
+    expect(await allCallLogs()).toHaveLength(1);
+
+    // The same entry replayed again (a second journal entry of the call) is written as usual: it finds the call there.
+    await replayCallRecord(slow, journaled[0]!, new Date(), late);
+    expect(stats.statements).toBeGreaterThan(before);
+    expect(await allCallLogs()).toHaveLength(1);
+  });
+
+  test("whose write failed after all: its replay writes it", async () => {
+    // The write the caller gave up on fails when it finally runs: the database went away.
+    const { deps, journaled, late, release } = slowRouting({ refuse: true });
+    const routing = await routeInboundCall(deps, { callId: newCallId(), from: CALLERS[1], to: LIVE_NUMBER, source: "sip-inbound" });
+    expect(routing.record).toBe("pending");
+    release();
+    await Bun.sleep(50);
+    expect(await allCallLogs()).toHaveLength(0);
+    await replayCallRecord(real, journaled[0]!, new Date(), late);
+    expect(await callLogOf(routing.callId)).toMatchObject({ agentName: "acme-sales", fromNumber: CALLERS[1] });
   });
 });
 

@@ -32,6 +32,8 @@ export interface RoutingDeps {
   recorder: CallRecorder;
   /** Where records the database cannot take go; without one they are only logged. */
   journal?: Pick<Journal, "append">;
+  /** Journaled calls whose write landed after all: their replay is skipped. */
+  lateRecords?: LateRecords;
   settings: RoutingSettings;
   logger: Logger;
   /** Told of every routing decision and how long it took (metrics). */
@@ -179,8 +181,9 @@ async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<Re
     const written = await (decision.cap ? write : withDeadline(write, deps.settings.recordWaitMs, "call record"));
     return { ...fromStored(decision.call.callId, written.row, !written.inserted), dispatchClaim: written.dispatchClaim } as RecordedCall;
   } catch (error) {
-    // A write that finishes after all is harmless: the journal's replay of it finds the call there.
-    write.catch(() => {});
+    // A write that finishes after all is harmless: the journal's replay finds the call there, and
+    // in this process knows to skip it.
+    write.then(() => deps.lateRecords?.landed(decision.call.callId)).catch(() => {});
     failure = error;
   }
   // A capped call the database could not count is admitted: caps fail open.
@@ -207,8 +210,33 @@ async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<Re
 /** The journal entry kind of a call's record. */
 export const CALL_ENTRY = "call";
 
-/** Writes a journaled call's record, as it was decided when the call came in. */
-export async function replayCallRecord(database: Database, decision: CallDecision, at: Date): Promise<void> {
+/**
+ * Calls journaled because their record was slower than the caller could wait for, whose write
+ * then landed after all. Replaying them would only find them there, at two statements each, one
+ * entry after another, on a database that was just too busy: the replay skips them. Kept in
+ * memory only (a restart's replay writes them again, which changes nothing); past `capacity`
+ * the oldest are forgotten, as are those whose replay came before their write landed.
+ */
+export interface LateRecords {
+  landed(callId: string): void;
+  /** Whether the call's write landed; forgets it. */
+  take(callId: string): boolean;
+}
+
+export function lateRecords(capacity = 10_000): LateRecords {
+  const landed = new Set<string>();
+  return {
+    landed(callId) {
+      if (landed.size >= capacity) landed.delete(landed.values().next().value!);
+      landed.add(callId);
+    },
+    take: (callId) => landed.delete(callId),
+  };
+}
+
+/** Writes a journaled call's record, as it was decided when the call came in (unless its own write landed late). */
+export async function replayCallRecord(database: Database, decision: CallDecision, at: Date, late?: LateRecords): Promise<void> {
+  if (late?.take(decision.call.callId)) return;
   // The delivery that claimed the dispatch is long gone: a replay records the join, claims nothing.
   const joined = decision.call.joined && { at: new Date(decision.call.joined.at) };
   await writeCall(database, { ...decision, call: { ...decision.call, joined }, cap: null }, at);
