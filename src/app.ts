@@ -7,7 +7,7 @@ import { createRoutingDirectory, type RoutingDirectory } from "./calls/directory
 import { phoneNumberReader } from "./calls/phone";
 import { createCallRecorder } from "./calls/recorder";
 import { callRoutes } from "./calls/routes";
-import { CALL_ENTRY, type CallDecision, type CallRouting, lateRecords, type RoutingDeps, replayCallRecord } from "./calls/service";
+import { CALL_ENTRY, type CallRouting, type JournaledCall, lateRecords, type RoutingDeps, replayCallRecord } from "./calls/service";
 import type { Config } from "./config";
 import type { Database } from "./db/client";
 import { constraintViolation, isDatabaseUnavailable } from "./db/errors";
@@ -189,7 +189,7 @@ function replayJournal(deps: AppDeps, journal: Journal, events: LiveKitEventDeps
   const { database, logger } = deps;
   return keepReplaying(journal, {
     handlers: {
-      [CALL_ENTRY]: (data, at) => replayCallRecord(database, data as CallDecision, at, events.lateRecords),
+      [CALL_ENTRY]: (data, at) => replayCallRecord(database, data as JournaledCall, at, events.lateRecords),
       // Replay writes without the journal and without dispatching (replayLiveKitEvent).
       [LIVEKIT_EVENT_ENTRY]: (data, at) => replayLiveKitEvent(events, data, at),
     },

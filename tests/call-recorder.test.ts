@@ -12,6 +12,8 @@ import {
   type CallDecision,
   chooseAgent,
   type InboundCall,
+  type JournaledCall,
+  type LateRecords,
   lateRecords,
   replayCallRecord,
   routeInboundCall,
@@ -528,7 +530,8 @@ describe("a journaled call written late", () => {
 describe("a call journaled because its record was slow", () => {
   /**
    * Routing over a database that holds every statement until `release` (then runs it, or with
-   * `refuse` fails it as a lost connection does), waiting 20 ms for a record.
+   * `refuse` fails it as a lost connection does), waiting 20 ms for a record. `landed` settles
+   * when a journaled call's write is known to have landed.
    */
   function slowRouting({ refuse = false } = {}) {
     let release!: () => void;
@@ -536,43 +539,56 @@ describe("a call journaled because its record was slow", () => {
     const { database: countedDb, stats } = counted(real);
     const lost = () => Promise.reject(Object.assign(new Error("connection lost"), { code: "CONNECTION_CLOSED" }));
     const slow: Database = { ...countedDb, rows: async (query) => gate.then(() => (refuse ? lost() : countedDb.rows(query))) };
-    const journaled: CallDecision[] = [];
-    const late = lateRecords();
+    const journaled: JournaledCall[] = [];
+    const remembered = lateRecords();
+    let markLanded!: () => void;
+    const landed = new Promise<void>((resolve) => (markLanded = resolve));
+    const late: LateRecords = { ...remembered, landed: (entry) => (remembered.landed(entry), markLanded()) };
     const deps: RoutingDeps = {
       database: slow,
       directory: ctx.directory,
       recorder: createCallRecorder(slow, { lanes: 1, gather: false, maxBatch: 64 }),
-      journal: { append: async (_kind, data) => void journaled.push(data as CallDecision) },
+      journal: { append: async (_kind, data) => void journaled.push(data as JournaledCall) },
       lateRecords: late,
       readNumber: phoneNumberReader("US"),
       settings: { systemDefaultAgent: SYSTEM_DEFAULT_AGENT, recordWaitMs: 20, maxCallSeconds: 14_400 },
       logger: createLogger("error", { write: () => {} }),
     };
-    return { deps, slow, stats, journaled, late, release };
+    return { deps, slow, stats, journaled, late, landed, release };
   }
 
-  async function untilRecorded(callId: string) {
-    for (let i = 0; i < 500 && (await db().select().from(callLogs).where(eq(callLogs.providerCallId, callId))).length === 0; i++) await Bun.sleep(10);
-    await Bun.sleep(10);
-  }
-
-  test("whose write then landed: its replay costs the database nothing, and the call stays recorded once", async () => {
-    const { deps, slow, stats, journaled, late, release } = slowRouting();
+  test("whose write then landed: its entry's replay costs the database nothing, and the call stays recorded once", async () => {
+    const { deps, slow, stats, journaled, late, landed, release } = slowRouting();
     const routing = await routeInboundCall(deps, { callId: newCallId(), from: CALLERS[0], to: LIVE_NUMBER, source: "sip-inbound" });
     expect(routing).toMatchObject({ record: "pending", agentName: "acme-sales" });
     expect(journaled).toHaveLength(1);
 
     release();
-    await untilRecorded(routing.callId);
+    await landed;
+    expect(await callLogOf(routing.callId)).toMatchObject({ agentName: "acme-sales", fromNumber: CALLERS[0] });
     const before = stats.statements;
     await replayCallRecord(slow, journaled[0]!, new Date(), late);
     expect(stats.statements).toBe(before);
     expect(await allCallLogs()).toHaveLength(1);
 
-    // The same entry replayed again (a second journal entry of the call) is written as usual: it finds the call there.
+    // Replayed again (the journal retries after a crash, say): written as usual, and it finds the call there.
     await replayCallRecord(slow, journaled[0]!, new Date(), late);
     expect(stats.statements).toBeGreaterThan(before);
     expect(await allCallLogs()).toHaveLength(1);
+  });
+
+  test("another entry of the same call, carrying facts that write did not (its LiveKit join), is still written", async () => {
+    const { deps, slow, journaled, late, landed, release } = slowRouting();
+    const routing = await routeInboundCall(deps, { callId: newCallId(), from: CALLERS[2], to: LIVE_NUMBER, source: "sip-inbound" });
+    release();
+    await landed;
+    expect((await callLogOf(routing.callId)).callerJoinedAt).toBeNull();
+    // The caller's join, journaled by another delivery while the database was away.
+    const [first] = journaled;
+    const joinedAt = new Date();
+    const join: JournaledCall = { ...first!, entry: crypto.randomUUID(), call: { ...first!.call, source: "livekit", joined: { at: joinedAt } } };
+    await replayCallRecord(slow, join, new Date(), late);
+    expect((await callLogOf(routing.callId)).callerJoinedAt?.getTime()).toBe(joinedAt.getTime());
   });
 
   test("whose write failed after all: its replay writes it", async () => {

@@ -32,7 +32,7 @@ export interface RoutingDeps {
   recorder: CallRecorder;
   /** Where records the database cannot take go; without one they are only logged. */
   journal?: Pick<Journal, "append">;
-  /** Journaled calls whose write landed after all: their replay is skipped. */
+  /** Journal entries of calls whose write landed after all: their replay is skipped. */
   lateRecords?: LateRecords;
   settings: RoutingSettings;
   logger: Logger;
@@ -181,9 +181,8 @@ async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<Re
     const written = await (decision.cap ? write : withDeadline(write, deps.settings.recordWaitMs, "call record"));
     return { ...fromStored(decision.call.callId, written.row, !written.inserted), dispatchClaim: written.dispatchClaim } as RecordedCall;
   } catch (error) {
-    // A write that finishes after all is harmless: the journal's replay finds the call there, and
-    // in this process knows to skip it.
-    write.then(() => deps.lateRecords?.landed(decision.call.callId)).catch(() => {});
+    // A write that finishes after all is harmless: the journal's replay finds the call there.
+    write.catch(() => {});
     failure = error;
   }
   // A capped call the database could not count is admitted: caps fail open.
@@ -200,7 +199,10 @@ async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<Re
   // Only a database that is away or slow is worth waiting out; one that refuses the record would refuse its replay too.
   if (!deps.journal || !isDatabaseUnavailable(failure)) return { ...pending, record: "unrecorded" };
   try {
-    await deps.journal.append(CALL_ENTRY, decision);
+    const entry: JournaledCall = { ...decision, entry: crypto.randomUUID() };
+    await deps.journal.append(CALL_ENTRY, entry);
+    // Once the write the caller stopped waiting for lands, this entry has nothing left to add.
+    write.then(() => deps.lateRecords?.landed(entry.entry!), () => {});
     return { ...pending, record: "pending" };
   } catch (error) {
     return { ...pending, record: "unrecorded", recordError: error };
@@ -210,33 +212,37 @@ async function recordCall(deps: RoutingDeps, decision: CallDecision): Promise<Re
 /** The journal entry kind of a call's record. */
 export const CALL_ENTRY = "call";
 
+/** A call's journal entry: its decision, and the entry's own id (entries written before it had none). */
+export type JournaledCall = CallDecision & { entry?: string };
+
 /**
- * Calls journaled because their record was slower than the caller could wait for, whose write
- * then landed after all. Replaying them would only find them there, at two statements each, one
- * entry after another, on a database that was just too busy: the replay skips them. Kept in
- * memory only (a restart's replay writes them again, which changes nothing); past `capacity`
- * the oldest are forgotten, as are those whose replay came before their write landed.
+ * Journal entries of calls whose record was slower than the caller could wait for, and whose
+ * write then landed after all. Replaying them would only find their calls there, at two statements
+ * each, one entry after another, on a database that was just too busy: the replay skips them.
+ * Entries, not calls: another entry of the same call (its LiveKit join, say) may carry facts that
+ * write did not. Kept in memory only (a restart's replay writes them again, which changes
+ * nothing); past `capacity` the oldest are forgotten, as are those replayed before their write landed.
  */
 export interface LateRecords {
-  landed(callId: string): void;
-  /** Whether the call's write landed; forgets it. */
-  take(callId: string): boolean;
+  landed(entry: string): void;
+  /** Whether the entry's write landed; forgets it. */
+  take(entry: string): boolean;
 }
 
 export function lateRecords(capacity = 10_000): LateRecords {
   const landed = new Set<string>();
   return {
-    landed(callId) {
+    landed(entry) {
       if (landed.size >= capacity) landed.delete(landed.values().next().value!);
-      landed.add(callId);
+      landed.add(entry);
     },
-    take: (callId) => landed.delete(callId),
+    take: (entry) => landed.delete(entry),
   };
 }
 
 /** Writes a journaled call's record, as it was decided when the call came in (unless its own write landed late). */
-export async function replayCallRecord(database: Database, decision: CallDecision, at: Date, late?: LateRecords): Promise<void> {
-  if (late?.take(decision.call.callId)) return;
+export async function replayCallRecord(database: Database, decision: JournaledCall, at: Date, late?: LateRecords): Promise<void> {
+  if (decision.entry && late?.take(decision.entry)) return;
   // The delivery that claimed the dispatch is long gone: a replay records the join, claims nothing.
   const joined = decision.call.joined && { at: new Date(decision.call.joined.at) };
   await writeCall(database, { ...decision, call: { ...decision.call, joined }, cap: null }, at);

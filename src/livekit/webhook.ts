@@ -41,7 +41,8 @@ export function createWebhookAuth(settings: Config["livekit"]): WebhookAuth {
   return {
     verifyBody,
     async receiveEvent(body, authorization) {
-      // Parsed once, checked, then decoded: malformed JSON is a 400 before credentials are looked at.
+      // No token is a 401 before anything else; malformed JSON a 400 before the signature is checked.
+      if (verifying) token(authorization);
       const json = parseJson(body);
       await verifyBody(body, authorization);
       try {
