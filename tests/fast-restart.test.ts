@@ -110,30 +110,29 @@ describe.skipIf(Boolean(process.env.DATABASE_URL))("a restart on the embedded da
     expect((await readiness(server)).routing.source).toBe("database");
   }, 60_000);
 
-  test("a clean stop whose snapshot was removed since: the restart opens the database first rather than route without it", async () => {
-    const env = freshEnv();
-    await seedDirectory(env, "examples/directory.json");
-    await runAndStop(env);
-    rmSync(join(env.DATA_DIR, "directory.json"));
+  // The stop vouched for a snapshot that is no longer the one it left.
+  const snapshotChanges: [string, string, (snapshot: string) => void][] = [
+    ["whose snapshot was removed since", "snapshot-removed", (snapshot) => rmSync(snapshot)],
+    [
+      "whose snapshot was rewritten while stopped (a server on DATABASE_URL with this DATA_DIR)",
+      "snapshot-rewritten",
+      // What another database's directory would leave: none of this database's numbers.
+      (snapshot) => writeFileSync(snapshot, JSON.stringify({ saved_at: new Date().toISOString(), entries: [] })),
+    ],
+  ];
+  for (const [what, callId, change] of snapshotChanges) {
+    test(`a clean stop ${what}: the restart opens the database first rather than route without it`, async () => {
+      const env = freshEnv();
+      await seedDirectory(env, "examples/directory.json");
+      await runAndStop(env);
+      change(join(env.DATA_DIR, "directory.json"));
 
-    const server = await startServer(env);
-    const answer = await call(server, "snapshot-removed");
-    expect(answer.agent_name).toBe(CAMPAIGN_AGENT);
-    expect(answer.record).toBe("recorded");
-  }, 60_000);
-
-  test("a snapshot rewritten while the server was stopped (a server on DATABASE_URL with this DATA_DIR): the restart opens the database first", async () => {
-    const env = freshEnv();
-    await seedDirectory(env, "examples/directory.json");
-    await runAndStop(env);
-    // What another database's directory would leave: none of this database's numbers.
-    writeFileSync(join(env.DATA_DIR, "directory.json"), JSON.stringify({ saved_at: new Date().toISOString(), entries: [] }));
-
-    const server = await startServer(env);
-    const answer = await call(server, "snapshot-rewritten");
-    expect(answer.agent_name).toBe(CAMPAIGN_AGENT);
-    expect(answer.record).toBe("recorded");
-  }, 60_000);
+      const server = await startServer(env);
+      const answer = await call(server, callId);
+      expect(answer.agent_name).toBe(CAMPAIGN_AGENT);
+      expect(answer.record).toBe("recorded");
+    }, 60_000);
+  }
 
   test("after a crash (SIGKILL), the restart opens the database first, though an earlier stop was clean", async () => {
     const env = freshEnv();
