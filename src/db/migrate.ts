@@ -16,7 +16,7 @@ import m0009 from "../../drizzle/0009_list_indexes.sql" with { type: "text" };
 import m0010 from "../../drizzle/0010_policies.sql" with { type: "text" };
 import m0011 from "../../drizzle/0011_schedule_indexes.sql" with { type: "text" };
 import m0012 from "../../drizzle/0012_webhook_outbox.sql" with { type: "text" };
-import m0013 from "../../drizzle/0013_lead_lookup_by_key.sql" with { type: "text" };
+import m0013 from "../../drizzle/0013_record_calls_by_index.sql" with { type: "text" };
 import { type Database, rowsOf } from "./database";
 
 const MIGRATION_SQL: Record<string, string> = {
@@ -33,7 +33,7 @@ const MIGRATION_SQL: Record<string, string> = {
   "0010_policies": m0010,
   "0011_schedule_indexes": m0011,
   "0012_webhook_outbox": m0012,
-  "0013_lead_lookup_by_key": m0013,
+  "0013_record_calls_by_index": m0013,
 };
 
 /** The migrations this switchboard knows, in the order they apply. */

@@ -1,0 +1,128 @@
+// A call's record costs the database the same whether its tenant has ten leads or tens of
+// thousands, and whether call_logs holds a hundred rows or millions (issue 14): record_calls
+// reaches both tables through their indexes (drizzle/0013_record_calls_by_index.sql), whatever
+// the plan it cached for the connection while they were small. Measured as the database counts
+// it, in pages of its buffer pool: EXPLAIN (ANALYZE, BUFFERS) of the statement the recorder runs,
+// for a new call, before and after 30,000 more rows are added. A scan of those rows reads about
+// 200 more pages or more; an index lookup a few, for the taller indexes. (The lead lookup by
+// tenant and number alone was cheap on the embedded database, PostgreSQL 18 with skip scan; the
+// suite's run on PostgreSQL 15 is the one that would catch it coming back.)
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { type SQL, sql, TransactionRollbackError } from "drizzle-orm";
+import { type Drizzle, rowsOf } from "../src/db/client";
+import { openTestContext, type TestContext } from "./support/context";
+
+const CAMPAIGN_NUMBER = "+14155550100";
+const PLAIN_NUMBER = "+14155550101";
+const MORE_ROWS = 30_000;
+
+let ctx: TestContext;
+beforeAll(async () => {
+  ctx = await openTestContext();
+  await ctx.seed({
+    tenants: [
+      {
+        name: "Acme",
+        agents: [{ name: "acme-default", default: true }, { name: "acme-sales" }],
+        campaigns: [{ name: "Live", agent: "acme-sales" }],
+        phone_numbers: [{ number: CAMPAIGN_NUMBER, campaign: "Live" }, { number: PLAIN_NUMBER }],
+      },
+    ],
+  });
+});
+afterAll(() => ctx.close());
+
+type Number = { id: string; tenant_id: string; campaign_id: string | null };
+
+/** record_calls' input for one new call from `caller` to `number` (src/calls/recorder.ts builds the same). */
+function oneCall(number: Number, to: string, caller: string) {
+  return [
+    {
+      ord: 0,
+      call_id: `lookup-${caller}`,
+      from_number: caller,
+      to_number: to,
+      tenant_id: number.tenant_id,
+      campaign_id: number.campaign_id,
+      phone_number_id: number.id,
+      agent_name: "acme-sales",
+      agent_source: "campaign",
+      metadata: {},
+      created_at: new Date().toISOString(),
+      claim_dispatch: false,
+      makes_lead: true,
+    },
+  ];
+}
+
+/** Pages of the buffer pool the statement touched (found there or read in), as EXPLAIN counts them. */
+async function pagesTouched(tx: Drizzle, calls: unknown[]): Promise<number> {
+  const [row] = rowsOf<{ "QUERY PLAN": unknown }>(
+    await tx.execute(sql`explain (analyze, buffers, format json) select * from record_calls(${JSON.stringify(calls)}::jsonb)`),
+  );
+  const raw = row!["QUERY PLAN"];
+  const [top] = (typeof raw === "string" ? JSON.parse(raw) : raw) as { Plan: { "Shared Hit Blocks": number; "Shared Read Blocks": number } }[];
+  return top!.Plan["Shared Hit Blocks"] + top!.Plan["Shared Read Blocks"];
+}
+
+/**
+ * Pages a new call's record touches before and after `moreRows` (run in the same transaction,
+ * rolled back afterwards, so the rows added leave no trace), on one connection that has already
+ * run record_calls `warmUps` times: its first use reads the catalogs, and it is not what is measured.
+ */
+async function pagesBeforeAndAfter(to: string, warmUps: number, moreRows: (number: Number) => SQL) {
+  const [number] = await ctx.database.rows<Number>(sql`select id, tenant_id, campaign_id from phone_numbers where e164 = ${to}`);
+  const pages = { before: 0, after: 0 };
+  await ctx.database.db
+    .transaction(async (tx) => {
+      const drizzle = tx as unknown as Drizzle;
+      for (let i = 0; i < warmUps; i++) await pagesTouched(drizzle, oneCall(number!, to, `+1212555020${i}`));
+      pages.before = await pagesTouched(drizzle, oneCall(number!, to, "+12125550300"));
+      await drizzle.execute(moreRows(number!));
+      pages.after = await pagesTouched(drizzle, oneCall(number!, to, "+12125550301"));
+      tx.rollback();
+    })
+    .catch((error) => {
+      if (!(error instanceof TransactionRollbackError)) throw error;
+    });
+  return pages;
+}
+
+describe("a caller's lead is found by its key, however many leads the tenant has", () => {
+  for (const [label, to] of [
+    ["a campaign's number", CAMPAIGN_NUMBER],
+    ["a number without a campaign", PLAIN_NUMBER],
+  ] as const) {
+    test(`calls to ${label}`, async () => {
+      // Leads of the same tenant, half in the campaign and half without one, on other numbers.
+      const { before, after } = await pagesBeforeAndAfter(
+        to,
+        1,
+        (number) => sql`
+          insert into leads (tenant_id, campaign_id, phone_number, name, status)
+          select ${number.tenant_id}::uuid, case when n % 2 = 0 then ${number.campaign_id}::uuid end,
+                 '+1646' || lpad(n::text, 7, '0'), 'Lead ' || n, 'new'
+          from generate_series(1, ${MORE_ROWS}) n`,
+      );
+      expect(before).toBeGreaterThan(0);
+      expect(after - before).toBeLessThan(40);
+    });
+  }
+});
+
+describe("a call recorded before is found by its id, however many calls there are", () => {
+  test("with the plan the connection cached while call_logs was small", async () => {
+    // PostgreSQL plans a function's statement for its first five runs, then may keep one plan for
+    // the connection: it is run past that while call_logs holds a handful of rows.
+    const { before, after } = await pagesBeforeAndAfter(
+      CAMPAIGN_NUMBER,
+      8,
+      (number) => sql`
+        insert into call_logs (provider_call_id, tenant_id, from_number, to_number, agent_name, agent_source)
+        select 'earlier-' || n, ${number.tenant_id}::uuid, '+1646' || lpad(n::text, 7, '0'), ${CAMPAIGN_NUMBER}, 'acme-sales', 'campaign'
+        from generate_series(1, ${MORE_ROWS}) n`,
+    );
+    expect(before).toBeGreaterThan(0);
+    expect(after - before).toBeLessThan(40);
+  });
+});
