@@ -4,7 +4,9 @@
 --   anti-join over a sequential scan of call_logs. It chose that on a young table (statistics of
 --   a few hundred rows) and kept the plan, cached for the connection, as the table grew: in an
 --   8-second benchmark from an empty database, 3,000 statements read 17 million rows of call_logs.
---   The check is now a lateral probe with LIMIT 1, which can only be an index lookup per call.
+--   The check is now a lateral probe with LIMIT 1, one lookup per call, and the function runs
+--   without sequential scans (see SET below): a probe planned on a small table would otherwise be
+--   one, cached in turn.
 -- - The caller's lead was looked up by tenant and number with the campaign as a filter:
 --   `campaign_id IS NOT DISTINCT FROM` is no index condition, so on PostgreSQL before 18 (no skip
 --   scan) leads_caller_key was read across every lead of the tenant for each caller, about 0.4 ms
@@ -15,7 +17,16 @@ CREATE OR REPLACE FUNCTION record_calls(calls jsonb)
 RETURNS TABLE (call_id text, call_log_id uuid, lead_id uuid, tenant_id uuid, campaign_id uuid, phone_number_id uuid,
                agent_name text, agent_source text, from_number text, to_number text, dispatch_claimed boolean,
                outcome text, outcome_reason text, transfer_to text, caller jsonb)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Every table this statement reads it reads by key (the call's id, the caller's lead, the directory's
+-- ids, a lead's calls). On a small table the planner prefers a sequential scan even for a keyed
+-- probe, or a bitmap over whichever index looks selective among a hundred rows (leads by campaign),
+-- and the connection keeps that plan as the table grows, until the next ANALYZE. Without either it
+-- is left with plain index scans, where the key's own unique index is the cheapest at any size.
+-- The foreign-key checks of the inserts run within the function, and so by index too.
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+AS $$
 #variable_conflict use_column
 BEGIN
   RETURN QUERY
