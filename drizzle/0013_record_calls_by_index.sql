@@ -1,5 +1,5 @@
--- record_calls (0010) now reaches call_logs and leads through their indexes, whatever the planner
--- knows of their size.
+-- record_calls (0010) now reaches call_logs and leads through the indexes of their keys, also with
+-- a plan made while the tables were small.
 -- - A call already recorded was found by `NOT EXISTS`, which the planner may answer with a hash
 --   anti-join over a sequential scan of call_logs. It chose that on a young table (statistics of
 --   a few hundred rows) and kept the plan, cached for the connection, as the table grew: in an
@@ -19,11 +19,13 @@ RETURNS TABLE (call_id text, call_log_id uuid, lead_id uuid, tenant_id uuid, cam
                outcome text, outcome_reason text, transfer_to text, caller jsonb)
 LANGUAGE plpgsql
 -- Every table this statement reads it reads by key (the call's id, the caller's lead, the directory's
--- ids, a lead's calls). On a small table the planner prefers a sequential scan even for a keyed
--- probe, or a bitmap over whichever index looks selective among a hundred rows (leads by campaign),
--- and the connection keeps that plan as the table grows, until the next ANALYZE. Without either it
--- is left with plain index scans, where the key's own unique index is the cheapest at any size.
--- The foreign-key checks of the inserts run within the function, and so by index too.
+-- ids, a lead's calls). On a table of a hundred rows the planner prefers a sequential scan even for
+-- a keyed probe, or a bitmap over whichever index looks selective there (leads by campaign), and the
+-- connection keeps that plan as the table grows, until the next ANALYZE. Without either it is left
+-- with index scans, and from the size at which autovacuum first analyzes a table (50 rows) the
+-- key's own index is the one it picks. (A table analyzed while empty makes every index look alike,
+-- and a plan made then may use another; the next ANALYZE replaces it. The foreign-key checks of the
+-- inserts are planned by PostgreSQL once per connection, outside this function's settings.)
 SET enable_seqscan = off
 SET enable_bitmapscan = off
 AS $$
