@@ -2,13 +2,15 @@
 // thousands, and whether call_logs holds a hundred rows or tens of thousands (issue 14):
 // record_calls reaches both tables through the indexes of their keys
 // (drizzle/0013_record_calls_by_index.sql), also with the plan a connection cached while they were
-// small. Measured as the database counts it, in pages of its buffer pool: EXPLAIN (ANALYZE, BUFFERS)
-// of the statement the recorder runs, for a new call, before and after 30,000 more rows are added.
+// small. So does an agent's join, which answers the ringing call of its room (src/calls/lifecycle.ts).
+// Measured as the database counts it, in pages of its buffer pool: EXPLAIN (ANALYZE, BUFFERS)
+// of the statement the server runs, for a new call, before and after 30,000 more rows are added.
 // A scan of those rows reads about 200 pages or more; an index lookup a few more, for the taller
 // indexes. (The lead lookup without statistics fails on PostgreSQL 15 when its key is incomplete;
 // the embedded database, PostgreSQL 18, skip-scans the index and passes either way.)
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type SQL, sql, TransactionRollbackError } from "drizzle-orm";
+import { callAnsweredChange } from "../src/calls/lifecycle";
 import { type Drizzle, rowsOf } from "../src/db/client";
 import { openTestContext, type TestContext } from "./support/context";
 
@@ -55,10 +57,8 @@ function oneCall(number: DialedNumber, to: string, caller: string) {
 }
 
 /** Pages of the buffer pool the statement touched (found there or read in), as EXPLAIN counts them. */
-async function pagesTouched(tx: Drizzle, calls: unknown[]): Promise<number> {
-  const [row] = rowsOf<{ "QUERY PLAN": unknown }>(
-    await tx.execute(sql`explain (analyze, buffers, format json) select * from record_calls(${JSON.stringify(calls)}::jsonb)`),
-  );
+async function pagesTouched(tx: Drizzle, statement: SQL): Promise<number> {
+  const [row] = rowsOf<{ "QUERY PLAN": unknown }>(await tx.execute(sql`explain (analyze, buffers, format json) ${statement}`));
   const raw = row!["QUERY PLAN"];
   const [top] = (typeof raw === "string" ? JSON.parse(raw) : raw) as { Plan: { "Shared Hit Blocks": number; "Shared Read Blocks": number } }[];
   return top!.Plan["Shared Hit Blocks"] + top!.Plan["Shared Read Blocks"];
@@ -97,27 +97,34 @@ async function pagesSmallAndBig(to: string, rows: Rows, analyzedWhen: "small" | 
   const [number] = await ctx.database.rows<DialedNumber>(sql`select id, tenant_id, campaign_id from phone_numbers where e164 = ${to}`);
   const pages = { small: 0, big: 0 };
   let caller = 0;
+  const recordNewCall = () => sql`select * from record_calls(${JSON.stringify(oneCall(number!, to, `+1212555${String(caller++).padStart(4, "0")}`))}::jsonb)`;
   const measure = async (drizzle: Drizzle) => {
-    for (let i = 0; i < 8; i++) await pagesTouched(drizzle, oneCall(number!, to, `+1212555${String(caller++).padStart(4, "0")}`));
-    return pagesTouched(drizzle, oneCall(number!, to, `+1212555${String(caller++).padStart(4, "0")}`));
+    for (let i = 0; i < 8; i++) await pagesTouched(drizzle, recordNewCall());
+    return pagesTouched(drizzle, recordNewCall());
   };
+  await inRolledBackTransaction(async (drizzle) => {
+    const analyze = sql`analyze ${sql.identifier(rows.table)}`;
+    if (analyzedWhen === "never") await drizzle.execute(forgetStatistics(rows.table));
+    await drizzle.execute(rows.add(number!, "+1917", 100));
+    if (analyzedWhen === "small") await drizzle.execute(analyze);
+    pages.small = await measure(drizzle);
+    await drizzle.execute(rows.add(number!, "+1646", MORE_ROWS));
+    if (analyzedWhen === "big") await drizzle.execute(analyze);
+    pages.big = await measure(drizzle);
+  });
+  return pages;
+}
+
+/** Runs `work` on one connection in a transaction that is rolled back afterwards. */
+async function inRolledBackTransaction(work: (drizzle: Drizzle) => Promise<void>) {
   await ctx.database.db
     .transaction(async (tx) => {
-      const drizzle = tx as unknown as Drizzle;
-      const analyze = sql`analyze ${sql.identifier(rows.table)}`;
-      if (analyzedWhen === "never") await drizzle.execute(forgetStatistics(rows.table));
-      await drizzle.execute(rows.add(number!, "+1917", 100));
-      if (analyzedWhen === "small") await drizzle.execute(analyze);
-      pages.small = await measure(drizzle);
-      await drizzle.execute(rows.add(number!, "+1646", MORE_ROWS));
-      if (analyzedWhen === "big") await drizzle.execute(analyze);
-      pages.big = await measure(drizzle);
+      await work(tx as unknown as Drizzle);
       tx.rollback();
     })
     .catch((error) => {
       if (!(error instanceof TransactionRollbackError)) throw error;
     });
-  return pages;
 }
 
 /** The table as a new database has it: never analyzed, so the planner knows nothing of its columns. */
@@ -145,3 +152,45 @@ describe("a call recorded before is found by its id, however many calls there ar
     expect(big - small).toBeLessThan(40);
   });
 });
+
+describe("an agent's join finds the ringing call by its room, however many calls rang before", () => {
+  // Every call rings first: until the next vacuum, call_logs_status_created_idx keeps an entry
+  // 'ringing' for each call that rang since, answered long ago or not. Statistics taken while no
+  // call was ringing (a quiet moment, or all calls ended) make the planner expect one ringing call
+  // and prefer that index to the room's; it then read all of those entries for every agent's join.
+  test("with statistics taken while no call was ringing", async () => {
+    const pages = { small: 0, big: 0 };
+    let room = 0;
+    const answerNewCall = async (drizzle: Drizzle) => {
+      const sid = `RM_probe${room++}`;
+      await drizzle.execute(sql`
+        insert into call_logs (provider_call_id, room_name, room_sid, from_number, to_number, agent_name, agent_source)
+        values (${sid}, ${sid}, ${sid}, '+12125550100', ${CAMPAIGN_NUMBER}, 'acme-sales', 'campaign')`);
+      const { ctes, changed } = callAnsweredChange({ room: { name: sid, sid }, answeredAt: new Date() });
+      return pagesTouched(drizzle, sql`with ${ctes} select * from ${sql.raw(changed)}`);
+    };
+    const measure = async (drizzle: Drizzle) => {
+      for (let i = 0; i < 8; i++) await answerNewCall(drizzle);
+      return answerNewCall(drizzle);
+    };
+    await inRolledBackTransaction(async (drizzle) => {
+      await addCallsThatRang(drizzle, 100);
+      await drizzle.execute(sql`analyze call_logs`);
+      pages.small = await measure(drizzle);
+      await addCallsThatRang(drizzle, MORE_ROWS);
+      pages.big = await measure(drizzle);
+    });
+    expect(pages.small).toBeGreaterThan(0);
+    expect(pages.big - pages.small).toBeLessThan(40);
+  });
+});
+
+/** `count` calls that rang and have ended: each left an entry 'ringing' in the status index. */
+async function addCallsThatRang(drizzle: Drizzle, count: number) {
+  await drizzle.execute(sql`
+    insert into call_logs (provider_call_id, room_name, room_sid, from_number, to_number, agent_name, agent_source)
+    select 'rang-' || n || '-' || ${count}, 'rang-' || n, 'RM_rang' || n || '_' || ${count}, '+1646' || lpad(n::text, 7, '0'),
+           ${CAMPAIGN_NUMBER}, 'acme-sales', 'campaign'
+    from generate_series(1, ${count}) n`);
+  await drizzle.execute(sql`update call_logs set status = 'completed', ended_at = now() where status = 'ringing' and provider_call_id like 'rang-%'`);
+}

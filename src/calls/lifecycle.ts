@@ -30,6 +30,17 @@ export interface CallAnswer {
   agentIdentity?: string;
 }
 
+/**
+ * Whether the call is still ringing, checked on the rows the room's index found. Written as an
+ * expression so that no index can answer it: every call rings first, and until the next vacuum
+ * call_logs_status_created_idx keeps an entry 'ringing' for each call that rang since. Given
+ * statistics taken while no call was ringing, the planner expects one ringing call and prefers that
+ * index to the room's, and then reads all of those entries for each agent's join: their index pages,
+ * and the rows too until a scan has marked them dead (tests/record-calls-scale.test.ts: 30,000 pages
+ * once 30,000 calls had rung in its transaction; 143 pages per join in the LiveKit benchmark, 55 now).
+ */
+const stillRinging = sql`status || '' = 'ringing'`;
+
 /** An agent is in the room: the ringing call there is answered. Status only moves forward. */
 export function callAnsweredChange(answer: CallAnswer, onlyIf: SQL = sql`true`): CallChange {
   const ctes = sql`answered as (
@@ -38,7 +49,7 @@ export function callAnsweredChange(answer: CallAnswer, onlyIf: SQL = sql`true`):
         answered_at = coalesce(answered_at, ${answer.answeredAt.toISOString()}::timestamptz),
         metadata = metadata || jsonb_build_object('answered_by', ${answer.agentIdentity ?? null}::text),
         updated_at = now()
-    where ${inRoom(answer.room)} and status = 'ringing' and ${onlyIf}
+    where ${inRoom(answer.room)} and ${stillRinging} and ${onlyIf}
     returning id)`;
   return { ctes, changed: "answered" };
 }
