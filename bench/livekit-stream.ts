@@ -31,6 +31,7 @@ import postgres from "postgres";
 import { type FakeLiveKit, startFakeLiveKit } from "../tests/support/fake-livekit";
 import { EVENTS_PATH, liveKitEnv, newCall, sipCallerJoinedEvent, TEST_KEYS } from "../tests/support/livekit-app";
 import { agentJoined, roomFinished, signDelivery, sipParticipantLeft, type WebhookDelivery } from "../tests/support/livekit-events";
+import { unitEngineEnvironment } from "./unit-environment";
 
 const root = resolve(import.meta.dir, "..");
 
@@ -193,7 +194,7 @@ async function startServer(binary: string, env: Record<string, string>): Promise
   const url = `http://127.0.0.1:${port}`;
   const child = Bun.spawn([...command(binary), "serve"], {
     cwd: root,
-    env: { ...process.env, ...env, HOST: "127.0.0.1", PORT: String(port) },
+    env: { ...process.env, ...unitEngineEnvironment(), ...env, HOST: "127.0.0.1", PORT: String(port) },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",

@@ -12,6 +12,7 @@ import { join, resolve } from "node:path";
 import postgres from "postgres";
 import { type LiveKitStreamResult, measureLiveKitStream } from "./livekit-stream";
 import { measureScale, type ScaleResult } from "./scale";
+import { unitEngineEnvironment } from "./unit-environment";
 
 const root = resolve(import.meta.dir, "..");
 const quick = process.argv.includes("--quick");
@@ -205,7 +206,7 @@ async function switchboard(binary: string, env: Record<string, string>, label: s
   run(binary, ["seed", "examples/directory.json"], env);
   const before = env.DATABASE_URL ? await transactions(env.DATABASE_URL) : 0;
   const port = freePort();
-  const server = await startProcess(binary, ["serve"], { ...env, PORT: String(port), LOG_LEVEL: "error" }, `http://127.0.0.1:${port}/healthz`);
+  const server = await startProcess(binary, ["serve"], { ...unitEngineEnvironment(), ...env, PORT: String(port), LOG_LEVEL: "error" }, `http://127.0.0.1:${port}/healthz`);
   const pid = server.child.pid!;
   const loads: (Load & { rssMb: number })[] = [];
   for (const c of LEVELS) {
@@ -228,7 +229,7 @@ async function startup(binary: string) {
   const start = async () => {
     const port = freePort();
     const url = `http://127.0.0.1:${port}`;
-    const server = await startProcess(binary, ["serve"], { DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: "error" }, `${url}/readyz`);
+    const server = await startProcess(binary, ["serve"], { ...unitEngineEnvironment(), DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: "error" }, `${url}/readyz`);
     // After a clean stop the restart routes calls from the directory's snapshot while its database
     // opens (/readyz: degraded); the status says ready once the database is open and migrated.
     const databaseOpenMs = await untilStatusReady(url, server.spawned);

@@ -11,6 +11,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import postgres from "postgres";
+import { unitEngineEnvironment } from "./unit-environment";
 
 const root = resolve(import.meta.dir, "..");
 
@@ -336,7 +337,7 @@ async function startServer(command: string[], env: Record<string, string>, logLe
   const [cmd, ...args] = command;
   const child = spawn(cmd!, [...args, "serve"], {
     cwd: root,
-    env: { ...process.env, ...env, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: logLevel, DATA_DIR: dataDir },
+    env: { ...process.env, ...unitEngineEnvironment(), ...env, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: logLevel, DATA_DIR: dataDir },
     stdio: ["ignore", logLevel === "debug" ? "pipe" : "ignore", "pipe"],
   });
   let stderr = "";
