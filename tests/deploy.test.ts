@@ -6,6 +6,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { unitEngineSettings } from "../bench/unit-environment";
 import { loadConfig } from "../src/config";
 
 const unitText = readFileSync(resolve(import.meta.dir, "..", "deploy", "switchboard.service"), "utf8");
@@ -50,6 +51,13 @@ describe("deploy/switchboard.service settings", () => {
     expect(setting("Environment")).toBe("DATA_DIR=%S/switchboard");
     expect(setting("Restart")).toBe("on-failure");
     expect(setting("EnvironmentFile")).toBe("/etc/switchboard/switchboard.env");
+  });
+
+  test("the image gives the JavaScript engine the same settings as the unit (BUN_JSC_*, deploy/README.md)", () => {
+    const engine = Object.entries(unitEngineSettings());
+    const dockerfile = readFileSync(resolve(import.meta.dir, "..", "Dockerfile"), "utf8");
+    expect(engine.length).toBeGreaterThan(0);
+    for (const [name, value] of engine) expect(dockerfile).toMatch(new RegExp(`\\b${name}=${value}\\b`));
   });
 
   test("a start that fails on configuration, or on a refused migration (exit 3, tests/migration-checksum.test.ts), is not restarted in a loop", () => {

@@ -39,7 +39,7 @@ export interface CallAnswer {
  * and the rows too until a scan has marked them dead (tests/record-calls-scale.test.ts: 30,000 pages
  * once 30,000 calls had rung in its transaction; 143 pages per join in the LiveKit benchmark, 55 now).
  */
-const stillRinging = sql`status || '' = 'ringing'`;
+const stillRinging = sql`(status || '') = 'ringing'`;
 
 /** An agent is in the room: the ringing call there is answered. Status only moves forward. */
 export function callAnsweredChange(answer: CallAnswer, onlyIf: SQL = sql`true`): CallChange {
