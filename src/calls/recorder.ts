@@ -285,44 +285,10 @@ type StoredRow = StoredCall & {
  * Reads calls recorded before. A repeat that is a LiveKit join first records the join on the
  * call (first values win) and, when asked, takes the right to dispatch its agent: only while no
  * agent was dispatched, the call goes on, and no other delivery holds the claim. A claim this
- * statement took shows as dispatch_claimed_at = now(), the statement's own time.
+ * statement took shows as dispatch_claimed. revisit_calls (drizzle/0014_revisit_calls_by_index.sql)
+ * runs it with record_calls' planner settings.
  */
-const claimable = sql`(x.claim_dispatch and c.dispatch_id is null and c.ended_at is null
-  and (c.dispatch_claimed_at is null or c.dispatch_claimed_at < now() - make_interval(secs => x.claim_hold_ms / 1000.0)))`;
-
 async function revisitCalls(database: Database, calls: CallRow[]): Promise<Map<string, StoredRow>> {
-  const rows = await database.rows<StoredRow>(sql`
-    with x as (
-      select * from jsonb_to_recordset(${JSON.stringify(calls)}::jsonb)
-        as x(call_id text, room_name text, room_sid text, caller_joined_at timestamptz, claim_dispatch boolean, claim_hold_ms int)
-    ), locked as (
-      -- Rows locked in call id order, as record_calls writes them, so two batches never wait in a cycle.
-      select c.id from call_logs c
-      where c.provider_call_id in (select call_id from x where caller_joined_at is not null)
-      order by c.provider_call_id
-      for update
-    ), joined as (
-      update call_logs c
-      set caller_joined_at = coalesce(c.caller_joined_at, x.caller_joined_at),
-          room_name = coalesce(c.room_name, nullif(x.room_name, '')),
-          room_sid = coalesce(c.room_sid, x.room_sid),
-          dispatch_claimed_at = case when ${claimable} then now() else c.dispatch_claimed_at end,
-          dispatch_attempts = c.dispatch_attempts + case when ${claimable} then 1 else 0 end,
-          updated_at = now()
-      from x
-      where c.provider_call_id = x.call_id and x.caller_joined_at is not null and c.id in (select id from locked)
-      returning c.*
-    ), stored as (
-      select * from joined
-      union all
-      select * from call_logs
-      where provider_call_id in (select call_id from x where caller_joined_at is null)
-        and provider_call_id not in (select provider_call_id from joined)
-    )
-    select s.provider_call_id as call_id, s.id as call_log_id, s.lead_id, s.tenant_id, s.campaign_id, s.phone_number_id,
-           s.agent_name, s.agent_source, s.from_number, s.to_number, s.outcome, s.outcome_reason, s.transfer_to,
-           s.metadata->'caller' as caller, s.dispatch_claimed_at = now() as dispatch_claimed,
-           s.dispatch_attempts, s.dispatch_id is not null as dispatched, s.ended_at is not null as ended
-    from stored s`);
+  const rows = await database.rows<StoredRow>(sql`select * from revisit_calls(${JSON.stringify(calls)}::jsonb)`);
   return new Map(rows.map((row) => [row.call_id, row]));
 }

@@ -17,6 +17,7 @@ import m0010 from "../../drizzle/0010_policies.sql" with { type: "text" };
 import m0011 from "../../drizzle/0011_schedule_indexes.sql" with { type: "text" };
 import m0012 from "../../drizzle/0012_webhook_outbox.sql" with { type: "text" };
 import m0013 from "../../drizzle/0013_record_calls_by_index.sql" with { type: "text" };
+import m0014 from "../../drizzle/0014_revisit_calls_by_index.sql" with { type: "text" };
 import { type Database, rowsOf } from "./database";
 
 const MIGRATION_SQL: Record<string, string> = {
@@ -34,6 +35,7 @@ const MIGRATION_SQL: Record<string, string> = {
   "0011_schedule_indexes": m0011,
   "0012_webhook_outbox": m0012,
   "0013_record_calls_by_index": m0013,
+  "0014_revisit_calls_by_index": m0014,
 };
 
 /** The migrations this switchboard knows, in the order they apply. */
