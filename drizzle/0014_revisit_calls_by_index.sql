@@ -36,20 +36,18 @@ BEGIN
     ORDER BY c.provider_call_id
     FOR UPDATE
   ), joined AS (
-    -- The claim is decided on the row as locked (its latest version), never on an older read; the
-    -- condition is written twice because SET cannot name one expression for two columns.
+    -- The claim is decided on the row as locked (its latest version), never on an older read.
     UPDATE call_logs c
     SET caller_joined_at = coalesce(c.caller_joined_at, x.caller_joined_at),
         room_name = coalesce(c.room_name, nullif(x.room_name, '')),
         room_sid = coalesce(c.room_sid, x.room_sid),
-        dispatch_claimed_at = CASE WHEN x.claim_dispatch AND c.dispatch_id IS NULL AND c.ended_at IS NULL
-                                    AND (c.dispatch_claimed_at IS NULL
-                                         OR c.dispatch_claimed_at < now() - make_interval(secs => x.claim_hold_ms / 1000.0))
-                                   THEN now() ELSE c.dispatch_claimed_at END,
-        dispatch_attempts = c.dispatch_attempts + CASE WHEN x.claim_dispatch AND c.dispatch_id IS NULL AND c.ended_at IS NULL
-                                    AND (c.dispatch_claimed_at IS NULL
-                                         OR c.dispatch_claimed_at < now() - make_interval(secs => x.claim_hold_ms / 1000.0))
-                                   THEN 1 ELSE 0 END,
+        (dispatch_claimed_at, dispatch_attempts) = (
+          SELECT CASE WHEN claim.taken THEN now() ELSE c.dispatch_claimed_at END, c.dispatch_attempts + claim.taken::int
+          -- Unknown (no claim asked for, no hold given) is no claim.
+          FROM (SELECT coalesce(x.claim_dispatch AND c.dispatch_id IS NULL AND c.ended_at IS NULL
+                                AND (c.dispatch_claimed_at IS NULL
+                                     OR c.dispatch_claimed_at < now() - make_interval(secs => x.claim_hold_ms / 1000.0)),
+                                false) AS taken) claim),
         updated_at = now()
     FROM x
     WHERE c.provider_call_id = ANY (ARRAY(SELECT x.call_id FROM x WHERE x.caller_joined_at IS NOT NULL))
